@@ -1,0 +1,213 @@
+"""Provisioning activities: idempotent DB writes keyed by the generator's deterministic ids.
+
+Every activity may run twice (a worker killed after the commit, before reporting completion):
+inserts are ON CONFLICT DO NOTHING, deletes of missing rows are no-ops, status writes are
+last-writer-wins with a guard against resurrecting a destroyed CPO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlmodel import SQLModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from app.db import Database, utcnow
+from app.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
+from app.models import Charger, ChargerRoute, Connector, Cpo, Evse, Location, Tariff
+from app.ocpi_render import evse_static, location_static, tariff_static
+from app.provisioning_models import BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+
+CPO_MISSING = "CpoMissing"
+
+
+def _owned_tables() -> list[Any]:
+    """Every table keyed by cpo_id except the CPO row itself (new modules are covered automatically)."""
+    return [t for t in reversed(SQLModel.metadata.sorted_tables) if "cpo_id" in t.c and t.name != Cpo.__tablename__]
+
+
+class ProvisioningActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _require_cpo(self, session: Any, cpo_id: int) -> Cpo:
+        cpo = await session.get(Cpo, cpo_id)
+        if cpo is None:
+            raise ApplicationError(f"CPO {cpo_id} has no database row", type=CPO_MISSING, non_retryable=True)
+        return cpo
+
+    @activity.defn
+    async def record_status(self, rec: StatusRecord) -> None:
+        async with self.db.session() as session, session.begin():
+            cpo = await self._require_cpo(session, rec.cpo_id)
+            if cpo.status == CpoStatus.DESTROYED and rec.status != CpoStatus.DESTROYED:
+                return  # a late retry must not resurrect a torn-down CPO
+            values: dict[str, Any] = {"status": rec.status.value, "updated_at": utcnow()}
+            if rec.progress is not None:
+                values["progress"] = asdict(rec.progress)
+            if rec.error is not None:
+                values["error"] = asdict(rec.error)
+            if rec.provisioned_at is not None:
+                values["provisioned_at"] = rec.provisioned_at
+            if rec.destroyed_at is not None:
+                values["destroyed_at"] = rec.destroyed_at
+            if rec.set_expires_at:
+                values["expires_at"] = rec.expires_at
+            await session.execute(update(Cpo).where(Cpo.id == rec.cpo_id).values(**values))
+
+    @activity.defn
+    async def create_network(self, req: NetworkRequest) -> int:
+        """Party/network level rows: the CPO's tariffs. Returns how many tariffs the network has."""
+        tariffs = generate_tariffs(req.spec)
+        now = utcnow()
+        async with self.db.session() as session, session.begin():
+            await self._require_cpo(session, req.cpo_id)
+            if tariffs:
+                await session.execute(
+                    self.db.insert_ignore(Tariff, [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs])
+                )
+        return len(tariffs)
+
+    @activity.defn
+    async def create_location_batch(self, batch: LocationBatch) -> BatchResult:
+        plans = generate_locations(batch.spec, batch.start, batch.stop)
+        rows = _network_rows(batch.cpo_id, batch.spec, plans)
+        activity.heartbeat(batch.start)
+        async with self.db.session() as session, session.begin():
+            await self._require_cpo(session, batch.cpo_id)
+            for table in (Location, Evse, Connector, Charger):
+                for chunk in _chunks(rows[table]):
+                    await session.execute(self.db.insert_ignore(table, chunk))
+        return BatchResult(
+            locations=len(rows[Location]),
+            chargers=len(rows[Charger]),
+            evses=len(rows[Evse]),
+            connectors=len(rows[Connector]),
+        )
+
+    @activity.defn
+    async def register_routing_batch(self, batch: LocationBatch) -> int:
+        """Charger identity (+ OCPP EVSE number) → cpo / location / EVSE, for the CSMS endpoint."""
+        routes = [
+            {
+                "cpo_id": batch.cpo_id,
+                "identity": evse.charger_identity,
+                "ocpp_evse_id": evse.ocpp_evse_id,
+                "location_id": loc.id,
+                "evse_uid": evse.uid,
+            }
+            for loc in generate_locations(batch.spec, batch.start, batch.stop)
+            for evse in loc.evses
+        ]
+        async with self.db.session() as session, session.begin():
+            await self._require_cpo(session, batch.cpo_id)
+            for chunk in _chunks(routes):
+                await session.execute(self.db.insert_ignore(ChargerRoute, chunk))
+        return len(routes)
+
+    @activity.defn
+    async def teardown_network(self, cpo_id: int) -> int:
+        """Delete everything the CPO owns (network, tokens, party reservation). Returns rows deleted."""
+        deleted = 0
+        async with self.db.session() as session, session.begin():
+            for table in _owned_tables():
+                result = await session.execute(delete(table).where(table.c.cpo_id == cpo_id))
+                deleted += result.rowcount or 0
+        return deleted
+
+    @activity.defn
+    async def count_network(self, cpo_id: int) -> BatchResult:
+        """Rows actually present, for the READY check (catches a plan/DB mismatch before users do)."""
+        async with self.db.session() as session:
+            counts = {}
+            for table in (Location, Charger, Evse, Connector):
+                stmt = select(func.count()).select_from(table).where(table.cpo_id == cpo_id)  # type: ignore[attr-defined]
+                counts[table] = (await session.execute(stmt)).scalar_one()
+        return BatchResult(
+            locations=counts[Location], chargers=counts[Charger], evses=counts[Evse], connectors=counts[Connector]
+        )
+
+
+_CHUNK = 500  # rows per INSERT statement: stays under SQLite's bound-parameter limit
+
+
+def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+
+
+def _tariff_row(cpo_id: int, spec: NetworkSpec, tariff: TariffPlan, now: Any) -> dict[str, Any]:
+    return {
+        "cpo_id": cpo_id,
+        "id": tariff.id,
+        "currency": tariff.currency,
+        "data": tariff_static(tariff, spec),
+        "last_updated": now,
+    }
+
+
+def _network_rows(cpo_id: int, spec: NetworkSpec, plans: list[LocationPlan]) -> dict[type, list[dict[str, Any]]]:
+    now = utcnow()
+    rows: dict[type, list[dict[str, Any]]] = {Location: [], Evse: [], Connector: [], Charger: []}
+    for loc in plans:
+        rows[Location].append(
+            {
+                "cpo_id": cpo_id,
+                "id": loc.id,
+                "idx": loc.index,
+                "name": loc.name,
+                "city": loc.city,
+                "data": location_static(loc, spec),
+                "last_updated": now,
+            }
+        )
+        for evse in loc.evses:
+            rows[Evse].append(
+                {
+                    "cpo_id": cpo_id,
+                    "uid": evse.uid,
+                    "location_id": loc.id,
+                    "evse_id": evse.evse_id,
+                    "charger_identity": evse.charger_identity,
+                    "status": "UNKNOWN",
+                    "data": evse_static(evse),
+                    "last_updated": now,
+                }
+            )
+            for conn in evse.connectors:
+                rows[Connector].append(
+                    {
+                        "cpo_id": cpo_id,
+                        "evse_uid": evse.uid,
+                        "id": conn.id,
+                        "location_id": loc.id,
+                        "standard": conn.standard,
+                        "format": conn.format,
+                        "power_type": conn.power_type,
+                        "max_voltage": conn.max_voltage,
+                        "max_amperage": conn.max_amperage,
+                        "max_electric_power": conn.max_electric_power,
+                        "tariff_id": conn.tariff_id,
+                        "last_updated": now,
+                    }
+                )
+        for ch in loc.chargers:
+            rows[Charger].append(
+                {
+                    "cpo_id": cpo_id,
+                    "identity": ch.identity,
+                    "location_id": loc.id,
+                    "model_id": ch.model_id,
+                    "vendor": ch.vendor,
+                    "model": ch.model,
+                    "ocpp_version": ch.ocpp_version,
+                    "serial_number": ch.serial_number,
+                    "status": "OFFLINE",
+                    # High-entropy generated secret: a fast hash is enough, and the CSMS checks it per connect.
+                    "password_hash": hashlib.sha256(ch.password.encode()).hexdigest(),
+                }
+            )
+    return rows

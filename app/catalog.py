@@ -1,0 +1,438 @@
+"""Templates, charger models and locale data: JSON under `app/data`, validated once at import.
+
+Everything a template does is data (site kind, caps, charger mix, OCPP versions); the generator has
+no per-template branches. A broken data file fails the import loudly instead of a provisioning run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+_DATA = Path(__file__).parent / "data"
+
+OcppVersion = Literal["1.6", "2.0.1"]
+# fmt: off  (OCPI enums, kept compact)
+PowerType = Literal["AC_1_PHASE", "AC_2_PHASE", "AC_2_PHASE_SPLIT", "AC_3_PHASE", "DC"]
+PowerClass = Literal["AC", "DC"]
+ConnectorFormat = Literal["SOCKET", "CABLE"]
+ConnectorType = Literal[
+    "CHADEMO",
+    "CHAOJI",
+    "DOMESTIC_A",
+    "DOMESTIC_B",
+    "DOMESTIC_C",
+    "DOMESTIC_D",
+    "DOMESTIC_E",
+    "DOMESTIC_F",
+    "DOMESTIC_G",
+    "DOMESTIC_H",
+    "DOMESTIC_I",
+    "DOMESTIC_J",
+    "DOMESTIC_K",
+    "DOMESTIC_L",
+    "DOMESTIC_M",
+    "DOMESTIC_N",
+    "DOMESTIC_O",
+    "GBT_AC",
+    "GBT_DC",
+    "IEC_60309_2_single_16",
+    "IEC_60309_2_three_16",
+    "IEC_60309_2_three_32",
+    "IEC_60309_2_three_64",
+    "IEC_62196_T1",
+    "IEC_62196_T1_COMBO",
+    "IEC_62196_T2",
+    "IEC_62196_T2_COMBO",
+    "IEC_62196_T3A",
+    "IEC_62196_T3C",
+    "NEMA_5_20",
+    "NEMA_6_30",
+    "NEMA_6_50",
+    "NEMA_10_30",
+    "NEMA_10_50",
+    "NEMA_14_30",
+    "NEMA_14_50",
+    "PANTOGRAPH_BOTTOM_UP",
+    "PANTOGRAPH_TOP_DOWN",
+    "TESLA_R",
+    "TESLA_S",
+]
+Capability = Literal[
+    "CHARGING_PROFILE_CAPABLE",
+    "CHARGING_PREFERENCES_CAPABLE",
+    "CHIP_CARD_SUPPORT",
+    "CONTACTLESS_CARD_SUPPORT",
+    "CREDIT_CARD_PAYABLE",
+    "DEBIT_CARD_PAYABLE",
+    "PED_TERMINAL",
+    "REMOTE_START_STOP_CAPABLE",
+    "RESERVABLE",
+    "RFID_READER",
+    "START_SESSION_CONNECTOR_REQUIRED",
+    "TOKEN_GROUP_CAPABLE",
+    "UNLOCK_CAPABLE",
+]
+ParkingType = Literal[
+    "ALONG_MOTORWAY", "PARKING_GARAGE", "PARKING_LOT", "ON_DRIVEWAY", "ON_STREET", "UNDERGROUND_GARAGE"
+]
+Facility = Literal[
+    "HOTEL",
+    "RESTAURANT",
+    "CAFE",
+    "MALL",
+    "SUPERMARKET",
+    "SPORT",
+    "RECREATION_AREA",
+    "NATURE",
+    "MUSEUM",
+    "BIKE_SHARING",
+    "BUS_STOP",
+    "TAXI_STAND",
+    "TRAM_STOP",
+    "METRO_STATION",
+    "TRAIN_STATION",
+    "AIRPORT",
+    "PARKING_LOT",
+    "CARPOOL_PARKING",
+    "FUEL_STATION",
+    "WIFI",
+]
+# fmt: on
+TariffDimension = Literal["ENERGY", "FLAT", "PARKING_TIME", "TIME"]
+TariffType = Literal["AD_HOC_PAYMENT", "PROFILE_CHEAP", "PROFILE_FAST", "PROFILE_GREEN", "REGULAR"]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)]
+HourMinute = Annotated[str, Field(pattern=r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")]
+
+OVERRIDE_KEYS = ("locations", "chargers_per_location")
+# Connector max_voltage is line-to-neutral (OCPI), so a 3-phase connector delivers 3 x V x A.
+_PHASES = {"AC_1_PHASE": 1, "AC_2_PHASE": 2, "AC_2_PHASE_SPLIT": 2, "AC_3_PHASE": 3, "DC": 1}
+
+
+class CatalogError(ValueError):
+    """The data files are inconsistent (raised at import, so a bad deploy fails at once)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def power_class(power_type: str) -> PowerClass:
+    """Tariffs are per class: every AC_* connector shares the AC tariff."""
+    return "DC" if power_type == "DC" else "AC"
+
+
+class Caps(_Frozen):
+    min: int = Field(ge=0)
+    max: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Caps:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class TemplateCaps(_Frozen):
+    locations: Caps
+    chargers_per_location: Caps
+
+
+class Connector(_Frozen):
+    standard: ConnectorType
+    format: ConnectorFormat
+    power_type: PowerType
+    max_voltage: PositiveInt
+    max_amperage: PositiveInt
+    max_electric_power: PositiveInt
+
+    @model_validator(mode="after")
+    def _physical(self) -> Connector:
+        limit = _PHASES[self.power_type] * self.max_voltage * self.max_amperage
+        if self.max_electric_power > limit:
+            raise ValueError(f"max_electric_power {self.max_electric_power} W exceeds V x A limit {limit} W")
+        return self
+
+
+class ChargerModel(_Frozen):
+    id: Slug
+    vendor: str = Field(min_length=1, max_length=20)  # OCPP 1.6 chargePointVendor limit
+    model: str = Field(min_length=1, max_length=20)  # OCPP 1.6 chargePointModel limit
+    serial_prefix: str = Field(pattern=r"^[A-Z0-9]{2,6}$")
+    power_type: PowerType
+    max_power_w: PositiveInt
+    ocpp_versions: list[OcppVersion] = Field(min_length=1)
+    capabilities: tuple[Capability, ...]
+    evses: tuple[tuple[Connector, ...], ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargerModel:
+        for connectors in self.evses:
+            if not connectors:
+                raise ValueError(f"{self.id}: every EVSE needs at least one connector")
+            for c in connectors:
+                if c.power_type != self.power_type or c.max_electric_power > self.max_power_w:
+                    raise ValueError(f"{self.id}: connector {c.standard} does not fit the model rating")
+        return self
+
+    @property
+    def connector_count(self) -> int:
+        return sum(len(connectors) for connectors in self.evses)
+
+
+class MixEntry(_Frozen):
+    model: Slug
+    share: PositiveInt
+    ocpp_version: OcppVersion
+
+
+class Template(_Frozen):
+    slug: Slug
+    version: PositiveInt
+    description: str = Field(min_length=1)
+    site_kind: str
+    locations: PositiveInt
+    chargers_per_location: PositiveInt
+    caps: TemplateCaps
+    ocpp_versions: list[OcppVersion] = Field(min_length=1)
+    power_types: list[PowerType] = Field(min_length=1)
+    charger_mix: tuple[MixEntry, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> Template:
+        for key in OVERRIDE_KEYS:
+            cap: Caps = getattr(self.caps, key)
+            if cap.min < 1 or not cap.min <= getattr(self, key) <= cap.max:
+                raise ValueError(f"{self.slug}: default {key} outside caps {cap.min}..{cap.max}")
+        return self
+
+    @property
+    def chargers(self) -> int:
+        """Default total chargers (what the gallery shows)."""
+        return self.locations * self.chargers_per_location
+
+
+class SiteKind(_Frozen):
+    name_suffixes: tuple[str, ...] = Field(min_length=1)
+    parking_types: tuple[ParkingType, ...] = Field(min_length=1)
+    facilities: tuple[Facility, ...]
+    facilities_count: Caps
+    jitter_km: float = Field(gt=0, le=50)
+
+    @model_validator(mode="after")
+    def _enough_facilities(self) -> SiteKind:
+        if self.facilities_count.max > len(self.facilities):
+            raise ValueError("facilities_count.max exceeds the facility pool")
+        return self
+
+
+class PriceComponent(_Frozen):
+    type: TariffDimension
+    price_eur: Decimal = Field(ge=0)
+    step_size: PositiveInt
+
+
+class TariffRestrictions(_Frozen):
+    start_time: HourMinute | None = None
+    end_time: HourMinute | None = None
+    min_duration: PositiveInt | None = None
+    max_duration: PositiveInt | None = None
+
+
+class TariffElement(_Frozen):
+    price_components: tuple[PriceComponent, ...] = Field(min_length=1)
+    restrictions: TariffRestrictions | None = None
+
+
+class TariffProfile(_Frozen):
+    id: str = Field(pattern=r"^[A-Z0-9-]{1,36}$")
+    power_class: PowerClass
+    type: TariffType
+    elements: tuple[TariffElement, ...] = Field(min_length=1)
+
+
+class Currency(_Frozen):
+    per_eur: Decimal = Field(gt=0)
+    decimals: int = Field(ge=0, le=4)
+
+
+class StreetLocale(_Frozen):
+    format: str
+    streets: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _fits_ocpi(self) -> StreetLocale:
+        longest = max(self.streets, key=len)
+        sample = self.format.format(number=999, street=longest)  # raises on unknown placeholders
+        if "{number}" not in self.format or "{street}" not in self.format or len(sample) > 45:
+            raise ValueError(f"street format {self.format!r} must use number and street and fit 45 chars")
+        return self
+
+
+class _TemplatesDoc(_Frozen):
+    site_kinds: dict[str, SiteKind]
+    tariffs: tuple[TariffProfile, ...] = Field(min_length=1)
+    currencies: dict[str, Currency]
+    templates: tuple[Template, ...] = Field(min_length=1)
+
+
+class _ChargersDoc(_Frozen):
+    models: tuple[ChargerModel, ...] = Field(min_length=1)
+
+
+class _StreetsDoc(_Frozen):
+    fallback: str
+    locales: dict[str, StreetLocale]
+
+
+class Catalog(_Frozen):
+    """All data, cross-checked. Module functions below serve the instance loaded at import."""
+
+    site_kinds: dict[str, SiteKind]
+    tariffs: dict[str, TariffProfile]  # by power class
+    currencies: dict[str, Currency]
+    templates: dict[str, Template]  # insertion order = file order (product templates first)
+    models: dict[str, ChargerModel]
+    street_locales: dict[str, StreetLocale]
+    street_fallback: str
+
+
+def _unique(kind: str, ids: list[str]) -> None:
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise CatalogError(f"duplicate {kind}: {', '.join(dupes)}")
+
+
+def _check_template(t: Template, models: dict[str, ChargerModel], doc: _TemplatesDoc) -> None:
+    if t.site_kind not in doc.site_kinds:
+        raise CatalogError(f"template {t.slug}: unknown site_kind {t.site_kind!r}")
+    used_power: set[str] = set()
+    for entry in t.charger_mix:
+        model = models.get(entry.model)
+        if model is None:
+            raise CatalogError(f"template {t.slug}: charger model {entry.model!r} is not in the catalog")
+        if entry.ocpp_version not in model.ocpp_versions:
+            raise CatalogError(
+                f"template {t.slug}: model {model.id} does not support OCPP {entry.ocpp_version} "
+                f"(supports {', '.join(model.ocpp_versions)})"
+            )
+        used_power.update(c.power_type for connectors in model.evses for c in connectors)
+    # Declared lists are what the gallery shows: they must say exactly what the mix produces.
+    if sorted(t.ocpp_versions) != sorted({e.ocpp_version for e in t.charger_mix}):
+        raise CatalogError(f"template {t.slug}: ocpp_versions {t.ocpp_versions} do not match its charger mix")
+    if sorted(t.power_types) != sorted(used_power):
+        raise CatalogError(f"template {t.slug}: power_types {t.power_types} != mix {sorted(used_power)}")
+    tariffs = {p.power_class for p in doc.tariffs}
+    missing = {power_class(p) for p in used_power} - tariffs
+    if missing:
+        raise CatalogError(f"template {t.slug}: no tariff profile for {', '.join(sorted(missing))}")
+
+
+def load_catalog(templates: Any, chargers: Any, streets: Any) -> Catalog:
+    """Validate the three parsed JSON documents together; raise CatalogError on any problem."""
+    try:
+        tdoc = _TemplatesDoc.model_validate(templates)
+        cdoc = _ChargersDoc.model_validate(chargers)
+        sdoc = _StreetsDoc.model_validate(streets)
+    except ValidationError as exc:
+        raise CatalogError(f"invalid catalog data: {exc}") from exc
+    _unique("charger model ids", [m.id for m in cdoc.models])
+    _unique("template slugs", [t.slug for t in tdoc.templates])
+    _unique("tariff ids", [p.id for p in tdoc.tariffs])
+    _unique("tariff power classes", [p.power_class for p in tdoc.tariffs])
+    if sdoc.fallback not in sdoc.locales:
+        raise CatalogError(f"street fallback locale {sdoc.fallback!r} is not defined")
+    models = {m.id: m for m in cdoc.models}
+    for t in tdoc.templates:
+        _check_template(t, models, tdoc)
+    return Catalog(
+        site_kinds=tdoc.site_kinds,
+        tariffs={p.power_class: p for p in tdoc.tariffs},
+        currencies=tdoc.currencies,
+        templates={t.slug: t for t in tdoc.templates},
+        models=models,
+        street_locales=sdoc.locales,
+        street_fallback=sdoc.fallback,
+    )
+
+
+def _read(name: str) -> Any:
+    return json.loads((_DATA / name).read_text(encoding="utf-8"))
+
+
+CATALOG = load_catalog(_read("templates.json"), _read("chargers.json"), _read("streets.json"))
+
+
+def get_template(slug: str) -> Template | None:
+    return CATALOG.templates.get(slug)
+
+
+def list_templates() -> list[Template]:
+    return list(CATALOG.templates.values())
+
+
+def get_charger_model(model_id: str) -> ChargerModel | None:
+    return CATALOG.models.get(model_id)
+
+
+def get_site_kind(name: str) -> SiteKind:
+    return CATALOG.site_kinds[name]
+
+
+def tariff_profile(cls: PowerClass) -> TariffProfile:
+    return CATALOG.tariffs[cls]
+
+
+def currency(code: str) -> Currency:
+    """Conversion data for a currency; unknown currencies keep the EUR figures (documented fallback)."""
+    return CATALOG.currencies.get(code, Currency(per_eur=Decimal(1), decimals=2))
+
+
+def street_locale(languages: Iterable[str]) -> StreetLocale:
+    """First locale matching the country's languages in order (full tag, then base), else the fallback."""
+    for tag in languages:
+        for key in (tag, tag.split("-")[0]):
+            if key in CATALOG.street_locales:
+                return CATALOG.street_locales[key]
+    return CATALOG.street_locales[CATALOG.street_fallback]
+
+
+def validate_overrides(template: Template, overrides: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Every problem with `overrides` as (key, message); each message names the key and the cap."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, dict):
+        return [("overrides", "overrides must be an object with keys locations, chargers_per_location")]
+    problems: list[tuple[str, str]] = []
+    for key, value in overrides.items():
+        if key not in OVERRIDE_KEYS:
+            problems.append((str(key), f"unknown override {key!r}; allowed keys: {', '.join(OVERRIDE_KEYS)}"))
+            continue
+        cap: Caps = getattr(template.caps, key)
+        bounds = f"between {cap.min} and {cap.max} for template {template.slug}"
+        # bool is a subclass of int, but `true` is not a count.
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append((key, f"{key} must be an integer {bounds}"))
+        elif not cap.min <= value <= cap.max:
+            problems.append((key, f"{key} must be {bounds} (got {value})"))
+    return problems
+
+
+def template_gallery_item(t: Template) -> dict[str, Any]:
+    """CONTRACT "Template (gallery item)"; `chargers_per_location` is an additive field."""
+    return {
+        "slug": t.slug,
+        "version": t.version,
+        "description": t.description,
+        "locations": t.locations,
+        "chargers": t.chargers,
+        "chargers_per_location": t.chargers_per_location,
+        "caps": t.caps.model_dump(),
+        "ocpp_versions": list(t.ocpp_versions),
+        "power_types": list(t.power_types),
+    }

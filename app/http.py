@@ -1,0 +1,37 @@
+"""Small HTTP helpers shared by the control-plane routes: JSON responses from models, 422 bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+MAX_ID = 2**63 - 1
+
+
+def model_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(model.model_dump_json(), status_code=status_code, headers=headers, media_type="application/json")
+
+
+def unprocessable(issues: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"detail": issues}, status_code=422)
+
+
+def issue(loc: list[str | int], msg: str, type_: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+def from_validation_error(exc: ValidationError, prefix: str) -> JSONResponse:
+    return unprocessable(
+        [issue([prefix, *e["loc"]], e["msg"], e["type"]) for e in exc.errors(include_url=False, include_input=False)]
+    )
+
+
+def path_id(request: Request, name: str = "cpo_id") -> int | JSONResponse:
+    """Positive integer path ids; anything else is a 422 naming the parameter (never a 404 or 500)."""
+    raw = request.path_params[name]
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
+        return int(raw)
+    return unprocessable([issue(["path", name], "must be a positive integer", "int_parsing")])

@@ -1,0 +1,238 @@
+"""Pydantic models at the control-plane edge: request validation and response shapes (CONTRACT §1).
+
+The OpenAPI document is generated from these same models, so what is documented is what is served.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import pycountry
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.provisioning_models import CpoStatus
+
+TTL_MIN, TTL_MAX, TTL_DEFAULT = 60, 604800, 3600
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+_PARTY_RE = re.compile(r"^[A-Z0-9]{3}$")
+
+
+class BundleRole(StrEnum):
+    cpo = "cpo"
+    emsp = "emsp"
+
+
+class CreateCpoRequest(BaseModel):
+    """Body of `POST /ocpi/cpos`. Strict JSON types; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    template: str = Field(min_length=1, max_length=64, description="Template slug (see the templates gallery).")
+    country_code: str = Field(description="ISO 3166-1 alpha-2 country code (normalised upper-case).")
+    party_id: str = Field(description="3-char OCPI party id `[A-Z0-9]` (normalised upper-case); mangled on collision.")
+    name_prefix: str = Field(min_length=1, max_length=64, description="Label carried by every identity of this CPO.")
+    role: BundleRole = Field(default=BundleRole.cpo, description="OCPI role this party takes.")
+    ocpi_version: Literal["2.2.1", "2.1.1"] = Field(default="2.2.1", description="OCPI version of the peer.")
+    seed: int | None = Field(
+        default=None,
+        ge=SEED_MIN,
+        le=SEED_MAX,
+        description="Same seed + template + overrides ⇒ byte-identical network. Null ⇒ random.",
+    )
+    ttl_seconds: int | None = Field(
+        default=TTL_DEFAULT,
+        ge=TTL_MIN,
+        le=TTL_MAX,
+        description="Auto-destroy after N seconds (default 3600); explicit null ⇒ never.",
+    )
+    overrides: dict[str, Any] | None = Field(
+        default=None, description="Only `locations` and `chargers_per_location`, integers within the template caps."
+    )
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_case(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("country_code")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        code = v.upper()
+        if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+            raise ValueError("must be a real ISO 3166-1 alpha-2 country code")
+        return code
+
+    @field_validator("party_id")
+    @classmethod
+    def _party(cls, v: str) -> str:
+        code = v.upper()
+        if not _PARTY_RE.match(code):
+            raise ValueError("must be exactly 3 characters [A-Z0-9]")
+        return code
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        if not v.isprintable():
+            raise ValueError("must contain printable characters only")
+        return v
+
+
+class PartyScope(BaseModel):
+    country_code: str
+    party_id: str
+    role: Literal["CPO", "EMSP"]
+
+
+class RoamHelper(BaseModel):
+    credentials_payload: dict[str, Any] = Field(description="This CPO's Credentials object, as the eMSP enters it.")
+    curl_snippet: str = Field(description="Shell-safe curl command performing the registration POST.")
+
+
+class CpoAcceptedResponse(BaseModel):
+    cpo_id: str
+    party: PartyScope
+    name_prefix: str
+    template: str
+    template_version: int
+    token_a: str = Field(description="OCPI Token A. Returned here only, never again.")
+    ocpi_peer_url: str
+    roam_helper: RoamHelper | None
+    workflow_run_id: str | None
+    status: CpoStatus
+    status_url: str
+    destroy_url: str
+    expires_at: datetime | None
+
+
+class CpoErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    step: str | None
+
+
+class ProgressOut(BaseModel):
+    steps_total: int
+    steps_done: int
+    current_step: str | None
+    locations_total: int
+    locations_done: int
+    chargers_total: int
+    chargers_done: int
+    chargers_online: int
+
+
+class CpoStatusResponse(BaseModel):
+    cpo_id: str
+    status: CpoStatus
+    status_url: str
+    workflow_run_id: str | None
+    error: CpoErrorOut | None
+    progress: ProgressOut | None
+    provisioned_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
+class Topology(BaseModel):
+    locations: int
+    chargers: int
+    evses: int
+    connectors: int
+
+
+class CpoSummary(BaseModel):
+    cpo_id: str
+    party: PartyScope
+    name_prefix: str
+    template: str
+    template_version: int
+    seed: int
+    status: CpoStatus
+    ocpi_peer_url: str
+    topology: Topology
+    report_url: str
+    status_url: str
+    destroy_url: str
+    expires_at: datetime | None
+
+
+class CpoDetail(CpoSummary):
+    created_at: datetime
+    updated_at: datetime
+    registered_peers: int = Field(description="Completed OCPI handshakes (registered eMSP peers).")
+    ocpi_version: str
+    overrides: dict[str, int] | None
+
+
+class CpoList(BaseModel):
+    data: list[CpoSummary]
+    total: int
+    page: int
+    limit: int
+
+
+class CapsOut(BaseModel):
+    min: int
+    max: int
+
+
+class TemplateCapsOut(BaseModel):
+    locations: CapsOut
+    chargers_per_location: CapsOut
+
+
+class TemplateOut(BaseModel):
+    slug: str
+    version: int
+    description: str
+    locations: int
+    chargers: int
+    caps: TemplateCapsOut
+    ocpp_versions: list[str]
+    power_types: list[str]
+
+
+class TemplateList(BaseModel):
+    data: list[TemplateOut]
+    total: int
+
+
+class ReportOut(BaseModel):
+    cpo_id: str
+    markdown: str
+
+
+class DeleteResponse(BaseModel):
+    cpo_id: str
+    status: CpoStatus
+    status_url: str
+
+
+class HttpError(BaseModel):
+    detail: str
+
+
+class CodedHttpError(BaseModel):
+    detail: str
+    code: Literal["workflow_backend_unavailable", "party_namespace_exhausted"]
+
+
+class TemplateNotFound(BaseModel):
+    detail: str
+    template: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[ValidationIssue]

@@ -1,0 +1,116 @@
+"""The API's view of Temporal: lazy connection, workflow start, status query, destroy signal.
+
+The API must stay up (and answer 503 quickly) while Temporal is down, so the client connects
+lazily and every call has a short RPC timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.provisioning_models import (
+    SA_CPO_ID,
+    SA_ORG,
+    SA_STATE,
+    SA_TEMPLATE,
+    CpoState,
+    CpoStatus,
+    CpoWorkflowInput,
+    workflow_id,
+)
+from app.settings import Settings
+from workflows.cpo import CpoWorkflow
+
+
+class BackendUnavailable(Exception):
+    """Temporal could not be reached (or did not answer in time)."""
+
+
+class TemporalGateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await Client.connect(
+                            self.settings.temporal_address, namespace=self.settings.temporal_namespace, lazy=True
+                        )
+                    except Exception as exc:  # bad address syntax, TLS setup…
+                        raise BackendUnavailable(str(exc)) from exc
+        return self._client
+
+    @property
+    def _rpc_timeout(self) -> timedelta:
+        return timedelta(seconds=self.settings.temporal_rpc_timeout_s)
+
+    async def start(self, inp: CpoWorkflowInput, template: str) -> str:
+        """Start `cpo-{id}`; returns the run id. Raises BackendUnavailable on any transport failure."""
+        client = await self.client()
+        try:
+            handle = await client.start_workflow(
+                CpoWorkflow.run,
+                inp,
+                id=workflow_id(inp.cpo_id),
+                task_queue=self.settings.task_queue,
+                # cpo ids are never reused, so a second start of the same id is always a bug.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SA_ORG, inp.org),
+                        SearchAttributePair(SA_TEMPLATE, template),
+                        SearchAttributePair(SA_STATE, CpoStatus.PENDING.value),
+                        SearchAttributePair(SA_CPO_ID, inp.cpo_id),
+                    ]
+                ),
+                static_summary=f"CPO {inp.cpo_id} {inp.spec.country_code}*{inp.spec.party_id} ({template})",
+                rpc_timeout=self._rpc_timeout,
+            )
+        except RPCError as exc:
+            raise BackendUnavailable(f"{exc.status.name}: {exc.message}") from exc
+        except (TimeoutError, RuntimeError) as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        return handle.result_run_id or ""
+
+    async def forget(self, cpo_id: int) -> None:
+        """Best effort after a failed start whose outcome is unknown (the RPC may have landed)."""
+        try:
+            handle = (await self.client()).get_workflow_handle(workflow_id(cpo_id))
+            await handle.terminate(
+                "API could not confirm the start; CPO creation was rolled back", rpc_timeout=self._rpc_timeout
+            )
+        except Exception:
+            pass
+
+    def _handle(self, client: Client, cpo_id: int) -> WorkflowHandle:
+        return client.get_workflow_handle_for(CpoWorkflow.run, workflow_id(cpo_id))
+
+    async def query_state(self, cpo_id: int) -> CpoState | None:
+        """Live state from the running workflow, or None (closed, no worker, Temporal down)."""
+        try:
+            handle = self._handle(await self.client(), cpo_id)
+            return await handle.query(
+                CpoWorkflow.state, rpc_timeout=timedelta(seconds=self.settings.status_query_timeout_s)
+            )
+        except Exception:
+            return None
+
+    async def request_destroy(self, cpo_id: int) -> bool:
+        """Signal teardown (durable even if no worker is up). False when the workflow already closed."""
+        try:
+            handle = self._handle(await self.client(), cpo_id)
+            await handle.signal(CpoWorkflow.request_destroy, rpc_timeout=self._rpc_timeout)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise BackendUnavailable(f"{exc.status.name}: {exc.message}") from exc
+        return True

