@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import SQLModel
 
 from app import models  # noqa: F401  (registers every table on SQLModel.metadata)
+from app.ocpi import models as ocpi_models  # noqa: F401
 
 
 def utcnow() -> datetime:

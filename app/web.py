@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import control_plane
+from app import control_plane, openapi
 from app.db import Database
+from app.ocpi import routes as ocpi_routes
 from app.settings import Settings, get_settings
 from app.temporal_gateway import TemporalGateway
 
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await app.state.db.dispose()
 
-    routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes]
+    routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes, *openapi.routes, *ocpi_routes.routes]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -1,0 +1,5 @@
+"""Starlette routes of the per-CPO OCPI platforms (mounted by app.web)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
