@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from temporalio.client import Client
@@ -22,6 +23,7 @@ from app.auth import mint_token
 from app.provisioning_models import SEARCH_ATTRIBUTES
 from app.settings import get_settings
 
+ROOT = Path(__file__).resolve().parent.parent
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
 
 
@@ -85,6 +87,17 @@ async def wait_for_temporal(address: str, timeout: float = 60.0, alive: subproce
             await asyncio.sleep(0.25)
 
 
+def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the API did not come up; see its output above")
+
+
 def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in reversed(procs):  # API first, then worker, then Temporal
         if proc.poll() is None:
@@ -98,12 +111,13 @@ def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def main() -> None:
     settings = get_settings()
-    var = Path("var")
-    var.mkdir(exist_ok=True)
+    var = Path(os.environ.get("CPOLAB_VAR_DIR", "var")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    database_url = os.environ.get("CPOLAB_DATABASE_URL", f"sqlite+aiosqlite:///{var / 'cpolab.db'}")
     temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
     api_port = int(os.environ.get("CPOLAB_API_PORT", "8000"))
     ui_port = int(os.environ.get("CPOLAB_UI_PORT", "8233"))
-    env = {**os.environ, "CPOLAB_DATABASE_URL": settings.database_url}
+    env = {**os.environ, "CPOLAB_DATABASE_URL": database_url}
 
     procs: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -120,7 +134,7 @@ def main() -> None:
             subprocess.Popen(temporal_command(temporal_port, ui_port, var / "temporal.db"), start_new_session=True)
         )
         asyncio.run(wait_for_temporal(settings.temporal_address, alive=procs[0]))
-        procs.append(subprocess.Popen([sys.executable, "worker.py"], env=env, start_new_session=True))
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, start_new_session=True))
         procs.append(
             subprocess.Popen(
                 [
@@ -140,6 +154,7 @@ def main() -> None:
                 start_new_session=True,
             )
         )
+        _wait_for_api(f"http://127.0.0.1:{api_port}/healthz", procs[-1])
         token = mint_token(settings.jwt_secret, org="dev", sub="dev", ttl_seconds=30 * 86400)
         print(
             f"""

@@ -1,0 +1,153 @@
+"""CpoWorkflow on the real dev server: a real-time TTL expiry, and a non-retryable failure that
+compensates and ends FAILED. Rows are created the way the API does; the workflow is started directly
+so the TTL can be seconds (the API enforces ≥ 60 s) and a faulty activity can be swapped in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities import pods
+from activities.provisioning import ProvisioningActivities
+from app.db import Database, utcnow
+from app.generator import NetworkSpec
+from app.models import Cpo, CredentialToken, PartyReservation
+from app.provisioning_models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWorkflowInput, LocationBatch
+from tests.stack import Stack, wait_status
+from workflows.cpo import CpoWorkflow
+
+QUEUE = "fault-tests"
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    yield database
+    await database.dispose()
+
+
+async def insert_cpo(db: Database, party: str) -> int:
+    now = utcnow()
+    async with db.session() as session, session.begin():
+        cpo = Cpo(
+            org="acme",
+            country_code="ES",
+            party_id=party,
+            requested_party_id=party,
+            role="CPO",
+            name_prefix="fault",
+            template="small-urban-ac",
+            template_version=1,
+            seed=5,
+            ocpi_version="2.2.1",
+            status="PENDING",
+            locations=2,
+            chargers=6,
+            evses=6,
+            connectors=6,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(cpo)
+        await session.flush()
+        assert cpo.id is not None
+        session.add(PartyReservation(org="acme", country_code="ES", party_id=party, cpo_id=cpo.id))
+        session.add(CredentialToken(cpo_id=cpo.id, token_hash=f"hash-{cpo.id}", kind="A", created_at=now))
+    return cpo.id
+
+
+def workflow_input(cpo_id: int, party: str, expires_in: timedelta | None) -> CpoWorkflowInput:
+    spec = NetworkSpec(template="small-urban-ac", seed=5, country_code="ES", party_id=party, name_prefix="fault")
+    return CpoWorkflowInput(
+        cpo_id=cpo_id, org="acme", spec=spec, expires_at=None if expires_in is None else utcnow() + expires_in
+    )
+
+
+def search_attributes(cpo_id: int) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_ORG, "acme"),
+            SearchAttributePair(SA_TEMPLATE, "t"),
+            SearchAttributePair(SA_STATE, "PENDING"),
+            SearchAttributePair(SA_CPO_ID, cpo_id),
+        ]
+    )
+
+
+async def test_real_time_ttl_expiry_destroys(stack: Stack, db: Database, client: httpx.AsyncClient) -> None:
+    cpo_id = await insert_cpo(db, "TT1")
+    temporal = await Client.connect(stack.temporal_address)
+    handle = await temporal.start_workflow(
+        CpoWorkflow.run,
+        workflow_input(cpo_id, "TT1", timedelta(seconds=3)),
+        id=f"cpo-{cpo_id}",
+        task_queue="provisioning",
+        search_attributes=search_attributes(cpo_id),
+    )
+    await wait_status(client, str(cpo_id), {"READY"})
+    assert await handle.result() == "DESTROYED"
+    status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+    assert status["status"] == "DESTROYED"
+    assert stack.count("location", cpo_id) == 0 and stack.count("party_reservation", cpo_id) == 0
+    # Search attributes make the run findable in the Web UI by org, state and id.
+    found = [w.id async for w in temporal.list_workflows(f"CpoId = {cpo_id} AND CpoOrg = 'acme'")]
+    assert found == [f"cpo-{cpo_id}"]
+
+
+@activity.defn(name="register_routing_batch")
+async def broken_routing(batch: LocationBatch) -> int:
+    raise ApplicationError("routing table rejected the identity", type="RoutingRejected", non_retryable=True)
+
+
+async def test_non_retryable_failure_compensates_and_ends_failed(
+    stack: Stack, db: Database, client: httpx.AsyncClient
+) -> None:
+    cpo_id = await insert_cpo(db, "FL1")
+    temporal = await Client.connect(stack.temporal_address)
+    acts = ProvisioningActivities(db)
+    async with Worker(
+        temporal,
+        task_queue=QUEUE,
+        workflows=[CpoWorkflow],
+        activities=[
+            acts.record_status,
+            acts.create_network,
+            acts.create_location_batch,
+            broken_routing,
+            acts.teardown_network,
+            acts.count_network,
+            pods.start_charger_pods,
+            pods.stop_charger_pods,
+        ],
+    ):
+        handle = await temporal.start_workflow(
+            CpoWorkflow.run,
+            workflow_input(cpo_id, "FL1", None),
+            id=f"cpo-{cpo_id}",
+            task_queue=QUEUE,
+            search_attributes=search_attributes(cpo_id),
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+    assert status["status"] == "FAILED"
+    assert status["error"] == {
+        "code": "RoutingRejected",
+        "message": "routing table rejected the identity",
+        "retryable": False,
+        "step": "register_routing",
+    }
+    # Compensation removed what the first steps wrote, and freed the party id and tokens.
+    for table in ("tariff", "location", "evse", "connector", "charger", "party_reservation", "credential_token"):
+        assert stack.count(table, cpo_id) == 0, table
+    # DELETE on a FAILED CPO is a clean no-op.
+    resp = await client.delete(f"/ocpi/cpos/{cpo_id}")
+    assert resp.status_code == 200 and resp.json()["status"] == "FAILED"
