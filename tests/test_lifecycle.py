@@ -191,6 +191,11 @@ async def test_worker_sigkill_mid_provisioning_reaches_ready_without_duplicates(
             await asyncio.sleep(0.02)
         stack.kill_workers()
         assert stack.count("charger", int(cpo_id)) < 1500
+        # No worker can answer the query now: status still answers promptly, from the DB row.
+        started = time.monotonic()
+        resp = await c.get(f"/ocpi/cpos/{cpo_id}/status")
+        assert resp.status_code == 200 and resp.json()["status"] == "PROVISIONING"
+        assert time.monotonic() - started < 3
         stack.start_worker()
         final = await wait_status(c, cpo_id, {"READY", "FAILED"}, timeout=120)
         assert final["status"] == "READY", final
