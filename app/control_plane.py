@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -428,13 +429,20 @@ async def delete_cpo(request: Request) -> Response:
     )
 
 
+def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """One Route per path, so a 405 lists every allowed method in its Allow header."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return dispatch
+
+
 routes = [
-    Route("/ocpi/cpos", create_cpo, methods=["POST"]),
-    Route("/ocpi/cpos", list_cpos, methods=["GET"]),
+    Route("/ocpi/cpos", _by_method(GET=list_cpos, POST=create_cpo), methods=["GET", "POST"]),
     Route("/ocpi/cpos/templates", list_templates, methods=["GET"]),
     Route("/ocpi/templates/cpos", list_templates, methods=["GET"]),
-    Route("/ocpi/cpos/{cpo_id}", get_cpo, methods=["GET"]),
-    Route("/ocpi/cpos/{cpo_id}", delete_cpo, methods=["DELETE"]),
+    Route("/ocpi/cpos/{cpo_id}", _by_method(GET=get_cpo, DELETE=delete_cpo), methods=["GET", "DELETE"]),
     Route("/ocpi/cpos/{cpo_id}/status", get_status, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/report", get_report, methods=["GET"]),
 ]

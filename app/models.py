@@ -77,7 +77,11 @@ class Tariff(SQLModel, table=True):
 
 
 class Location(SQLModel, table=True):
-    __table_args__ = (Index("ix_location_cpo_updated", "cpo_id", "last_updated"),)
+    __table_args__ = (
+        Index("ix_location_cpo_updated", "cpo_id", "last_updated"),
+        # OCPI list order (generation index): pages are read in index order, no sort per request.
+        Index("ix_location_cpo_idx", "cpo_id", "idx"),
+    )
     cpo_id: int = Field(primary_key=True)
     id: str = Field(primary_key=True)
     idx: int  # generator index: stable list order

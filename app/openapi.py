@@ -1,5 +1,338 @@
-"""OpenAPI 3.1 document of the control plane, generated from app.schemas, plus a docs page."""
+"""OpenAPI 3.1 document of the control plane, generated from app.schemas, plus a docs page.
 
-from starlette.routing import BaseRoute
+Every schema comes from the pydantic models the routes serialise (`app.schemas`), rendered once per
+process with `models_json_schema`; this module only describes paths, parameters and status codes.
+"""
 
-routes: list[BaseRoute] = []
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from app import schemas as s
+
+REF = "#/components/schemas/{model}"
+SECURITY = [{"bearerAuth": []}]
+JSON = "application/json"
+
+LOG_PATH = "/ocpi/cpos/{cpo_id}/ocpi-log"
+CONTROL_PLANE_PREFIXES = ("/ocpi/cpos", "/ocpi/templates")
+
+
+def control_plane_routes() -> list[Route]:
+    """Every control-plane route the app serves (the OCPI traffic log lives with the OCPI routes)."""
+    from app import control_plane
+    from app.ocpi import routes as ocpi_routes
+
+    return [
+        r
+        for r in (*control_plane.routes, *ocpi_routes.routes)
+        if isinstance(r, Route) and r.path.startswith(CONTROL_PLANE_PREFIXES)
+    ]
+
+
+def _log_page() -> type[BaseModel] | None:
+    """`OcpiLogPage` when this build serves the OCPI traffic log; otherwise that path stays undocumented."""
+    if not any(r.path == LOG_PATH for r in control_plane_routes()):
+        return None
+    from app.ocpi.log import OcpiLogPage
+
+    return OcpiLogPage
+
+
+EXAMPLE_BODY = {
+    "template": "small-urban-ac",
+    "country_code": "FR",
+    "party_id": "ABC",
+    "name_prefix": "demo",
+    "seed": 42,
+    "ttl_seconds": 3600,
+}
+
+DESCRIPTION = """\
+Provision simulated OCPI CPOs in one call. `POST /ocpi/cpos` answers **202** with Token A at once;
+a durable Temporal workflow then builds the network while you poll `status_url` until `READY` or `FAILED`.
+
+**Authentication**: every operation needs `Authorization: Bearer <JWT>` (HS256, signed with the server
+secret; claims `sub`, `org` (your tenant), `scope` (space-separated `cpos:read`, `cpos:write`), `exp`).
+A missing, malformed, expired or badly signed token is **401**; a valid token without `org` or without
+the scope the operation needs is **403**. A CPO of another org is indistinguishable from a missing one.
+`cpolab token --org ORG` mints a development token.
+"""
+
+
+def _models(log_page: type[BaseModel] | None) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    out: list[tuple[type[BaseModel], JsonSchemaMode]] = [(s.CreateCpoRequest, "validation")]
+    responses: list[type[BaseModel]] = [
+        s.CpoAcceptedResponse,
+        s.CpoStatusResponse,
+        s.CpoDetail,
+        s.CpoList,
+        s.TemplateList,
+        s.ReportOut,
+        s.DeleteResponse,
+        s.HttpError,
+        s.CodedHttpError,
+        s.TemplateNotFound,
+        s.ValidationErrorOut,
+    ]
+    if log_page is not None:
+        responses.append(log_page)
+    out += [(m, "serialization") for m in responses]
+    return out
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(description: str, model: type[BaseModel], headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref(model)}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_WWW_AUTH = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+_401 = _json("Missing, malformed, expired or badly signed bearer token.", s.HttpError, _WWW_AUTH)
+_403 = _json("Valid token without an `org` claim or without the scope this operation needs.", s.HttpError)
+_404_CPO = _json("No such CPO in your org (another org's CPO is indistinguishable from a missing one).", s.HttpError)
+_422 = _json("Invalid parameter or body; each issue names its location (`loc`).", s.ValidationErrorOut)
+_503 = _json(
+    "The workflow backend is unreachable (`workflow_backend_unavailable`) or, on create, every candidate "
+    "party_id is taken (`party_namespace_exhausted`). Nothing was created or changed.",
+    s.CodedHttpError,
+)
+
+CPO_ID = {
+    "name": "cpo_id",
+    "in": "path",
+    "required": True,
+    "description": "CPO id: a positive integer rendered as a string (e.g. `101`). Anything else is a 422.",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+
+PAGING = [
+    {
+        "name": "page",
+        "in": "query",
+        "required": False,
+        "description": "1-based page number.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10**9, "default": 1},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Page size.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+    },
+]
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tag: str = "CPOs",
+    scope: str = "cpos:read",
+    description: str = "",
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "description": (description + "\n\n" if description else "") + f"Requires scope `{scope}`.",
+        "tags": [tag],
+        "security": SECURITY,
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = body
+    op["responses"] = {**responses, "401": _401, "403": _403}
+    op["responses"] = dict(sorted(op["responses"].items()))
+    return op
+
+
+def _paths(log_page: type[BaseModel] | None) -> dict[str, Any]:
+    def templates(op_id: str, description: str) -> dict[str, Any]:
+        gallery = _json("Every template with its defaults, caps, OCPP versions and power types.", s.TemplateList)
+        return _op(op_id, "Templates gallery", {"200": gallery}, tag="Templates", description=description)
+
+    list_params = [
+        *PAGING,
+        {
+            "name": "status",
+            "in": "query",
+            "required": False,
+            "description": "Only CPOs in this status.",
+            "schema": {"$ref": REF.format(model="CpoStatus")},
+        },
+    ]
+    paths: dict[str, Any] = {
+        "/ocpi/cpos": {
+            "post": _op(
+                "createCpo",
+                "Create a CPO",
+                {
+                    "202": _json(
+                        "Accepted: the provisioning workflow started. Token A is returned here only, never again.",
+                        s.CpoAcceptedResponse,
+                        {
+                            "Location": {
+                                "description": "The CPO's `status_url`.",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    ),
+                    "404": _json("Unknown template; `template` echoes the slug.", s.TemplateNotFound),
+                    "422": _422,
+                    "503": _503,
+                },
+                scope="cpos:write",
+                description="Answers within a second; poll `status_url` (the `Location` header) until `READY`.",
+                body={
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(s.CreateCpoRequest), "example": EXAMPLE_BODY}},
+                },
+            ),
+            "get": _op(
+                "listCpos",
+                "List your CPOs",
+                {"200": _json("One page of your org's CPOs, newest first.", s.CpoList), "422": _422},
+                parameters=list_params,
+            ),
+        },
+        "/ocpi/cpos/templates": {"get": templates("listTemplates", "Also served at `/ocpi/templates/cpos`.")},
+        "/ocpi/templates/cpos": {"get": templates("listTemplatesAlias", "Alias of `GET /ocpi/cpos/templates`.")},
+        "/ocpi/cpos/{cpo_id}": {
+            "parameters": [CPO_ID],
+            "get": _op(
+                "getCpo",
+                "Get a CPO",
+                {"200": _json("The CPO (never Token A).", s.CpoDetail), "404": _404_CPO, "422": _422},
+            ),
+            "delete": _op(
+                "deleteCpo",
+                "Destroy a CPO",
+                {
+                    "200": _json("Already gone, failed, or not yours: nothing to do.", s.DeleteResponse),
+                    "202": _json("Teardown started (or is running); poll `status_url`.", s.DeleteResponse),
+                    "422": _422,
+                    "503": _503,
+                },
+                scope="cpos:write",
+                description="Idempotent: repeat it freely.",
+            ),
+        },
+        "/ocpi/cpos/{cpo_id}/status": {
+            "parameters": [CPO_ID],
+            "get": _op(
+                "getCpoStatus",
+                "Provisioning status",
+                {
+                    "200": _json("Status, progress and error (when FAILED).", s.CpoStatusResponse),
+                    "404": _404_CPO,
+                    "422": _422,
+                },
+                description="Cheap enough to poll every second.",
+            ),
+        },
+        "/ocpi/cpos/{cpo_id}/report": {
+            "parameters": [CPO_ID],
+            "get": _op(
+                "getCpoReport",
+                "Markdown one-pager",
+                {
+                    "200": _json("Party, locations, topology and how to handshake.", s.ReportOut),
+                    "404": _404_CPO,
+                    "422": _422,
+                },
+            ),
+        },
+    }
+    if log_page is not None:
+        paths[LOG_PATH] = {
+            "parameters": [CPO_ID, *PAGING],
+            "get": _op(
+                "getCpoOcpiLog",
+                "OCPI traffic log",
+                {"200": _json("One page of this CPO's OCPI exchanges.", log_page), "404": _404_CPO, "422": _422},
+                description="Every OCPI request this CPO received and every call it made, newest first.",
+            ),
+        }
+    return paths
+
+
+def _package_version() -> str:
+    try:
+        return version("cpolab")
+    except PackageNotFoundError:  # running from a bare checkout
+        return "0.0.0"
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once per process; treat it as read-only)."""
+    log_page = _log_page()
+    _, defs = models_json_schema(_models(log_page), ref_template=REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cpolab control plane", "version": _package_version(), "description": DESCRIPTION},
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "tags": [
+            {"name": "CPOs", "description": "Create, inspect and destroy simulated CPOs."},
+            {"name": "Templates", "description": "What can be provisioned."},
+        ],
+        "security": SECURITY,
+        "paths": _paths(log_page),
+        "components": {
+            "schemas": dict(sorted(defs.get("$defs", {}).items())),
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "HS256 JWT with claims `sub`, `org`, `scope`, `exp`.",
+                }
+            },
+        },
+    }
+
+
+@cache
+def _document_bytes() -> bytes:
+    return json.dumps(openapi_document(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@cache
+def _docs_html() -> str:
+    from app.docs_page import render_docs
+
+    return render_docs(openapi_document())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(_document_bytes(), media_type=JSON)
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(_docs_html())
+
+
+routes: list[BaseRoute] = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+]

@@ -94,7 +94,7 @@ def test_some_template_allows_200_by_50():
     assert (stress.caps.locations.min, stress.caps.locations.max) == (1, 200)
     assert (stress.caps.chargers_per_location.min, stress.caps.chargers_per_location.max) == (1, 50)
     big = _template("city-mixed-large")
-    assert big.caps.locations.max == 200 and big.caps.chargers_per_location.max == 50
+    assert big.caps.locations.max == 1000 and big.caps.chargers_per_location.max == 50
 
 
 def test_charger_models_look_real():

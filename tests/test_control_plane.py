@@ -281,3 +281,7 @@ async def test_scope_and_org_are_enforced_with_403(stack: Stack) -> None:
 async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
     resp = await client.put("/ocpi/cpos")
     assert resp.status_code == 405 and resp.json()["detail"]
+    assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "POST"}
+    resp = await client.patch("/ocpi/cpos/1")
+    assert resp.status_code == 405
+    assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "DELETE"}

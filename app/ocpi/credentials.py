@@ -1,0 +1,299 @@
+"""Credentials module: registration (A → B → C), GET, PUT (rotate to C′), DELETE (unregister).
+
+Token lifecycle per (CPO, peer): Token A (kind "A", no peer) → POST → peer row with Token B in the
+clear (we must send it) and our Token C hashed (kind "C", peer_id). PUT re-fetches the peer's
+endpoints and swaps C for C′; DELETE revokes every token of the peer. Token A is single use: once
+consumed or after DELETE there is no way back in without a new Token A (a new CPO), so replays get 401.
+
+Status choices (consistent across the module): bad JSON → HTTP 400/2001; a well-formed body that fails
+validation, callback failures (3001) and no common version (3002) reached the OCPI layer → HTTP 200
+with the code in the envelope; POST when registered / PUT or DELETE when not → HTTP 405.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy import select, update
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from app.db import Database, utcnow
+from app.models import CredentialToken
+from app.ocpi import client
+from app.ocpi.models import OcpiPeer
+from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route
+from app.tokens import hash_token, new_token
+from app.urls import ocpi_versions_url
+
+# Credentials tokens: printable ASCII U+0021–U+007E, at most 64 characters.
+TokenStr = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^https?://")]
+CountryCode = Annotated[str, StringConstraints(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
+PartyId = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z0-9]{3}$")]
+Role = Literal["CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown fields from newer peers are ignored, not refused
+
+
+class BusinessDetails(_Lenient):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    website: str | None = None
+    logo: dict[str, Any] | None = None
+
+
+class CredentialsRole(_Lenient):
+    role: Role
+    business_details: BusinessDetails
+    party_id: PartyId
+    country_code: CountryCode
+
+
+class Credentials221(_Lenient):
+    token: TokenStr
+    url: Url
+    roles: list[CredentialsRole] = Field(min_length=1)
+
+
+class Credentials211(_Lenient):
+    token: TokenStr
+    url: Url
+    business_details: BusinessDetails
+    party_id: PartyId
+    country_code: CountryCode
+
+
+class PeerCredentials(BaseModel):
+    """Version-neutral view of what the peer sent."""
+
+    token: str
+    url: str
+    roles: list[dict[str, Any]]
+
+
+def _parse_credentials(body: Any, version: str) -> PeerCredentials:
+    try:
+        if version == "2.1.1":
+            flat = Credentials211.model_validate(body)
+            role = {
+                "role": "EMSP",
+                "business_details": flat.business_details.model_dump(exclude_none=True),
+                "party_id": flat.party_id,
+                "country_code": flat.country_code,
+            }
+            return PeerCredentials(token=flat.token, url=flat.url, roles=[role])
+        creds = Credentials221.model_validate(body)
+    except ValidationError as exc:
+        raise OcpiError(2001, "invalid Credentials object: " + _errors(exc)) from None
+    roles = [r.model_dump(exclude_none=True) for r in creds.roles]
+    return PeerCredentials(token=creds.token, url=creds.url, roles=roles)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
+    )
+
+
+def own_credentials(request: Request, ctx: OcpiContext, token: str) -> dict[str, Any]:
+    """This CPO's Credentials object with `token` = the token the peer must use to call us."""
+    cpo = ctx.cpo
+    url = ocpi_versions_url(request, ctx.cpo_id)
+    business = {"name": cpo.name_prefix}
+    if ctx.version == "2.1.1":
+        return {
+            "token": token,
+            "url": url,
+            "business_details": business,
+            "party_id": cpo.party_id,
+            "country_code": cpo.country_code,
+        }
+    role = {"role": cpo.role, "business_details": business, "party_id": cpo.party_id, "country_code": cpo.country_code}
+    return {"token": token, "url": url, "roles": [role]}
+
+
+# ---- callbacks to the peer -------------------------------------------------------------------------
+
+
+class PeerApi(BaseModel):
+    version_url: str
+    endpoints: list[dict[str, Any]]
+
+
+async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
+    """GET the peer's versions and the details of our version, with the Token B from the body."""
+    assert ctx.db is not None
+    common = dict(db=ctx.db, cpo_id=ctx.cpo_id, token=creds.token, version=ctx.version)
+    versions = await client.call(method="GET", url=creds.url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
+    if not versions.ok or not isinstance(versions.data, list):
+        raise OcpiError(3001, f"GET {creds.url} failed: {versions.error or 'data is not a list of versions'}")
+    offered = {v.get("version"): v.get("url") for v in versions.data if isinstance(v, dict)}
+    version_url = offered.get(ctx.version)
+    if not isinstance(version_url, str) or not version_url:
+        listed = ", ".join(sorted(str(v) for v in offered)) or "none"
+        raise OcpiError(3002, f"no common OCPI version: this CPO speaks {ctx.version}, you offer {listed}")
+    details = await client.call(method="GET", url=version_url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
+    data = details.data
+    if not details.ok or not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
+        raise OcpiError(3001, f"GET {version_url} failed: {details.error or 'data has no endpoints list'}")
+    endpoints = [
+        e
+        for e in data["endpoints"]
+        if isinstance(e, dict) and isinstance(e.get("identifier"), str) and isinstance(e.get("url"), str)
+    ]
+    return PeerApi(version_url=version_url, endpoints=endpoints)
+
+
+def _peer_party(roles: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    chosen = next((r for r in roles if r.get("role") == "EMSP"), roles[0] if roles else None)
+    if chosen is None:
+        return None, None
+    return str(chosen["country_code"]).upper(), str(chosen["party_id"]).upper()
+
+
+# ---- handlers ----------------------------------------------------------------------------------------
+
+
+async def get_credentials(request: Request, ctx: OcpiContext) -> Response:
+    # Tokens are stored hashed; the presented token is by definition the current one for this caller.
+    return ocpi_response(own_credentials(request, ctx, ctx.token))
+
+
+async def post_credentials(request: Request, ctx: OcpiContext) -> Response:
+    if ctx.token_kind != "A":
+        raise OcpiError(2000, "already registered: use PUT to update or DELETE to unregister", http_status=405)
+    creds = _parse_credentials(await json_body(request), ctx.version)
+    api = await fetch_peer_api(ctx, creds)
+    token_c = new_token()
+    now = utcnow()
+    cc, pid = _peer_party(creds.roles)
+    assert ctx.db is not None
+    async with ctx.db.session() as session, session.begin():
+        # Consume Token A atomically: of two concurrent POSTs with the same A, only one registers.
+        consumed = await session.execute(
+            update(CredentialToken)
+            .where(
+                CredentialToken.cpo_id == ctx.cpo_id,
+                CredentialToken.token_hash == hash_token(ctx.token),
+                CredentialToken.revoked_at.is_(None),  # type: ignore[union-attr]
+            )
+            .values(revoked_at=now)
+        )
+        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+            raise OcpiError(2000, "Token A has already been used", http_status=401)
+        peer = OcpiPeer(
+            cpo_id=ctx.cpo_id,
+            version=ctx.version,
+            token_b=creds.token,
+            versions_url=creds.url,
+            version_url=api.version_url,
+            endpoints=api.endpoints,
+            roles=creds.roles,
+            country_code=cc,
+            party_id=pid,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(peer)
+        await session.flush()
+        session.add(_token_row(ctx.cpo_id, token_c, peer.id, now))
+    return ocpi_response(own_credentials(request, ctx, token_c))
+
+
+async def put_credentials(request: Request, ctx: OcpiContext) -> Response:
+    peer = _registered_peer(ctx)
+    creds = _parse_credentials(await json_body(request), ctx.version)
+    api = await fetch_peer_api(ctx, creds)  # re-fetched even when nothing changed (spec)
+    token_c = new_token()
+    now = utcnow()
+    cc, pid = _peer_party(creds.roles)
+    assert ctx.db is not None
+    async with ctx.db.session() as session, session.begin():
+        revoked = await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
+        if revoked == 0:  # a concurrent DELETE or PUT won
+            raise OcpiError(2000, "token is no longer valid", http_status=401)
+        await session.execute(
+            update(OcpiPeer)
+            .where(OcpiPeer.id == peer.id)  # type: ignore[arg-type]
+            .values(
+                token_b=creds.token,
+                versions_url=creds.url,
+                version_url=api.version_url,
+                endpoints=api.endpoints,
+                roles=creds.roles,
+                country_code=cc,
+                party_id=pid,
+                updated_at=now,
+            )
+        )
+        session.add(_token_row(ctx.cpo_id, token_c, peer.id, now))
+    return ocpi_response(own_credentials(request, ctx, token_c))
+
+
+async def delete_credentials(request: Request, ctx: OcpiContext) -> Response:
+    peer = _registered_peer(ctx)
+    now = utcnow()
+    assert ctx.db is not None
+    async with ctx.db.session() as session, session.begin():
+        await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
+        await session.execute(
+            update(OcpiPeer)
+            .where(OcpiPeer.id == peer.id)  # type: ignore[arg-type]
+            .values(registered=False, unregistered_at=now, updated_at=now)
+        )
+    return ocpi_response()
+
+
+def _registered_peer(ctx: OcpiContext) -> OcpiPeer:
+    if ctx.token_kind != "C" or ctx.peer is None or not ctx.peer.registered:
+        raise OcpiError(2000, "not registered: register with POST and Token A first", http_status=405)
+    return ctx.peer
+
+
+def _token_row(cpo_id: int, token: str, peer_id: int | None, now: datetime) -> CredentialToken:
+    return CredentialToken(cpo_id=cpo_id, token_hash=hash_token(token), kind="C", peer_id=peer_id, created_at=now)
+
+
+async def _revoke_peer_tokens(session: Any, cpo_id: int, peer_id: int | None, now: datetime) -> int:
+    result = await session.execute(
+        update(CredentialToken)
+        .where(
+            CredentialToken.cpo_id == cpo_id,
+            CredentialToken.peer_id == peer_id,
+            CredentialToken.revoked_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)
+
+
+async def registered_peers(db: Database, cpo_id: int) -> list[OcpiPeer]:
+    """Peers a CPO pushes to (used by app.ocpi.push)."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(OcpiPeer).where(OcpiPeer.cpo_id == cpo_id, OcpiPeer.registered.is_(True))  # type: ignore[attr-defined]
+        )
+        return list(rows.scalars().all())
+
+
+_HANDLERS = {"GET": get_credentials, "POST": post_credentials, "PUT": put_credentials, "DELETE": delete_credentials}
+
+
+async def credentials(request: Request, ctx: OcpiContext) -> Response:
+    return await _HANDLERS.get(request.method, get_credentials)(request, ctx)  # HEAD answers like GET
+
+
+routes: list[BaseRoute] = [
+    ocpi_route(
+        "/ocpi/peer/{cpo_id:int}/{version}/credentials",
+        credentials,
+        methods=list(_HANDLERS),
+        module="credentials",
+        token_a=True,
+    )
+]

@@ -1,0 +1,148 @@
+"""Benchmark: `GET locations?limit=100` on a 1,000-location CPO, 20 concurrent clients, ~10 s.
+
+Starts a real stack (Temporal dev server, worker, one uvicorn API process) in a temp dir, provisions
+the CPO, registers with the independent eMSP test peer (real A→B→C handshake), walks every page once
+(cold: renders and caches), then hammers the 10 pages round-robin with 20 concurrent keep-alive
+httpx clients spread over client processes.
+
+    .venv/bin/python -m bench.bench_locations [--seconds 10] [--clients 20] [--procs 2]
+        [--locations 1000] [--chargers-per-location 6]
+
+Prints pages/s, latency p50/p99 and the response size. The clients share the box with the server,
+so the figure is a floor for the server alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.emsp_peer import EmspPeer
+from tests.ocpi_locations_support import create_big_cpo, handshake, walk
+from tests.stack import Stack
+
+
+async def _hammer(base: str, headers: dict[str, str], pages: int, clients: int, seconds: float, seed: int) -> list:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as http:
+            k = seed + i
+            while time.perf_counter() < deadline:
+                offset = (k % pages) * 100
+                k += 1
+                started = time.perf_counter()
+                # Stream and drop the body: the client's own buffering is not what is measured.
+                async with http.stream("GET", f"{base}/locations?offset={offset}&limit=100") as resp:
+                    async for _ in resp.aiter_raw():
+                        pass
+                latencies.append(time.perf_counter() - started)
+                if resp.status_code != 200:
+                    errors += 1
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return [latencies, errors]
+
+
+def _client_proc(base: str, headers: dict[str, str], pages: int, clients: int, seconds: float, seed: int, q) -> None:
+    q.put(asyncio.run(_hammer(base, headers, pages, clients, seconds, seed)))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), to separate server cost from client cost."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--procs", type=int, default=2, help="client processes the clients are spread over")
+    ap.add_argument("--locations", type=int, default=1000)
+    ap.add_argument("--chargers-per-location", type=int, default=6)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-locations-") as tmp:
+        stack = Stack(Path(tmp))
+        emsp = EmspPeer(party_id="BEM")
+        try:
+            await stack.start()
+            await emsp.start()
+            async with stack.client(org="bench") as cp, httpx.AsyncClient(timeout=30) as http:
+                started = time.perf_counter()
+                created = await create_big_cpo(
+                    cp,
+                    locations=args.locations,
+                    party_id="BEN",
+                    chargers_per_location=args.chargers_per_location,
+                )
+                print(f"provisioned {args.locations} locations in {time.perf_counter() - started:.1f} s")
+                started = time.perf_counter()
+                base, headers = await handshake(stack, http, created, emsp)
+                took = (time.perf_counter() - started) * 1000
+                print(f"credentials handshake (A→B→C, both callbacks): {took:.0f} ms")
+            async with httpx.AsyncClient(timeout=60) as http:
+                started = time.perf_counter()
+                cold = await walk(http, f"{base}/locations?limit=100", headers)
+                cold_s = time.perf_counter() - started
+                size = statistics.mean(len(p.content) for p in cold)
+                evses = sum(len(loc["evses"]) for p in cold for loc in p.json()["data"])
+                print(
+                    f"cold walk: {len(cold)} pages in {cold_s * 1000:.0f} ms; {evses} EVSEs; "
+                    f"{size / 1024:.0f} KiB per page"
+                )
+
+            ctx = multiprocessing.get_context("spawn")
+            q = ctx.Queue()
+            per_proc = [
+                args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)
+            ]
+            procs = [
+                ctx.Process(target=_client_proc, args=(base, headers, len(cold), n, args.seconds, i * 7, q))
+                for i, n in enumerate(per_proc)
+                if n
+            ]
+            api_cpu = _cpu_seconds(stack.api.pid) if stack.api else 0.0
+            for p in procs:
+                p.start()
+            results = [q.get() for _ in procs]
+            for p in procs:
+                p.join()
+            api_cpu = (_cpu_seconds(stack.api.pid) if stack.api else 0.0) - api_cpu
+            latencies = sorted(x for r in results for x in r[0])
+            errors = sum(r[1] for r in results)
+            rate = len(latencies) / args.seconds
+            p50 = latencies[len(latencies) // 2] * 1000
+            p99 = latencies[int(len(latencies) * 0.99)] * 1000
+            print(
+                f"GET locations?limit=100, {args.clients} clients / {len(procs)} procs, {args.seconds:.0f} s: "
+                f"{rate:.0f} pages/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors "
+                f"({len(latencies)} requests)"
+            )
+            print(
+                f"API process CPU: {api_cpu:.1f} s over the run = {api_cpu / len(latencies) * 1000:.2f} ms per page "
+                f"(≈ {len(latencies) / api_cpu:.0f} pages/s per core for the server alone)"
+            )
+        finally:
+            await emsp.stop()
+            stack.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
