@@ -19,7 +19,7 @@ from app import catalog
 from app.auth import READ, WRITE, Principal, authenticate
 from app.db import Database, as_utc, utcnow
 from app.generator import NetworkSpec, network_shape
-from app.http import from_validation_error, issue, model_response, path_id, unprocessable
+from app.http import from_validation_error, issue, model_response, page_query, path_id, unprocessable
 from app.models import Charger, Cpo, CredentialToken, Location, PartyReservation
 from app.party import reserve
 from app.provisioning_models import TERMINAL, CpoStatus, CpoWorkflowInput
@@ -64,7 +64,7 @@ def _unavailable(detail: str, code: str) -> JSONResponse:
     return JSONResponse({"detail": detail, "code": code}, status_code=503)
 
 
-async def _owned_cpo(request: Request, principal: Principal, cpo_id: int) -> Cpo:
+async def owned_cpo(request: Request, principal: Principal, cpo_id: int) -> Cpo:
     """The org's CPO or 404: another org's CPO is indistinguishable from a missing one."""
     async with _db(request).session() as session:
         cpo = await session.get(Cpo, cpo_id)
@@ -269,22 +269,12 @@ async def _undo_insert(request: Request, cpo_id: int) -> None:
 
 async def list_cpos(request: Request) -> Response:
     principal = authenticate(request, READ)
-    problems = []
-    values: dict[str, int] = {}
-    for name, default, lo, hi in (("page", 1, 1, 10**9), ("limit", 50, 1, 100)):
-        raw = request.query_params.get(name)
-        if raw is None:
-            values[name] = default
-        elif raw.isascii() and raw.isdigit() and lo <= int(raw) <= hi:
-            values[name] = int(raw)
-        else:
-            problems.append(issue(["query", name], f"must be an integer between {lo} and {hi}", "int_range"))
+    page, limit, problems = page_query(request)
     status_filter = request.query_params.get("status")
     if status_filter is not None and status_filter not in CpoStatus.__members__:
         problems.append(issue(["query", "status"], f"must be one of {', '.join(CpoStatus)}", "enum"))
     if problems:
         return unprocessable(problems)
-    page, limit = values["page"], values["limit"]
     conditions = [Cpo.org == principal.org]
     if status_filter:
         conditions.append(Cpo.status == status_filter)
@@ -308,7 +298,7 @@ async def get_cpo(request: Request) -> Response:
     cpo_id = path_id(request)
     if isinstance(cpo_id, Response):
         return cpo_id
-    cpo = await _owned_cpo(request, principal, cpo_id)
+    cpo = await owned_cpo(request, principal, cpo_id)
     async with _db(request).session() as session:
         peers = (
             await session.execute(
@@ -333,7 +323,7 @@ async def get_status(request: Request) -> Response:
     cpo_id = path_id(request)
     if isinstance(cpo_id, Response):
         return cpo_id
-    cpo = await _owned_cpo(request, principal, cpo_id)
+    cpo = await owned_cpo(request, principal, cpo_id)
     fields: dict[str, Any] = {
         "status": cpo.status,
         "progress": cpo.progress,
@@ -371,7 +361,7 @@ async def get_report(request: Request) -> Response:
     cpo_id = path_id(request)
     if isinstance(cpo_id, Response):
         return cpo_id
-    cpo = await _owned_cpo(request, principal, cpo_id)
+    cpo = await owned_cpo(request, principal, cpo_id)
     async with _db(request).session() as session:
         per_location = dict(
             (

@@ -35,3 +35,18 @@ def path_id(request: Request, name: str = "cpo_id") -> int | JSONResponse:
     if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
         return int(raw)
     return unprocessable([issue(["path", name], "must be a positive integer", "int_parsing")])
+
+
+def page_query(request: Request) -> tuple[int, int, list[dict[str, Any]]]:
+    """`?page=1&limit=50` of the control-plane lists (limit 1–100); problems become 422 issues."""
+    values: dict[str, int] = {}
+    problems = []
+    for name, default, lo, hi in (("page", 1, 1, 10**9), ("limit", 50, 1, 100)):
+        raw = request.query_params.get(name)
+        if raw is None:
+            values[name] = default
+        elif raw.isascii() and raw.isdigit() and lo <= int(raw) <= hi:
+            values[name] = int(raw)
+        else:
+            problems.append(issue(["query", name], f"must be an integer between {lo} and {hi}", "int_range"))
+    return values.get("page", 1), values.get("limit", 50), problems

@@ -15,14 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.auth import READ, authenticate
+from app.control_plane import owned_cpo
 from app.db import Database, as_utc
-from app.http import issue, model_response, path_id, unprocessable
-from app.models import Cpo
+from app.http import model_response, page_query, path_id, unprocessable
 from app.ocpi.models import OcpiLogRow
 
 log = logging.getLogger("cpolab.ocpi.log")
@@ -133,35 +132,17 @@ async def flush(db: Database) -> None:
 # ---- control plane: GET /ocpi/cpos/{cpo_id}/ocpi-log ---------------------------------------------------
 
 
-def _page_params(request: Request) -> tuple[int, int] | Response:
-    values: dict[str, int] = {}
-    problems = []
-    for name, default, lo, hi in (("page", 1, 1, 10**9), ("limit", 50, 1, 100)):
-        raw = request.query_params.get(name)
-        if raw is None:
-            values[name] = default
-        elif raw.isascii() and raw.isdigit() and lo <= int(raw) <= hi:
-            values[name] = int(raw)
-        else:
-            problems.append(issue(["query", name], f"must be an integer between {lo} and {hi}", "int_range"))
-    return unprocessable(problems) if problems else (values["page"], values["limit"])
-
-
 async def get_ocpi_log(request: Request) -> Response:
     """The CPO's OCPI traffic, newest first by start time (same org scoping as every control-plane route)."""
     principal = authenticate(request, READ)
     cpo_id = path_id(request)
     if isinstance(cpo_id, Response):
         return cpo_id
-    paging = _page_params(request)
-    if isinstance(paging, Response):
-        return paging
-    page, limit = paging
+    page, limit, problems = page_query(request)
+    if problems:
+        return unprocessable(problems)
+    await owned_cpo(request, principal, cpo_id)
     db: Database = request.app.state.db
-    async with db.session() as session:
-        cpo = await session.get(Cpo, cpo_id)
-    if cpo is None or cpo.org != principal.org:
-        raise HTTPException(404, f"CPO {cpo_id} not found")
     await flush(db)  # what this process buffered so far is part of the answer
     where = OcpiLogRow.cpo_id == cpo_id
     async with db.session() as session:
