@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.emsp_peer import EmspPeer
 from tests.stack import Stack
 
 
@@ -22,4 +23,21 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with stack.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def peer() -> AsyncIterator[EmspPeer]:
+    """An independent eMSP (its own versions, details and receiver endpoints) on loopback."""
+    p = await EmspPeer().start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client with no credentials, for OCPI calls with explicit Token headers."""
+    async with httpx.AsyncClient(timeout=30) as c:
         yield c

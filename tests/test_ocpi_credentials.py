@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,21 +11,6 @@ import pytest
 
 from tests.emsp_peer import ROUTING, EmspPeer, OcpiClient, b64, credentials_url, err, new_cpo, ok, register
 from tests.stack import Stack, wait_status
-
-
-@pytest.fixture(scope="module")
-async def peer() -> AsyncIterator[EmspPeer]:
-    p = await EmspPeer().start()
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
 
 
 def details_url(cpo: dict[str, Any], version: str = "2.2.1") -> str:

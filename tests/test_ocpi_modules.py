@@ -20,21 +20,6 @@ from tests.emsp_peer import ROUTING, EmspPeer, OcpiClient, b64, credentials_url,
 from tests.stack import Stack, wait_status
 
 
-@pytest.fixture(scope="module")
-async def peer() -> AsyncIterator[EmspPeer]:
-    p = await EmspPeer().start()
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
 class Registered:
     """A READY CPO with the eMSP peer registered on it."""
 
