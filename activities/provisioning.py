@@ -68,7 +68,7 @@ class ProvisioningActivities:
             await self._require_cpo(session, req.cpo_id)
             if tariffs:
                 await session.execute(
-                    self.db.insert_ignore(Tariff, [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs])
+                    self.db.insert_ignore(Tariff), [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs]
                 )
         return len(tariffs)
 
@@ -80,8 +80,8 @@ class ProvisioningActivities:
         async with self.db.session() as session, session.begin():
             await self._require_cpo(session, batch.cpo_id)
             for table in (Location, Evse, Connector, Charger):
-                for chunk in _chunks(rows[table]):
-                    await session.execute(self.db.insert_ignore(table, chunk))
+                if rows[table]:
+                    await session.execute(self.db.insert_ignore(table), rows[table])
         return BatchResult(
             locations=len(rows[Location]),
             chargers=len(rows[Charger]),
@@ -105,8 +105,7 @@ class ProvisioningActivities:
         ]
         async with self.db.session() as session, session.begin():
             await self._require_cpo(session, batch.cpo_id)
-            for chunk in _chunks(routes):
-                await session.execute(self.db.insert_ignore(ChargerRoute, chunk))
+            await session.execute(self.db.insert_ignore(ChargerRoute), routes)
         return len(routes)
 
     @activity.defn
@@ -130,13 +129,6 @@ class ProvisioningActivities:
         return BatchResult(
             locations=counts[Location], chargers=counts[Charger], evses=counts[Evse], connectors=counts[Connector]
         )
-
-
-_CHUNK = 500  # rows per INSERT statement: stays under SQLite's bound-parameter limit
-
-
-def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    return [rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
 
 
 def _tariff_row(cpo_id: int, spec: NetworkSpec, tariff: TariffPlan, now: Any) -> dict[str, Any]:

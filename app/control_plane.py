@@ -46,6 +46,7 @@ from app.urls import cpo_url, ocpi_root, ocpi_versions_url, report_url, status_u
 
 RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
 REPORT_MAX_LOCATIONS = 100  # the one-pager lists this many sites, then summarises the rest
+LIVE_PROGRESS = frozenset({CpoStatus.PENDING, CpoStatus.PROVISIONING, CpoStatus.DESTROYING})
 
 
 class _PartyExhausted(Exception):
@@ -332,7 +333,9 @@ async def get_status(request: Request) -> Response:
         "updated_at": as_utc(cpo.updated_at),
         "expires_at": as_utc(cpo.expires_at),
     }
-    if cpo.status not in TERMINAL:
+    # READY and the terminal states are written to the row before the workflow reports them, so the
+    # row is authoritative there; while provisioning or tearing down, the query has the live progress.
+    if cpo.status in LIVE_PROGRESS:
         state = await _gateway(request).query_state(cpo_id)
         if state is not None:
             fields.update(

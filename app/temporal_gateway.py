@@ -7,6 +7,7 @@ lazily and every call has a short RPC timeout.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
@@ -26,6 +27,8 @@ from app.provisioning_models import (
 from app.settings import Settings
 from workflows.cpo import CpoWorkflow
 
+STATE_TTL_S = 0.25  # how long one workflow query answers every poller of that CPO
+
 
 class BackendUnavailable(Exception):
     """Temporal could not be reached (or did not answer in time)."""
@@ -36,6 +39,8 @@ class TemporalGateway:
         self.settings = settings
         self._client: Client | None = None
         self._lock = asyncio.Lock()
+        self._queries: dict[int, asyncio.Future[CpoState | None]] = {}
+        self._states: dict[int, tuple[float, CpoState | None]] = {}
 
     async def client(self) -> Client:
         if self._client is None:
@@ -95,7 +100,31 @@ class TemporalGateway:
         return client.get_workflow_handle_for(CpoWorkflow.run, workflow_id(cpo_id))
 
     async def query_state(self, cpo_id: int) -> CpoState | None:
-        """Live state from the running workflow, or None (closed, no worker, Temporal down)."""
+        """Live state from the running workflow, or None (closed, no worker, Temporal down).
+
+        Hundreds of clients poll the same CPO: concurrent polls share one in-flight query and its
+        answer is reused for STATE_TTL_S, so the worker answers a few queries per CPO per second.
+        """
+        now = time.monotonic()
+        cached = self._states.get(cpo_id)
+        if cached is not None and now - cached[0] < STATE_TTL_S:
+            return cached[1]
+        task = self._queries.get(cpo_id)
+        if task is None:
+            task = asyncio.ensure_future(self._query_state(cpo_id))
+            self._queries[cpo_id] = task
+            task.add_done_callback(lambda done: self._remember(cpo_id, done))
+        return await asyncio.shield(task)
+
+    def _remember(self, cpo_id: int, done: asyncio.Future[CpoState | None]) -> None:
+        self._queries.pop(cpo_id, None)
+        now = time.monotonic()
+        if len(self._states) > 10_000:  # forget CPOs nobody polled lately
+            self._states = {k: v for k, v in self._states.items() if now - v[0] < STATE_TTL_S}
+        if not done.cancelled():
+            self._states[cpo_id] = (now, done.result())
+
+    async def _query_state(self, cpo_id: int) -> CpoState | None:
         try:
             handle = self._handle(await self.client(), cpo_id)
             return await handle.query(

@@ -146,7 +146,7 @@ async def _store(ctx: OcpiContext, key: _Key, data: dict[str, Any]) -> bool:
         "last_updated": _parse_dt(data["last_updated"]),
     }
     async with ctx.db.session() as session, session.begin():
-        existed = (await session.execute(ctx.db.insert_ignore(OcpiToken, [row]))).rowcount == 0
+        existed = (await session.execute(ctx.db.insert_ignore(OcpiToken), row)).rowcount == 0
         if existed:
             await session.execute(
                 update(OcpiToken)

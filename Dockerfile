@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# cpolab runtime image: one image, two roles (see docker-compose.yml):
+#   api     uvicorn api:app --host 0.0.0.0 --port 8000   (the default CMD)
+#   worker  python worker.py
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Runtime dependencies only (no `[dev]` extra). asyncpg is the Postgres driver behind
+# CPOLAB_DATABASE_URL=postgresql+asyncpg://… and is not (yet) a project dependency; once pyproject
+# grows a `postgres` extra, install `.[postgres]` and drop this build argument
+# (One requirement; `~=` keeps it free of shell metacharacters. Empty = do not install it.)
+ARG POSTGRES_DRIVER="asyncpg~=0.30"
+
+COPY pyproject.toml README.md ./
+COPY api.py worker.py ./
+COPY app ./app
+COPY workflows ./workflows
+COPY activities ./activities
+RUN pip install . ${POSTGRES_DRIVER:+"$POSTGRES_DRIVER"} \
+    && rm -rf build ./*.egg-info
+
+# Unprivileged runtime user; the source stays root-owned and read-only to it.
+RUN groupadd --system --gid 10001 cpolab \
+    && useradd --system --uid 10001 --gid cpolab --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin cpolab
+USER 10001:10001
+
+EXPOSE 8000
+CMD ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,82 @@
+"""Run the benchmarks one after another (`make bench`): create latency, POST → READY, status polling,
+the OCPI credentials handshake and OCPI locations pages/s. Each starts and stops its own stack, so they
+never share CPU with one another.
+
+    .venv/bin/python bench/run_all.py                # full run, in-memory Temporal (~3 min)
+    .venv/bin/python bench/run_all.py --quick        # smaller loops (~1 min)
+    .venv/bin/python bench/run_all.py --persistent   # Temporal on a SQLite WAL file, like `make run`
+
+Figures are printed, never asserted: a missed target is reported as MISSED, and only a crash makes the
+exit status non-zero. See bench/README.md for what each one measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BENCHES = {
+    "create": ("bench.bench_create", [], ["--rates", "5", "10", "--duration", "6", "--per-client", "8"]),
+    "ready": ("bench.bench_ready", [], ["--runs", "5", "--sizes", "6", "60", "600", "1000"]),
+    "status": ("bench.bench_status", [], ["--duration", "8"]),
+    "handshake": ("bench.bench_handshake", [], []),
+    "locations": ("bench.bench_locations", [], []),
+}
+
+
+def run(cmd: list[str], timeout: float = 1800) -> int:
+    """Run one benchmark in its own process group, so a Ctrl-C reaches it exactly once, forwarded from
+    here: it then stops its own stack in a `finally` (the stack's processes live in their own sessions,
+    so a SIGKILL of the benchmark would leave them running)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the cleanup
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="shorter loops, no 10,000-charger CPO")
+    p.add_argument("--persistent", action="store_true", help="Temporal on a SQLite WAL file, as `make run` does")
+    p.add_argument("only", nargs="*", metavar="NAME", help=f"run only these of {', '.join(BENCHES)} (default: all)")
+    args = p.parse_args()
+    unknown = set(args.only) - set(BENCHES)
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHES)}")
+    failed = []
+    for name in args.only or BENCHES:
+        module, full, quick = BENCHES[name]
+        cmd = [sys.executable, "-m", module, *(quick if args.quick else full)]
+        if args.persistent:
+            cmd.append("--persistent")
+        print(f"\n===== {name}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.monotonic()
+        code = run(cmd)
+        print(f"===== {name}: exit {code} after {time.monotonic() - t0:.0f} s", flush=True)
+        if code != 0:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
