@@ -157,6 +157,16 @@ async def history_breakdown(temporal: Client, cpo_id: str) -> dict[str, object]:
             row["last"] = max(row["last"], (_ns(ev) - t_start) / 1e9)
             if name == "record_status":
                 ready_at = (_ns(ev) - t_start) / 1e9  # the last one before READY is the READY write
+        elif kind == "marker_recorded_event_attributes" and ev.marker_recorded_event_attributes.marker_name == (
+            "core_local_activity"
+        ):
+            # Local activities (the status records) leave only a marker, written when the workflow task
+            # that ran them completes; their run time is inside the workflow-task figures.
+            row = per_type["record_status (local)"]
+            row["n"] += 1
+            row["first"] = min(row["first"], (_ns(ev) - t_start) / 1e9)
+            row["last"] = max(row["last"], (_ns(ev) - t_start) / 1e9)
+            ready_at = (_ns(ev) - t_start) / 1e9
         elif kind == "workflow_task_scheduled_event_attributes":
             wft_sched[ev.event_id] = _ns(ev)
         elif kind == "workflow_task_started_event_attributes":
