@@ -18,34 +18,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app import schemas as s
+from app.ocpi.log import OcpiLogPage
 
 REF = "#/components/schemas/{model}"
 SECURITY = [{"bearerAuth": []}]
 JSON = "application/json"
 
-LOG_PATH = "/ocpi/cpos/{cpo_id}/ocpi-log"
-CONTROL_PLANE_PREFIXES = ("/ocpi/cpos", "/ocpi/templates")
-
-
-def control_plane_routes() -> list[Route]:
-    """Every control-plane route the app serves (the OCPI traffic log lives with the OCPI routes)."""
-    from app import control_plane
-    from app.ocpi import routes as ocpi_routes
-
-    return [
-        r
-        for r in (*control_plane.routes, *ocpi_routes.routes)
-        if isinstance(r, Route) and r.path.startswith(CONTROL_PLANE_PREFIXES)
-    ]
-
-
-def _log_page() -> type[BaseModel] | None:
-    """`OcpiLogPage` when this build serves the OCPI traffic log; otherwise that path stays undocumented."""
-    if not any(r.path == LOG_PATH for r in control_plane_routes()):
-        return None
-    from app.ocpi.log import OcpiLogPage
-
-    return OcpiLogPage
+LOG_PATH = "/ocpi/cpos/{cpo_id}/ocpi-log"  # served with the OCPI routes, documented here
 
 
 EXAMPLE_BODY = {
@@ -69,7 +48,7 @@ the scope the operation needs is **403**. A CPO of another org is indistinguisha
 """
 
 
-def _models(log_page: type[BaseModel] | None) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     out: list[tuple[type[BaseModel], JsonSchemaMode]] = [(s.CreateCpoRequest, "validation")]
     responses: list[type[BaseModel]] = [
         s.CpoAcceptedResponse,
@@ -83,9 +62,8 @@ def _models(log_page: type[BaseModel] | None) -> list[tuple[type[BaseModel], Jso
         s.CodedHttpError,
         s.TemplateNotFound,
         s.ValidationErrorOut,
+        OcpiLogPage,
     ]
-    if log_page is not None:
-        responses.append(log_page)
     out += [(m, "serialization") for m in responses]
     return out
 
@@ -165,7 +143,7 @@ def _op(
     return op
 
 
-def _paths(log_page: type[BaseModel] | None) -> dict[str, Any]:
+def _paths() -> dict[str, Any]:
     def templates(op_id: str, description: str) -> dict[str, Any]:
         gallery = _json("Every template with its defaults, caps, OCPP versions and power types.", s.TemplateList)
         return _op(op_id, "Templates gallery", {"200": gallery}, tag="Templates", description=description)
@@ -263,16 +241,15 @@ def _paths(log_page: type[BaseModel] | None) -> dict[str, Any]:
             ),
         },
     }
-    if log_page is not None:
-        paths[LOG_PATH] = {
-            "parameters": [CPO_ID, *PAGING],
-            "get": _op(
-                "getCpoOcpiLog",
-                "OCPI traffic log",
-                {"200": _json("One page of this CPO's OCPI exchanges.", log_page), "404": _404_CPO, "422": _422},
-                description="Every OCPI request this CPO received and every call it made, newest first.",
-            ),
-        }
+    paths[LOG_PATH] = {
+        "parameters": [CPO_ID, *PAGING],
+        "get": _op(
+            "getCpoOcpiLog",
+            "OCPI traffic log",
+            {"200": _json("One page of this CPO's OCPI exchanges.", OcpiLogPage), "404": _404_CPO, "422": _422},
+            description="Every OCPI request this CPO received and every call it made, newest first.",
+        ),
+    }
     return paths
 
 
@@ -286,8 +263,7 @@ def _package_version() -> str:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once per process; treat it as read-only)."""
-    log_page = _log_page()
-    _, defs = models_json_schema(_models(log_page), ref_template=REF)
+    _, defs = models_json_schema(_models(), ref_template=REF)
     return {
         "openapi": "3.1.0",
         "info": {"title": "cpolab control plane", "version": _package_version(), "description": DESCRIPTION},
@@ -297,7 +273,7 @@ def openapi_document() -> dict[str, Any]:
             {"name": "Templates", "description": "What can be provisioned."},
         ],
         "security": SECURITY,
-        "paths": _paths(log_page),
+        "paths": _paths(),
         "components": {
             "schemas": dict(sorted(defs.get("$defs", {}).items())),
             "securitySchemes": {
