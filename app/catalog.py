@@ -180,10 +180,6 @@ class ChargerModel(_Frozen):
                     raise ValueError(f"{self.id}: connector {c.standard} does not fit the model rating")
         return self
 
-    @property
-    def connector_count(self) -> int:
-        return sum(len(connectors) for connectors in self.evses)
-
 
 class MixEntry(_Frozen):
     model: Slug

@@ -258,6 +258,11 @@ async def test_pushes_reach_the_emsp_and_failures_are_logged_once(
         before = len(peer.received)
         outcomes = await push.push_evse_status(db, reg.id, location_id, evse_uid, "CHARGING", "2024-06-01T12:00:00Z")
         outcomes += await push.push_session(db, reg.id, {"id": "S9", "status": "ACTIVE"})
+        outcomes += await push.push_session_patch(
+            db, reg.id, "S9", {"kwh": 1.5, "last_updated": "2024-06-01T12:05:00Z"}
+        )
+        with pytest.raises(ValueError, match="last_updated"):
+            await push.push_session_patch(db, reg.id, "S9", {"kwh": 2.0})
         outcomes += await push.push_cdr(db, reg.id, {"id": "CDR9"})
         outcomes += await push.push_tariff(db, reg.id, {"id": "T1"})
         outcomes += await push.push_tariff_deleted(db, reg.id, "T1")
@@ -266,6 +271,7 @@ async def test_pushes_reach_the_emsp_and_failures_are_logged_once(
         assert got == [
             ("PATCH", f"locations/DE/MOD/{location_id}/{evse_uid}"),
             ("PUT", "sessions/DE/MOD/S9"),
+            ("PATCH", "sessions/DE/MOD/S9"),
             ("POST", "cdrs"),
             ("PUT", "tariffs/DE/MOD/T1"),
             ("DELETE", "tariffs/DE/MOD/T1"),
@@ -274,7 +280,7 @@ async def test_pushes_reach_the_emsp_and_failures_are_logged_once(
         assert first.body == {"status": "CHARGING", "last_updated": "2024-06-01T12:00:00Z"}
         assert first.token == reg.token_b and first.headers["authorization"] == f"Token {b64(reg.token_b)}"
         assert first.headers["ocpi-from-party-id"] == "MOD" and first.headers["ocpi-to-party-id"] == "EMS"
-        assert outcomes[2].location and "/cdrs/" in outcomes[2].location
+        assert outcomes[3].location and "/cdrs/" in outcomes[3].location
 
         # A CPO whose eMSP is down: the push fails, is logged with the error, and is not retried.
         async with stack.client() as control:

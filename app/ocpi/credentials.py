@@ -16,16 +16,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import update
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.db import Database, utcnow
+from app.db import utcnow
 from app.models import CredentialToken
 from app.ocpi import client
 from app.ocpi.models import OcpiPeer
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route
+from app.roam import credentials_payload
 from app.tokens import hash_token, new_token
 from app.urls import ocpi_versions_url
 
@@ -103,18 +104,15 @@ def _errors(exc: ValidationError) -> str:
 def own_credentials(request: Request, ctx: OcpiContext, token: str) -> dict[str, Any]:
     """This CPO's Credentials object with `token` = the token the peer must use to call us."""
     cpo = ctx.cpo
-    url = ocpi_versions_url(request, ctx.cpo_id)
-    business = {"name": cpo.name_prefix}
-    if ctx.version == "2.1.1":
-        return {
-            "token": token,
-            "url": url,
-            "business_details": business,
-            "party_id": cpo.party_id,
-            "country_code": cpo.country_code,
-        }
-    role = {"role": cpo.role, "business_details": business, "party_id": cpo.party_id, "country_code": cpo.country_code}
-    return {"token": token, "url": url, "roles": [role]}
+    return credentials_payload(
+        token,
+        ocpi_versions_url(request, ctx.cpo_id),
+        cpo.country_code,
+        cpo.party_id,
+        cpo.role,
+        cpo.name_prefix,
+        ctx.version,
+    )
 
 
 # ---- callbacks to the peer -------------------------------------------------------------------------
@@ -270,15 +268,6 @@ async def _revoke_peer_tokens(session: Any, cpo_id: int, peer_id: int | None, no
         .values(revoked_at=now)
     )
     return int(result.rowcount)
-
-
-async def registered_peers(db: Database, cpo_id: int) -> list[OcpiPeer]:
-    """Peers a CPO pushes to (used by app.ocpi.push)."""
-    async with db.session() as session:
-        rows = await session.execute(
-            select(OcpiPeer).where(OcpiPeer.cpo_id == cpo_id, OcpiPeer.registered.is_(True))  # type: ignore[attr-defined]
-        )
-        return list(rows.scalars().all())
 
 
 _HANDLERS = {"GET": get_credentials, "POST": post_credentials, "PUT": put_credentials, "DELETE": delete_credentials}

@@ -410,10 +410,3 @@ def _next_stamp(now: datetime, *previous: datetime) -> datetime:
     """`now`, or 1 µs after the latest previous stamp if `now` is not later (clock skew, a caller
     reusing one `now`): the same stamp must never name two different contents."""
     return max(_utc(now), *(_utc(p) + _ONE_MICROSECOND for p in previous))
-
-
-async def location_object(engine: AsyncEngine, cpo_id: int, version: str, location_id: str) -> dict[str, Any] | None:
-    """One Location as an OCPI dict (for PUT pushes to the eMSP); None if unknown."""
-    async with engine.connect() as conn:
-        found = await _location_objects(conn, cpo_id, version, [location_id])
-    return found[location_id][1] if location_id in found else None

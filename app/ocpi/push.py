@@ -1,4 +1,4 @@
-"""Pushes from a CPO to its registered eMSP(s): EVSE status, locations, sessions, CDRs, tariffs.
+"""Pushes from a CPO to its registered eMSP(s): EVSE status, sessions, CDRs, tariffs.
 
 Each push goes to the peer's RECEIVER endpoint for the module (skipped when the peer has none), with
 Token B and routing headers. Failures are logged in the traffic log ("out", with the error) and not
@@ -86,10 +86,6 @@ async def push_evse_status(
 ) -> list[PushOutcome]:
     body = {"status": status, "last_updated": _ts(last_updated)}
     return await _push(db, cpo_id, "locations", "PATCH", (location_id, evse_uid), body)
-
-
-async def push_location(db: Database, cpo_id: int, location: dict[str, Any]) -> list[PushOutcome]:
-    return await _push(db, cpo_id, "locations", "PUT", (str(location["id"]),), location)
 
 
 async def push_session(db: Database, cpo_id: int, session: dict[str, Any]) -> list[PushOutcome]:
