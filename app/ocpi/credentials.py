@@ -147,11 +147,19 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
     return PeerApi(version_url=version_url, endpoints=endpoints)
 
 
-def _peer_party(roles: list[dict[str, Any]]) -> tuple[str | None, str | None]:
-    chosen = next((r for r in roles if r.get("role") == "EMSP"), roles[0] if roles else None)
-    if chosen is None:
-        return None, None
-    return str(chosen["country_code"]).upper(), str(chosen["party_id"]).upper()
+def _peer_fields(creds: PeerCredentials, api: PeerApi, now: datetime) -> dict[str, Any]:
+    """What a registration (POST) or an update (PUT) stores about the peer."""
+    chosen = next((r for r in creds.roles if r.get("role") == "EMSP"), creds.roles[0] if creds.roles else None)
+    return {
+        "token_b": creds.token,
+        "versions_url": creds.url,
+        "version_url": api.version_url,
+        "endpoints": api.endpoints,
+        "roles": creds.roles,
+        "country_code": str(chosen["country_code"]).upper() if chosen else None,
+        "party_id": str(chosen["party_id"]).upper() if chosen else None,
+        "updated_at": now,
+    }
 
 
 # ---- handlers ----------------------------------------------------------------------------------------
@@ -169,7 +177,6 @@ async def post_credentials(request: Request, ctx: OcpiContext) -> Response:
     api = await fetch_peer_api(ctx, creds)
     token_c = new_token()
     now = utcnow()
-    cc, pid = _peer_party(creds.roles)
     assert ctx.db is not None
     async with ctx.db.session() as session, session.begin():
         # Consume Token A atomically: of two concurrent POSTs with the same A, only one registers.
@@ -184,19 +191,7 @@ async def post_credentials(request: Request, ctx: OcpiContext) -> Response:
         )
         if consumed.rowcount != 1:  # type: ignore[attr-defined]
             raise OcpiError(2000, "Token A has already been used", http_status=401)
-        peer = OcpiPeer(
-            cpo_id=ctx.cpo_id,
-            version=ctx.version,
-            token_b=creds.token,
-            versions_url=creds.url,
-            version_url=api.version_url,
-            endpoints=api.endpoints,
-            roles=creds.roles,
-            country_code=cc,
-            party_id=pid,
-            created_at=now,
-            updated_at=now,
-        )
+        peer = OcpiPeer(cpo_id=ctx.cpo_id, version=ctx.version, created_at=now, **_peer_fields(creds, api, now))
         session.add(peer)
         await session.flush()
         session.add(_token_row(ctx.cpo_id, token_c, peer.id, now))
@@ -209,7 +204,6 @@ async def put_credentials(request: Request, ctx: OcpiContext) -> Response:
     api = await fetch_peer_api(ctx, creds)  # re-fetched even when nothing changed (spec)
     token_c = new_token()
     now = utcnow()
-    cc, pid = _peer_party(creds.roles)
     assert ctx.db is not None
     async with ctx.db.session() as session, session.begin():
         revoked = await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
@@ -218,16 +212,7 @@ async def put_credentials(request: Request, ctx: OcpiContext) -> Response:
         await session.execute(
             update(OcpiPeer)
             .where(OcpiPeer.id == peer.id)  # type: ignore[arg-type]
-            .values(
-                token_b=creds.token,
-                versions_url=creds.url,
-                version_url=api.version_url,
-                endpoints=api.endpoints,
-                roles=creds.roles,
-                country_code=cc,
-                party_id=pid,
-                updated_at=now,
-            )
+            .values(**_peer_fields(creds, api, now))
         )
         session.add(_token_row(ctx.cpo_id, token_c, peer.id, now))
     return ocpi_response(own_credentials(request, ctx, token_c))
