@@ -11,18 +11,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Runtime dependencies only (no `[dev]` extra). asyncpg is the Postgres driver behind
-# CPOLAB_DATABASE_URL=postgresql+asyncpg://… and is not (yet) a project dependency; once pyproject
-# grows a `postgres` extra, install `.[postgres]` and drop this build argument
-# (One requirement; `~=` keeps it free of shell metacharacters. Empty = do not install it.)
-ARG POSTGRES_DRIVER="asyncpg~=0.30"
-
+# Runtime dependencies plus the Postgres driver (the `postgres` extra), no `[dev]` extra.
 COPY pyproject.toml README.md ./
 COPY api.py worker.py ./
 COPY app ./app
 COPY workflows ./workflows
 COPY activities ./activities
-RUN pip install . ${POSTGRES_DRIVER:+"$POSTGRES_DRIVER"} \
+RUN pip install ".[postgres]" \
     && rm -rf build ./*.egg-info
 
 # Unprivileged runtime user; the source stays root-owned and read-only to it.

@@ -290,6 +290,8 @@ def test_dockerfile_base_user_and_install() -> None:
     installs = [i for i, (instr, args) in enumerate(steps) if instr == "RUN" and "pip install" in args]
     assert installs, "the project is not pip-installed"
     assert all("[dev]" not in steps[i][1] and "-e " not in steps[i][1] for i in installs)
+    # Compose points the app at postgresql+asyncpg://, so the image must carry the driver.
+    assert any(".[postgres]" in steps[i][1] for i in installs)
     # ARG values are expanded by /bin/sh in RUN: a `<` or `>` there would become a redirection.
     assert not [args for instr, args in steps if instr == "ARG" and re.search(r"[<>|;&]", args)]
     assert max(installs) < max(i for i, (instr, _) in enumerate(steps) if instr == "USER")
