@@ -238,6 +238,12 @@ def cmd_templates(args: argparse.Namespace, api: Api) -> int:
     return 0
 
 
+def cmd_extend(args: argparse.Namespace, api: Api) -> int:
+    ttl = None if args.no_ttl else args.ttl
+    _print_json(api.call("PATCH", f"/ocpi/cpos/{args.cpo_id}", json={"ttl_seconds": ttl}))
+    return 0
+
+
 def cmd_delete(args: argparse.Namespace, api: Api) -> int:
     _print_json(api.call("DELETE", f"/ocpi/cpos/{args.cpo_id}"))
     return 0
@@ -325,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("templates", parents=[conn], help="templates gallery")
     p.set_defaults(handler=cmd_templates)
+
+    p = sub.add_parser("extend", parents=[conn], help="set a CPO's TTL from now (PATCH /ocpi/cpos/{id})")
+    p.add_argument("cpo_id")
+    ttl = p.add_mutually_exclusive_group(required=True)
+    ttl.add_argument("--ttl", type=int, help="expire N seconds from now (60–604800)")
+    ttl.add_argument("--no-ttl", action="store_true", help="never expire")
+    p.set_defaults(handler=cmd_extend)
 
     p = sub.add_parser("delete", parents=[conn], help="destroy a CPO (idempotent)")
     p.add_argument("cpo_id")

@@ -39,8 +39,9 @@ from app.schemas import (
     TemplateList,
     TemplateOut,
     Topology,
+    UpdateCpoRequest,
 )
-from app.temporal_gateway import BackendUnavailable, TemporalGateway
+from app.temporal_gateway import BackendUnavailable, TemporalGateway, TtlRejected
 from app.tokens import hash_token, new_token
 from app.urls import cpo_url, ocpi_root, ocpi_versions_url, report_url, status_url
 
@@ -299,12 +300,15 @@ async def get_cpo(request: Request) -> Response:
     cpo_id = path_id(request)
     if isinstance(cpo_id, Response):
         return cpo_id
-    cpo = await owned_cpo(request, principal, cpo_id)
+    return await _detail(request, await owned_cpo(request, principal, cpo_id))
+
+
+async def _detail(request: Request, cpo: Cpo) -> Response:
     async with _db(request).session() as session:
         peers = (
             await session.execute(
                 select(func.count(func.distinct(CredentialToken.peer_id))).where(
-                    CredentialToken.cpo_id == cpo_id, CredentialToken.kind == "C", CredentialToken.revoked_at.is_(None)
+                    CredentialToken.cpo_id == cpo.id, CredentialToken.kind == "C", CredentialToken.revoked_at.is_(None)
                 )  # type: ignore[union-attr]
             )
         ).scalar_one()
@@ -317,6 +321,29 @@ async def get_cpo(request: Request) -> Response:
         overrides=cpo.overrides,
     )
     return model_response(detail)
+
+
+async def update_cpo(request: Request) -> Response:
+    """PATCH: extend (or shorten, or lift) the TTL of a live CPO through the workflow's update."""
+    principal = authenticate(request, WRITE)
+    cpo_id = path_id(request)
+    if isinstance(cpo_id, Response):
+        return cpo_id
+    try:
+        body = UpdateCpoRequest.model_validate_json((await request.body()) or b"null")
+    except ValidationError as exc:
+        return from_validation_error(exc, "body")
+    cpo = await owned_cpo(request, principal, cpo_id)
+    if cpo.status in TERMINAL or cpo.status == CpoStatus.DESTROYING:
+        raise HTTPException(409, f"CPO {cpo_id} is {cpo.status}; its TTL can no longer change")
+    try:
+        await _gateway(request).extend_ttl(cpo_id, body.ttl_seconds)
+    except TtlRejected as exc:
+        raise HTTPException(409, f"CPO {cpo_id}: {exc}") from exc
+    except BackendUnavailable as exc:
+        return _unavailable(f"workflow backend unavailable ({exc}); try again", "workflow_backend_unavailable")
+    # The update recorded the new expires_at in the row before it answered.
+    return await _detail(request, await owned_cpo(request, principal, cpo_id))
 
 
 async def get_status(request: Request) -> Response:
@@ -435,7 +462,11 @@ routes = [
     Route("/ocpi/cpos", _by_method(GET=list_cpos, POST=create_cpo), methods=["GET", "POST"]),
     Route("/ocpi/cpos/templates", list_templates, methods=["GET"]),
     Route("/ocpi/templates/cpos", list_templates, methods=["GET"]),
-    Route("/ocpi/cpos/{cpo_id}", _by_method(GET=get_cpo, DELETE=delete_cpo), methods=["GET", "DELETE"]),
+    Route(
+        "/ocpi/cpos/{cpo_id}",
+        _by_method(GET=get_cpo, PATCH=update_cpo, DELETE=delete_cpo),
+        methods=["GET", "PATCH", "DELETE"],
+    ),
     Route("/ocpi/cpos/{cpo_id}/status", get_status, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/report", get_report, methods=["GET"]),
 ]

@@ -49,7 +49,10 @@ the scope the operation needs is **403**. A CPO of another org is indistinguisha
 
 
 def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
-    out: list[tuple[type[BaseModel], JsonSchemaMode]] = [(s.CreateCpoRequest, "validation")]
+    out: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (s.CreateCpoRequest, "validation"),
+        (s.UpdateCpoRequest, "validation"),
+    ]
     responses: list[type[BaseModel]] = [
         s.CpoAcceptedResponse,
         s.CpoStatusResponse,
@@ -201,6 +204,26 @@ def _paths() -> dict[str, Any]:
                 "getCpo",
                 "Get a CPO",
                 {"200": _json("The CPO (never Token A).", s.CpoDetail), "404": _404_CPO, "422": _422},
+            ),
+            "patch": _op(
+                "updateCpo",
+                "Change a CPO's TTL",
+                {
+                    "200": _json("The CPO with its new `expires_at`.", s.CpoDetail),
+                    "404": _404_CPO,
+                    "409": _json(
+                        "The CPO is being torn down, failed or is gone: its TTL can no longer change.", s.HttpError
+                    ),
+                    "422": _422,
+                    "503": _503,
+                },
+                scope="cpos:write",
+                description="Sets `expires_at` to now + `ttl_seconds` (null: never expires), on the CPO's "
+                "durable timer.",
+                body={
+                    "required": True,
+                    "content": {JSON: {"schema": _ref(s.UpdateCpoRequest), "example": {"ttl_seconds": 7200}}},
+                },
             ),
             "delete": _op(
                 "deleteCpo",

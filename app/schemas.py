@@ -81,6 +81,16 @@ class CreateCpoRequest(BaseModel):
         return v
 
 
+class UpdateCpoRequest(BaseModel):
+    """Body of `PATCH /ocpi/cpos/{cpo_id}`: move the TTL deadline of a live CPO."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ttl_seconds: int | None = Field(
+        ge=TTL_MIN, le=TTL_MAX, description="New lifetime counted from now (60–604800 s); null ⇒ never expires."
+    )
+
+
 class PartyScope(BaseModel):
     country_code: str
     party_id: str

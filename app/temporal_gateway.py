@@ -10,7 +10,7 @@ import asyncio
 import time
 from datetime import timedelta
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -22,6 +22,7 @@ from app.provisioning_models import (
     CpoState,
     CpoStatus,
     CpoWorkflowInput,
+    ExtendTtl,
     workflow_id,
 )
 from app.settings import Settings
@@ -32,6 +33,10 @@ STATE_TTL_S = 0.25  # how long one workflow query answers every poller of that C
 
 class BackendUnavailable(Exception):
     """Temporal could not be reached (or did not answer in time)."""
+
+
+class TtlRejected(Exception):
+    """The workflow refused a TTL change (the CPO is being torn down or is gone)."""
 
 
 class TemporalGateway:
@@ -132,6 +137,21 @@ class TemporalGateway:
             )
         except Exception:
             return None
+
+    async def extend_ttl(self, cpo_id: int, ttl_seconds: int | None) -> CpoState:
+        """Run the workflow's `extend_ttl` update. Raises TtlRejected when the CPO can no longer change
+        (torn down, failed, or the workflow has closed) and BackendUnavailable on transport trouble."""
+        try:
+            handle = self._handle(await self.client(), cpo_id)
+            return await handle.execute_update(
+                CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=ttl_seconds), rpc_timeout=self._rpc_timeout
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise TtlRejected(str(exc.cause or exc)) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TtlRejected("the CPO's workflow has already finished") from exc
+            raise BackendUnavailable(f"{exc.status.name}: {exc.message}") from exc
 
     async def request_destroy(self, cpo_id: int) -> bool:
         """Signal teardown (durable even if no worker is up). False when the workflow already closed."""

@@ -71,6 +71,12 @@ def test_lifecycle(env: dict[str, str], token: str) -> None:
     assert report.stdout.startswith(f"# CPO {cpo_id}") and "FR*CLI" in report.stdout
     assert body["token_a"] not in report.stdout
 
+    extended = run("extend", cpo_id, "--no-ttl", env=env)
+    assert extended.returncode == 0, extended.stderr
+    assert json.loads(extended.stdout)["expires_at"] is None
+    too_short = run("extend", cpo_id, "--ttl", "5", env=env)
+    assert too_short.returncode == 1 and "ttl_seconds" in too_short.stderr
+
     deleted = run("delete", cpo_id, env=env)
     assert deleted.returncode == 0, deleted.stderr
     assert json.loads(deleted.stdout)["status"] in {"DESTROYING", "DESTROYED"}

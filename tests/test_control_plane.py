@@ -282,6 +282,35 @@ async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
     resp = await client.put("/ocpi/cpos")
     assert resp.status_code == 405 and resp.json()["detail"]
     assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "POST"}
-    resp = await client.patch("/ocpi/cpos/1")
+    resp = await client.put("/ocpi/cpos/1")
     assert resp.status_code == 405
-    assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "DELETE"}
+    assert {m.strip() for m in resp.headers["allow"].split(",")} >= {"GET", "PATCH", "DELETE"}
+
+
+async def test_patch_moves_the_ttl_on_the_workflow_timer(client: httpx.AsyncClient, stack: Stack) -> None:
+    created = (await client.post("/ocpi/cpos", json={**BODY, "party_id": "TTX"})).json()
+    cpo_id = created["cpo_id"]
+    await wait_status(client, cpo_id, {"READY"})
+    resp = await client.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 7200})
+    assert resp.status_code == 200, resp.text
+    expires = parse_ts(resp.json()["expires_at"])
+    assert abs((expires - datetime.now(UTC)).total_seconds() - 7200) < 30
+    status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+    assert parse_ts(status["expires_at"]) == expires and status["status"] == "READY"
+
+    resp = await client.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": None})
+    assert resp.status_code == 200 and resp.json()["expires_at"] is None
+
+    for bad in ({}, {"ttl_seconds": 59}, {"ttl_seconds": 604801}, {"ttl_seconds": "60"}, {"ttl_seconds": 60, "x": 1}):
+        bad_resp = await client.patch(f"/ocpi/cpos/{cpo_id}", json=bad)
+        assert bad_resp.status_code == 422, bad
+        assert bad_resp.json()["detail"][0]["loc"][0] == "body"
+    read_only = {"Authorization": f"Bearer {mint_token(SECRET, org='acme', scopes=(READ,))}"}
+    assert (await client.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 60}, headers=read_only)).status_code == 403
+    async with stack.client(org="someone-else") as other:
+        assert (await other.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 60})).status_code == 404
+
+    assert (await client.delete(f"/ocpi/cpos/{cpo_id}")).status_code == 202
+    await wait_status(client, cpo_id, {"DESTROYED"})
+    gone = await client.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 3600})
+    assert gone.status_code == 409 and "DESTROYED" in gone.json()["detail"]
