@@ -89,6 +89,8 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(stack: Stack, 
     env = {**os.environ, "SCHEMATHESIS_HOOKS": __name__, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
-    operations = sum(len({"get", "post", "patch", "delete"} & set(item)) for item in openapi_document()["paths"].values())
+    operations = sum(
+        len({"get", "post", "patch", "delete"} & set(item)) for item in openapi_document()["paths"].values()
+    )
     assert f"Tested: {operations}" in out.stdout, out.stdout[-3000:]
     assert "No issues found" in out.stdout
