@@ -117,6 +117,7 @@ def main() -> None:
     temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
     api_port = int(os.environ.get("CPOLAB_API_PORT", "8000"))
     ui_port = int(os.environ.get("CPOLAB_UI_PORT", "8233"))
+    workers = max(1, int(os.environ.get("CPOLAB_WORKERS", "2")))
     env = {**os.environ, "CPOLAB_DATABASE_URL": database_url}
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -134,7 +135,10 @@ def main() -> None:
             subprocess.Popen(temporal_command(temporal_port, ui_port, var / "temporal.db"), start_new_session=True)
         )
         asyncio.run(wait_for_temporal(settings.temporal_address, alive=procs[0]))
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, start_new_session=True))
+        # One worker per core is the sizing Temporal suggests (the GIL caps one process at a core);
+        # bench/bench_create.py: 20 creates/s need the second one on a 2-core box.
+        for _ in range(workers):
+            procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, start_new_session=True))
         procs.append(
             subprocess.Popen(
                 [
@@ -161,6 +165,7 @@ def main() -> None:
 cpolab is up.
   API:          http://127.0.0.1:{api_port}   (docs: http://127.0.0.1:{api_port}/docs)
   Temporal UI:  http://127.0.0.1:{ui_port}
+  Workers:      {workers} (CPOLAB_WORKERS)
   Dev token (org "dev", 30 days):
     export CPOLAB_TOKEN={token}
 Ctrl-C stops everything; data stays in ./var for the next `make run`.

@@ -138,7 +138,7 @@ class CpuMeter:
     def __init__(self, stack: Stack) -> None:
         self.procs = {
             "temporal": stack.temporal,
-            "worker": stack.workers[0] if stack.workers else None,
+            **{f"worker {i + 1}": w for i, w in enumerate(stack.workers)},
             "api": stack.api,
         }
         self.t0 = time.perf_counter()
@@ -259,7 +259,7 @@ async def main(args: argparse.Namespace) -> list[Phase]:
     workdir = Path(tempfile.mkdtemp(prefix="cpolab-bench-create-"))
     stack = Stack(workdir, temporal_db=args.persistent)
     mode = "persistent WAL (make run)" if args.persistent else "in-memory"
-    workers = "NO worker (diagnostic)" if args.no_worker else "1 worker"
+    workers = "NO worker (diagnostic)" if args.no_worker else f"{args.workers} worker(s)"
     print(f"bench_create: Temporal dev server {mode}, {workers}, 1 API process; {CLIENTS} clients; workdir {workdir}")
     phases: list[Phase] = []
     clients: list[httpx.AsyncClient] = []
@@ -269,6 +269,8 @@ async def main(args: argparse.Namespace) -> list[Phase]:
             await stack.start_api()
         else:
             await stack.start()
+            for _ in range(args.workers - 1):
+                stack.start_worker()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         clients = [stack.client(org=ORGS[i % len(ORGS)], limits=limits) for i in range(CLIENTS)]
         warm = Phase("warm-up")
@@ -314,6 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rates", type=float, nargs="*", default=[2, 5, 10, 20], help="paced phases, total requests/s")
     p.add_argument("--duration", type=float, default=10, help="seconds per paced phase")
     p.add_argument("--no-worker", action="store_true", help="diagnostic: no worker, so nothing is provisioned")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (make run starts 1)")
     p.add_argument("--per-client", type=int, default=15, help="closed loop: POSTs per client")
     return p.parse_args(argv)
 

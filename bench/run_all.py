@@ -22,7 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 BENCHES = {
-    "create": ("bench.bench_create", [], ["--rates", "5", "10", "--duration", "6", "--per-client", "8"]),
+    # Two workers, as `make run` starts: one per core.
+    "create": (
+        "bench.bench_create",
+        ["--workers", "2"],
+        ["--workers", "2", "--rates", "5", "10", "--duration", "6", "--per-client", "8"],
+    ),
     "ready": ("bench.bench_ready", [], ["--runs", "5", "--sizes", "6", "60", "600", "1000"]),
     "status": ("bench.bench_status", [], ["--duration", "8"]),
     "handshake": ("bench.bench_handshake", [], []),
