@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from app import control_plane, openapi
 from app.db import Database
+from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
 from app.settings import Settings, get_settings
 from app.temporal_gateway import TemporalGateway
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
             await app.state.db.dispose()
 
     routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes, *openapi.routes, *ocpi_routes.routes]
