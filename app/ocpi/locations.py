@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.db import Database
+from app.db import Database, as_utc
 from app.models import Connector, Evse, Location
 from app.ocpi import render
 from app.ocpi.pagination import PageParams, parse_page, raw_ocpi_response, raw_paginated
@@ -101,11 +101,6 @@ page_cache = _RenderCache(max_bytes=64 * 2**20)
 # The cache stamp: `last_updated` exactly as the database hands it back, unparsed (cheaper to read
 # and compare than a datetime; only ever compared for equality).
 _STAMP = type_coerce(L.c.last_updated, String).label("stamp")
-
-
-def _utc(value: datetime) -> datetime:
-    """Columns are SQLModel UTCDateTime (aware UTC in and out); tolerate a naive UTC argument."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def _location_objects(
@@ -380,7 +375,7 @@ async def set_evse_status(
     if row is None:
         return None
     if row.status == status:
-        return EvseStatusChange(row.location_id, evse_uid, status, _utc(row.last_updated), changed=False)
+        return EvseStatusChange(row.location_id, evse_uid, status, as_utc(row.last_updated), changed=False)
     stamp = _next_stamp(now, row.location_updated, row.last_updated)
     await session.execute(
         update(E).where(E.c.cpo_id == cpo_id, E.c.uid == evse_uid).values(status=status, last_updated=stamp)
@@ -409,4 +404,4 @@ async def bump_location(
 def _next_stamp(now: datetime, *previous: datetime) -> datetime:
     """`now`, or 1 µs after the latest previous stamp if `now` is not later (clock skew, a caller
     reusing one `now`): the same stamp must never name two different contents."""
-    return max(_utc(now), *(_utc(p) + _ONE_MICROSECOND for p in previous))
+    return max(as_utc(now), *(as_utc(p) + _ONE_MICROSECOND for p in previous))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -92,10 +91,6 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _ts(value: datetime) -> str:
-    return ocpi_datetime(value)
-
-
 # ---- connectors ----------------------------------------------------------------------------------
 
 
@@ -126,7 +121,7 @@ def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
             out["max_electric_power"] = row["max_electric_power"]
         if row["tariff_id"]:
             out["tariff_ids"] = [row["tariff_id"]]
-    out["last_updated"] = _ts(row["last_updated"])
+    out["last_updated"] = ocpi_datetime(row["last_updated"])
     return out
 
 
@@ -141,7 +136,7 @@ def evse(row: Mapping[str, Any], connectors: Sequence[Mapping[str, Any]], versio
         out["capabilities"] = [c for c in out["capabilities"] if c in _CAPABILITIES_211]
     ordered = sorted(connectors, key=lambda c: natural_key(c["id"]))
     out["connectors"] = [connector(c, version) for c in ordered]
-    out["last_updated"] = _ts(row["last_updated"])
+    out["last_updated"] = ocpi_datetime(row["last_updated"])
     return out
 
 
@@ -167,7 +162,7 @@ def location(
         out = dict(data)
     ordered = sorted(evses, key=lambda e: natural_key(e["uid"]))
     out["evses"] = [evse(e, connectors_by_evse.get(e["uid"], ()), version) for e in ordered]
-    out["last_updated"] = _ts(row["last_updated"])
+    out["last_updated"] = ocpi_datetime(row["last_updated"])
     return out
 
 
@@ -202,5 +197,5 @@ def tariff(row: Mapping[str, Any], version: str) -> dict[str, Any]:
     data: dict[str, Any] = row["data"]
     out = {k: data[k] for k in _TARIFF_211_KEYS if k in data} if version == V211 else dict(data)
     out["elements"] = [_element(e, version) for e in data["elements"]]
-    out["last_updated"] = _ts(row["last_updated"])
+    out["last_updated"] = ocpi_datetime(row["last_updated"])
     return out
