@@ -21,7 +21,7 @@ install: $(VENV)/.run-installed
 install-dev: $(VENV)/.dev-installed
 
 run: install
-	$(BIN)/python -m app.devstack
+	$(BIN)/python -m app.tools.devstack
 
 test: install-dev
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """ASGI entry point: `uvicorn api:app` (see `make run`)."""
 
-from app.web import create_app
+from app.web.app import create_app
 
 app = create_app()

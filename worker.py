@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 
 from activities import pods
 from activities.provisioning import ProvisioningActivities
-from app.db import Database
 from app.settings import get_settings
+from app.store.db import Database
 from workflows.cpo import CpoWorkflow
 
 

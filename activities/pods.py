@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from app.provisioning_models import NetworkRequest
+from app.lifecycle.models import NetworkRequest
 
 
 @activity.defn

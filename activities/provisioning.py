@@ -16,11 +16,11 @@ from sqlmodel import SQLModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.db import Database, utcnow
-from app.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
-from app.models import Charger, ChargerRoute, Connector, Cpo, Evse, Location, Tariff
-from app.ocpi_render import evse_static, location_static, tariff_static
-from app.provisioning_models import BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+from app.lifecycle.models import BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+from app.network.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
+from app.ocpi.static import evse_static, location_static, tariff_static
+from app.store.db import Database, utcnow
+from app.store.tables import Charger, ChargerRoute, Connector, Cpo, Evse, Location, Tariff
 
 CPO_MISSING = "CpoMissing"
 

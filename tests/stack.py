@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from app.auth import ALL_SCOPES, mint_token
-from app.devstack import temporal_command, wait_for_temporal
+from app.tools.devstack import temporal_command, wait_for_temporal
+from app.web.auth import ALL_SCOPES, mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef0123456789"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from app import catalog
-from app.catalog import CatalogError, load_catalog
+from app.network import catalog
+from app.network.catalog import CatalogError, load_catalog
 
 DATA = Path(catalog.__file__).parent / "data"
 PRODUCT = ["small-urban-ac", "highway-dc", "mixed-depot"]

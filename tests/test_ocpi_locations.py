@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from app.db import Database
 from app.ocpi.locations import bump_location, set_evse_status
+from app.store.db import Database
 from tests import ocpi_schemas
 from tests.emsp_peer import EmspPeer
 from tests.ocpi_locations_support import create_big_cpo, create_cpo, handshake, next_link, token_header, walk

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db import Database
 from app.ocpi import log as traffic
 from app.ocpi import push
+from app.store.db import Database
 from tests.emsp_peer import ROUTING, EmspPeer, OcpiClient, b64, credentials_url, err, new_cpo, ok, register
 from tests.stack import Stack, wait_status
 

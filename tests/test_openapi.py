@@ -10,10 +10,10 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.definitions import OPENAPI_31  # the OAS 3.1 meta-schema schemathesis ships
 
-from app import control_plane
-from app.auth import READ, mint_token
+from app.control import cpos as control_plane
+from app.control.openapi import LOG_PATH, openapi_document
 from app.ocpi import routes as ocpi_routes
-from app.openapi import LOG_PATH, openapi_document
+from app.web.auth import READ, mint_token
 from tests.stack import SECRET, Stack, wait_status
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -93,7 +93,7 @@ def test_document_is_valid_openapi_3_1(served: dict[str, Any]) -> None:
 
 
 def test_every_route_is_documented_and_nothing_else(served: dict[str, Any]) -> None:
-    # The control plane: app.control_plane's routes, plus the OCPI traffic log served with the OCPI routes.
+    # The control plane: app.control.cpos's routes, plus the OCPI traffic log served with the OCPI routes.
     routes = [
         *control_plane.routes,
         *(r for r in ocpi_routes.routes if getattr(r, "path", "").startswith("/ocpi/cpos")),

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.openapi import EXAMPLE_BODY, openapi_document
+from app.control.openapi import EXAMPLE_BODY, openapi_document
 from tests.stack import ROOT, Stack
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

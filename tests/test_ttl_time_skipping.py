@@ -13,10 +13,10 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from app.db import Database, utcnow
-from app.generator import NetworkSpec
-from app.models import Cpo
-from app.provisioning_models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput, ExtendTtl, workflow_id
+from app.lifecycle.models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput, ExtendTtl, workflow_id
+from app.network.generator import NetworkSpec
+from app.store.db import Database, utcnow
+from app.store.tables import Cpo
 from worker import make_worker
 from workflows.cpo import CpoWorkflow
 

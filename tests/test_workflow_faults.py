@@ -17,10 +17,10 @@ from temporalio.worker import Worker
 
 from activities import pods
 from activities.provisioning import ProvisioningActivities
-from app.db import Database, utcnow
-from app.generator import NetworkSpec
-from app.models import Cpo, CredentialToken, PartyReservation
-from app.provisioning_models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWorkflowInput, LocationBatch
+from app.lifecycle.models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWorkflowInput, LocationBatch
+from app.network.generator import NetworkSpec
+from app.store.db import Database, utcnow
+from app.store.tables import Cpo, CredentialToken, PartyReservation
 from tests.stack import Stack, wait_status
 from workflows.cpo import CpoWorkflow
 

@@ -20,8 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import pods
     from activities.provisioning import CPO_MISSING, ProvisioningActivities
-    from app.generator import network_shape
-    from app.provisioning_models import (
+    from app.lifecycle.models import (
         SA_STATE,
         STEPS,
         TERMINAL,
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StatusRecord,
         Step,
     )
+    from app.network.generator import network_shape
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
 # broken CPO ends FAILED within minutes instead of hanging; a missing CPO row is final.

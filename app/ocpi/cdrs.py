@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.ocpi.models import OcpiCdr
 from app.ocpi.sessions import list_rows
 from app.ocpi.transport import OcpiContext, ocpi_route
+from app.store.ocpi_tables import OcpiCdr
 
 MAX_LIMIT = 100
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from app.db import Database, utcnow
 from app.ocpi import log as traffic
+from app.store.db import Database, utcnow
 
 # Shorter than any sane peer timeout: the credentials callbacks run inside the peer's own POST.
 DEFAULT_TIMEOUT_S = 5.0

@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.models import Charger, Connector, Evse, Location
 from app.ocpi import client
-from app.ocpi.models import OcpiSession
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route, parse_ocpi_datetime
+from app.store.ocpi_tables import OcpiSession
+from app.store.tables import Charger, Connector, Evse, Location
 
 RESPONSE_TIMEOUT_S = 30  # CommandResponse.timeout: how long the eMSP should wait for the result
 RESULT_DELAY_S = 0.05  # the result follows the response, as it would after a round trip to the charger

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.db import utcnow
-from app.models import CredentialToken
 from app.ocpi import client
-from app.ocpi.models import OcpiPeer
+from app.ocpi.roam import credentials_payload
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route
-from app.roam import credentials_payload
-from app.tokens import hash_token, new_token
-from app.urls import ocpi_versions_url
+from app.security.tokens import hash_token, new_token
+from app.store.db import utcnow
+from app.store.ocpi_tables import OcpiPeer
+from app.store.tables import CredentialToken
+from app.web.urls import ocpi_versions_url
 
 # Credentials tokens: printable ASCII U+0021–U+007E, at most 64 characters.
 TokenStr = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]

@@ -37,11 +37,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.db import Database, as_utc
-from app.models import Connector, Evse, Location
 from app.ocpi import render
 from app.ocpi.pagination import PageParams, parse_page, raw_ocpi_response, raw_paginated
 from app.ocpi.transport import OcpiContext, OcpiError, ocpi_response, ocpi_route
+from app.store.db import Database, as_utc
+from app.store.tables import Connector, Evse, Location
 
 MAX_LIMIT = 100
 EVSE_STATUSES = frozenset(

@@ -18,11 +18,11 @@ from sqlalchemy import func, insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth import READ, authenticate
-from app.control_plane import owned_cpo
-from app.db import Database, as_utc
-from app.http import model_response, page_query, path_id, unprocessable
-from app.ocpi.models import OcpiLogRow
+from app.control.cpos import owned_cpo
+from app.store.db import Database, as_utc
+from app.store.ocpi_tables import OcpiLogRow
+from app.web.auth import READ, authenticate
+from app.web.http import model_response, page_query, path_id, unprocessable
 
 log = logging.getLogger("cpolab.ocpi.log")
 

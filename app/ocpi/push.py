@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.db import Database
-from app.models import Cpo
 from app.ocpi import client
-from app.ocpi.models import OcpiPeer
 from app.ocpi.transport import ocpi_datetime
+from app.store.db import Database
+from app.store.ocpi_tables import OcpiPeer
+from app.store.tables import Cpo
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Database rows → OCPI JSON objects, for OCPI 2.2.1 and 2.1.1.
 
-Rows keep the static OCPI 2.2.1 parts in `data` (written by app.ocpi_render at provisioning);
+Rows keep the static OCPI 2.2.1 parts in `data` (written by app.ocpi.static at provisioning);
 dynamic parts (EVSE status, connectors, timestamps) come from columns and are merged here. 2.1.1 is
 derived from the same 2.2.1 parts: it has no country_code/party_id/publish, a required Location
 `type` instead of the optional `parking_type`, `voltage`/`amperage` on connectors, a single
@@ -95,7 +95,7 @@ def dumps(value: Any) -> bytes:
 
 
 def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
-    """A Connector row (columns of app.models.Connector) as an OCPI Connector."""
+    """A Connector row (columns of app.store.tables.Connector) as an OCPI Connector."""
     if version == V211:
         out: dict[str, Any] = {
             "id": row["id"],

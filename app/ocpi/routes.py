@@ -1,4 +1,4 @@
-"""Starlette routes of the per-CPO OCPI platforms (mounted by app.web), plus the control-plane
+"""Starlette routes of the per-CPO OCPI platforms (mounted by app.web.app), plus the control-plane
 traffic log. Order matters: specific module paths first, version details, then the catch-all 404."""
 
 from starlette.routing import BaseRoute, Route

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.ocpi.models import OcpiCdr, OcpiSession
 from app.ocpi.pagination import date_conditions, paginated, parse_page
 from app.ocpi.transport import OcpiContext, ocpi_datetime, ocpi_route
+from app.store.ocpi_tables import OcpiCdr, OcpiSession
 
 MAX_LIMIT = 100
 

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.models import Tariff
 from app.ocpi import render
 from app.ocpi.pagination import date_conditions, paginated, parse_page
 from app.ocpi.transport import OcpiContext, ocpi_route
+from app.store.tables import Tariff
 
 MAX_LIMIT = 100
 

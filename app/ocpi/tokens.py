@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from app.ocpi.models import OcpiToken
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_datetime, ocpi_response, ocpi_route
 from app.ocpi.transport import parse_ocpi_datetime as _parse_dt
+from app.store.ocpi_tables import OcpiToken
 
 TOKEN_TYPES_221 = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
 TOKEN_TYPES_211 = ("OTHER", "RFID")

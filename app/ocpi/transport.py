@@ -25,13 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from app.db import Database, utcnow
-from app.http import MAX_ID
-from app.models import Cpo, CredentialToken
 from app.ocpi import log as traffic
-from app.ocpi.models import OcpiPeer
-from app.tokens import hash_token
-from app.urls import ocpi_root
+from app.security.tokens import hash_token
+from app.store.db import Database, utcnow
+from app.store.ocpi_tables import OcpiPeer
+from app.store.tables import Cpo, CredentialToken
+from app.web.http import MAX_ID
+from app.web.urls import ocpi_root
 
 logger = logging.getLogger("cpolab.ocpi")
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
-from app import models  # noqa: F401  (registers every table on SQLModel.metadata)
-from app.ocpi import models as ocpi_models  # noqa: F401
+from app.store import ocpi_tables as ocpi_models  # noqa: F401
+from app.store import tables as models  # noqa: F401  (registers every table on SQLModel.metadata)
 
 
 def utcnow() -> datetime:

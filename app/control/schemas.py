@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.provisioning_models import CpoStatus
+from app.lifecycle.models import CpoStatus
 
 TTL_MIN, TTL_MAX, TTL_DEFAULT = 60, 604800, 3600
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1

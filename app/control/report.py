@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.db import as_utc
-from app.models import Cpo
+from app.store.db import as_utc
+from app.store.tables import Cpo
 
 
 def render_report(

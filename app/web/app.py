@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import control_plane, openapi
-from app.db import Database
+from app.control import cpos as control_plane
+from app.control import openapi
+from app.control.temporal_gateway import TemporalGateway
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
 from app.settings import Settings, get_settings
-from app.temporal_gateway import TemporalGateway
+from app.store.db import Database
 
 log = logging.getLogger("cpolab.api")
 

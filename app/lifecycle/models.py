@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
-from app.generator import NetworkSpec
+from app.network.generator import NetworkSpec
 
 TASK_QUEUE = "provisioning"
 

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.provisioning_models import (
+from app.lifecycle.models import (
     SA_CPO_ID,
     SA_ORG,
     SA_STATE,

@@ -161,8 +161,8 @@ def wait_for(api: Api, cpo_id: str, interval: float, timeout: float) -> dict[str
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from app.auth import mint_token
     from app.settings import DEV_JWT_SECRET
+    from app.web.auth import mint_token
 
     scopes = tuple(dict.fromkeys(s for raw in (args.scope or SCOPES) for s in raw.replace(",", " ").split()))
     secret = os.environ.get("CPOLAB_JWT_SECRET") or DEV_JWT_SECRET

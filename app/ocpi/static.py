@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from app.generator import EvsePlan, LocationPlan, NetworkSpec, TariffPlan
+from app.network.generator import EvsePlan, LocationPlan, NetworkSpec, TariffPlan
 
 
 def _plain(value: Any) -> Any:

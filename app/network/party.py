@@ -12,7 +12,7 @@ import string
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import PartyReservation
+from app.store.tables import PartyReservation
 
 ALPHABET = string.ascii_uppercase + string.digits
 

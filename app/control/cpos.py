@@ -15,17 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import catalog
-from app.auth import READ, WRITE, Principal, authenticate
-from app.db import Database, as_utc, utcnow
-from app.generator import NetworkSpec, network_shape
-from app.http import from_validation_error, issue, model_response, page_query, path_id, unprocessable
-from app.models import Charger, Cpo, CredentialToken, Location, PartyReservation
-from app.party import reserve
-from app.provisioning_models import TERMINAL, CpoStatus, CpoWorkflowInput
-from app.report import render_report
-from app.roam import credentials_payload, curl_snippet
-from app.schemas import (
+from app.control.report import render_report
+from app.control.schemas import (
     CpoAcceptedResponse,
     CpoDetail,
     CpoList,
@@ -41,9 +32,18 @@ from app.schemas import (
     Topology,
     UpdateCpoRequest,
 )
-from app.temporal_gateway import BackendUnavailable, TemporalGateway, TtlRejected
-from app.tokens import hash_token, new_token
-from app.urls import cpo_url, ocpi_root, ocpi_versions_url, report_url, status_url
+from app.control.temporal_gateway import BackendUnavailable, TemporalGateway, TtlRejected
+from app.lifecycle.models import TERMINAL, CpoStatus, CpoWorkflowInput
+from app.network import catalog
+from app.network.generator import NetworkSpec, network_shape
+from app.network.party import reserve
+from app.ocpi.roam import credentials_payload, curl_snippet
+from app.security.tokens import hash_token, new_token
+from app.store.db import Database, as_utc, utcnow
+from app.store.tables import Charger, Cpo, CredentialToken, Location, PartyReservation
+from app.web.auth import READ, WRITE, Principal, authenticate
+from app.web.http import from_validation_error, issue, model_response, page_query, path_id, unprocessable
+from app.web.urls import cpo_url, ocpi_root, ocpi_versions_url, report_url, status_url
 
 RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
 REPORT_MAX_LOCATIONS = 100  # the one-pager lists this many sites, then summarises the rest

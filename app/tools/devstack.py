@@ -19,11 +19,11 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from app.auth import mint_token
-from app.provisioning_models import SEARCH_ATTRIBUTES
+from app.lifecycle.models import SEARCH_ATTRIBUTES
 from app.settings import get_settings
+from app.web.auth import mint_token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
 
 

