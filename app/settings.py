@@ -1,37 +1,105 @@
-"""Process configuration, read once from the environment (12-factor, embedded defaults)."""
+"""Process configuration: every `CPOLAB_*` variable in one typed place (pydantic-settings).
+
+The variable of a field is `CPOLAB_` + its name upper-cased (`jwt_secret` → `CPOLAB_JWT_SECRET`);
+README's configuration table lists them all, and tests/test_compose.py checks compose uses exactly
+these names.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import hashlib
+import hmac
 from functools import lru_cache
 
-DEV_JWT_SECRET = "cpolab-dev-secret-change-me-in-production"
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    temporal_address: str
-    temporal_namespace: str
-    task_queue: str
-    jwt_secret: str
-    public_base_url: str
-    status_query_timeout_s: float
-    temporal_rpc_timeout_s: float
+class ConfigurationError(RuntimeError):
+    """The process must not start with this configuration (the message says what to set)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CPOLAB_", frozen=True, extra="ignore")
+
+    # ---- storage and Temporal ----
+    database_url: str = "sqlite+aiosqlite:///./var/cpolab.db"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "provisioning"
+    # Seconds before the status endpoint falls back to the DB row, and before any other Temporal
+    # call (start, signal, update) gives up with a 503: a bound on the whole call, SDK retries included.
+    status_query_timeout: float = Field(1.0, gt=0, le=30)
+    temporal_rpc_timeout: float = Field(3.0, gt=0, le=60)
+
+    # ---- secrets ----
+    # HS256 key of control-plane tokens. No default: outside dev mode the API and workers refuse to
+    # start without one of at least MIN_SECRET_LENGTH characters (`make run` generates one in var/).
+    jwt_secret: str = ""
+    # Key of the per-charger OCPP passwords (HMAC(key, cpo_id, identity)); empty = derived from
+    # jwt_secret, so one secret is enough to run.
+    charger_secret: str = ""
+    jwt_max_ttl: int = Field(90 * 86400, gt=0)  # seconds; tokens asking for a longer life are refused
+    dev_mode: bool = False
+
+    # ---- URLs ----
+    # Base of absolute URLs (ocpi_peer_url …). Empty: taken from the request's Host header, but only
+    # when that host is in trusted_hosts (comma-separated; `*` trusts any, for local use only).
+    public_base_url: str = ""
+    trusted_hosts: str = "127.0.0.1,localhost,[::1]"
+
+    # ---- outbound OCPI (calls to eMSP peers) ----
+    # Loopback / private (RFC 1918, ULA) destinations are refused unless allowed (tests and
+    # `make run` allow loopback, for eMSPs on the same machine).
+    egress_allow_loopback: bool = False
+    egress_allow_private: bool = False
+    outbound_timeout: float = Field(5.0, gt=0, le=60)  # whole call, connect to last byte
+    outbound_max_body: int = Field(1024 * 1024, gt=0)  # bytes of a response, after decompression
+    outbound_per_cpo: int = Field(4, gt=0)  # concurrent calls one CPO may have in flight
+
+    # ---- inbound limits ----
+    max_body: int = Field(1024 * 1024, gt=0)  # bytes of a request body (413 above)
+    max_json_depth: int = Field(32, gt=0)  # nesting of a JSON body (400 / OCPI 2001 above)
+    traffic_log_max_rows: int = Field(5000, gt=0)  # per CPO, oldest dropped first
+    traffic_log_max_age: int = Field(7 * 86400, gt=0)  # seconds
+
+    # ---- per-org quotas ----
+    quota_live_cpos: int = Field(50, gt=0)
+    quota_live_chargers: int = Field(20_000, gt=0)
+
+    # ---- lifecycle reconciler ----
+    reconcile_interval: int = Field(60, gt=0)  # seconds between runs of the reconciler schedule
+    reconcile_grace: int = Field(60, gt=0)  # a row this old with no workflow is an orphan
+
+    # ---- `make run` only ----
+    api_port: int = 8000
+    ui_port: int = 8233
+    var_dir: str = "var"
+    workers: int = Field(2, gt=0)
+
+    def require_secrets(self) -> None:
+        """Refuse to run with a missing, empty or weak JWT secret (it signs every tenant's tokens)."""
+        if not self.jwt_secret:
+            raise ConfigurationError(
+                "CPOLAB_JWT_SECRET is not set: set it to a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        if len(self.jwt_secret) < MIN_SECRET_LENGTH and not self.dev_mode:
+            raise ConfigurationError(f"CPOLAB_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
+
+    def charger_key(self) -> bytes:
+        """Key of the charger passwords: its own setting, else a subkey of the JWT secret."""
+        self.require_secrets()
+        if self.charger_secret:
+            return self.charger_secret.encode()
+        return hmac.new(self.jwt_secret.encode(), b"cpolab charger passwords", hashlib.sha256).digest()
+
+    def trusted_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.trusted_hosts.split(",") if h.strip())
 
 
 @lru_cache
 def get_settings() -> Settings:
-    env = os.environ.get
-    return Settings(
-        database_url=env("CPOLAB_DATABASE_URL", "sqlite+aiosqlite:///./var/cpolab.db"),
-        temporal_address=env("CPOLAB_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-        temporal_namespace=env("CPOLAB_TEMPORAL_NAMESPACE", "default"),
-        task_queue=env("CPOLAB_TASK_QUEUE", "provisioning"),
-        jwt_secret=env("CPOLAB_JWT_SECRET", DEV_JWT_SECRET),
-        # Used to build absolute URLs (ocpi_peer_url); empty = derive from the request's Host.
-        public_base_url=env("CPOLAB_PUBLIC_BASE_URL", "").rstrip("/"),
-        status_query_timeout_s=float(env("CPOLAB_STATUS_QUERY_TIMEOUT", "1.0")),
-        temporal_rpc_timeout_s=float(env("CPOLAB_TEMPORAL_RPC_TIMEOUT", "3.0")),
-    )
+    return Settings()

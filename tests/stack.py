@@ -51,6 +51,8 @@ class Stack:
             "CPOLAB_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
             "CPOLAB_TEMPORAL_ADDRESS": self.temporal_address,
             "CPOLAB_JWT_SECRET": SECRET,
+            # eMSP peers of the tests listen on loopback.
+            "CPOLAB_EGRESS_ALLOW_LOOPBACK": "1",
             "PYTHONPATH": str(ROOT),
         }
 

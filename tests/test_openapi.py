@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.definitions import OPENAPI_31  # the OAS 3.1 meta-schema schemathesis ships
 
-from app.control import cpos as control_plane
+from app.control import routes as control_plane
 from app.control.openapi import LOG_PATH, openapi_document
 from app.ocpi import routes as ocpi_routes
 from app.web.auth import READ, mint_token

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.control import schemas as s
-from app.ocpi.log import OcpiLogPage
+from app.control.traffic import OcpiLogPage
 
 REF = "#/components/schemas/{model}"
 SECURITY = [{"bearerAuth": []}]

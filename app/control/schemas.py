@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.lifecycle.models import CpoStatus
+from app.lifecycle.models import CpoError, CpoStatus, Progress
 
 TTL_MIN, TTL_MAX, TTL_DEFAULT = 60, 604800, 3600
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -118,31 +118,13 @@ class CpoAcceptedResponse(BaseModel):
     expires_at: datetime | None
 
 
-class CpoErrorOut(BaseModel):
-    code: str
-    message: str
-    retryable: bool
-    step: str | None
-
-
-class ProgressOut(BaseModel):
-    steps_total: int
-    steps_done: int
-    current_step: str | None
-    locations_total: int
-    locations_done: int
-    chargers_total: int
-    chargers_done: int
-    chargers_online: int
-
-
 class CpoStatusResponse(BaseModel):
     cpo_id: str
     status: CpoStatus
     status_url: str
     workflow_run_id: str | None
-    error: CpoErrorOut | None
-    progress: ProgressOut | None
+    error: CpoError | None
+    progress: Progress | None
     provisioned_at: datetime | None
     created_at: datetime
     updated_at: datetime

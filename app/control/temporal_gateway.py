@@ -61,7 +61,7 @@ class TemporalGateway:
 
     @property
     def _rpc_timeout(self) -> timedelta:
-        return timedelta(seconds=self.settings.temporal_rpc_timeout_s)
+        return timedelta(seconds=self.settings.temporal_rpc_timeout)
 
     async def start(self, inp: CpoWorkflowInput, template: str) -> str:
         """Start `cpo-{id}`; returns the run id. Raises BackendUnavailable on any transport failure."""
@@ -133,7 +133,7 @@ class TemporalGateway:
         try:
             handle = self._handle(await self.client(), cpo_id)
             return await handle.query(
-                CpoWorkflow.state, rpc_timeout=timedelta(seconds=self.settings.status_query_timeout_s)
+                CpoWorkflow.state, rpc_timeout=timedelta(seconds=self.settings.status_query_timeout)
             )
         except Exception:
             return None

@@ -161,11 +161,16 @@ def wait_for(api: Api, cpo_id: str, interval: float, timeout: float) -> dict[str
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from app.settings import DEV_JWT_SECRET
+    from app.settings import ConfigurationError, get_settings
     from app.web.auth import mint_token
 
     scopes = tuple(dict.fromkeys(s for raw in (args.scope or SCOPES) for s in raw.replace(",", " ").split()))
-    secret = os.environ.get("CPOLAB_JWT_SECRET") or DEV_JWT_SECRET
+    settings = get_settings()
+    try:
+        settings.require_secrets()
+    except ConfigurationError as exc:
+        raise SystemExit(f"cpolab token: {exc}") from exc
+    secret = settings.jwt_secret
     print(mint_token(secret, org=args.org, sub=args.sub, scopes=scopes, ttl_seconds=args.ttl))
     return 0
 

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.control import cpos as control_plane
 from app.control import openapi
+from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,12 +30,12 @@ def from_validation_error(exc: ValidationError, prefix: str) -> JSONResponse:
     )
 
 
-def path_id(request: Request, name: str = "cpo_id") -> int | JSONResponse:
+def require_path_id(request: Request, name: str = "cpo_id") -> int:
     """Positive integer path ids; anything else is a 422 naming the parameter (never a 404 or 500)."""
     raw = request.path_params[name]
     if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
         return int(raw)
-    return unprocessable([issue(["path", name], "must be a positive integer", "int_parsing")])
+    raise HTTPException(422, [issue(["path", name], "must be a positive integer", "int_parsing")])
 
 
 def page_query(request: Request) -> tuple[int, int, list[dict[str, Any]]]:

@@ -1,0 +1,148 @@
+"""Reads of the control plane: templates, the org's CPO list, detail, status and the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.control.common import database, gateway, owned_call, summary_fields
+from app.control.report import render_report
+from app.control.schemas import CpoDetail, CpoList, CpoStatusResponse, CpoSummary, ReportOut, TemplateList, TemplateOut
+from app.lifecycle.models import CpoStatus
+from app.network import catalog
+from app.store.db import as_utc
+from app.store.tables import Charger, Cpo, CredentialToken, Location
+from app.web.auth import READ, authenticate
+from app.web.http import issue, model_response, page_query, unprocessable
+from app.web.urls import ocpi_root, ocpi_versions_url, status_url
+
+REPORT_MAX_LOCATIONS = 100  # the one-pager lists this many sites, then summarises the rest
+LIVE_PROGRESS = frozenset({CpoStatus.PENDING, CpoStatus.PROVISIONING, CpoStatus.DESTROYING})
+
+
+async def list_templates(request: Request) -> Response:
+    authenticate(request, READ)
+    items = [TemplateOut.model_validate(catalog.template_gallery_item(t)) for t in catalog.list_templates()]
+    return model_response(TemplateList(data=items, total=len(items)))
+
+
+async def list_cpos(request: Request) -> Response:
+    principal = authenticate(request, READ)
+    page, limit, problems = page_query(request)
+    status_filter = request.query_params.get("status")
+    if status_filter is not None and status_filter not in CpoStatus.__members__:
+        problems.append(issue(["query", "status"], f"must be one of {', '.join(CpoStatus)}", "enum"))
+    if problems:
+        return unprocessable(problems)
+    conditions = [Cpo.org == principal.org]
+    if status_filter:
+        conditions.append(Cpo.status == status_filter)
+    async with database(request).session() as session:
+        total = (await session.execute(select(func.count()).select_from(Cpo).where(*conditions))).scalar_one()
+        rows = (
+            (
+                await session.execute(
+                    select(Cpo).where(*conditions).order_by(Cpo.id.desc()).offset((page - 1) * limit).limit(limit)  # type: ignore[union-attr]
+                )
+            )
+            .scalars()
+            .all()
+        )
+    data = [CpoSummary(**summary_fields(request, c)) for c in rows]
+    return model_response(CpoList(data=data, total=total, page=page, limit=limit))
+
+
+async def get_cpo(request: Request) -> Response:
+    _, cpo = await owned_call(request, READ)
+    return await detail_response(request, cpo)
+
+
+async def detail_response(request: Request, cpo: Cpo) -> Response:
+    async with database(request).session() as session:
+        peers = (
+            await session.execute(
+                select(func.count(func.distinct(CredentialToken.peer_id))).where(
+                    CredentialToken.cpo_id == cpo.id, CredentialToken.kind == "C", CredentialToken.revoked_at.is_(None)
+                )  # type: ignore[union-attr]
+            )
+        ).scalar_one()
+    detail = CpoDetail(
+        **summary_fields(request, cpo),
+        created_at=as_utc(cpo.created_at),
+        updated_at=as_utc(cpo.updated_at),
+        registered_peers=peers,
+        ocpi_version=cpo.ocpi_version,
+        overrides=cpo.overrides,
+    )
+    return model_response(detail)
+
+
+async def get_status(request: Request) -> Response:
+    call, cpo = await owned_call(request, READ)
+    cpo_id = call.cpo_id
+    fields: dict[str, Any] = {
+        "status": cpo.status,
+        "progress": cpo.progress,
+        "error": cpo.error,
+        "provisioned_at": as_utc(cpo.provisioned_at),
+        "updated_at": as_utc(cpo.updated_at),
+        "expires_at": as_utc(cpo.expires_at),
+    }
+    # READY and the terminal states are written to the row before the workflow reports them, so the
+    # row is authoritative there; while provisioning or tearing down, the query has the live progress.
+    if cpo.status in LIVE_PROGRESS:
+        state = await gateway(request).query_state(cpo_id)
+        if state is not None:
+            fields.update(
+                status=state.status,
+                progress=state.progress,
+                error=state.error,
+                provisioned_at=state.provisioned_at,
+                expires_at=state.expires_at,
+                updated_at=state.updated_at or fields["updated_at"],
+            )
+    out = CpoStatusResponse.model_validate(
+        {
+            **fields,
+            "cpo_id": str(cpo_id),
+            "status_url": status_url(cpo_id),
+            "workflow_run_id": cpo.workflow_run_id,
+            "created_at": as_utc(cpo.created_at),
+        },
+        from_attributes=True,
+    )
+    return model_response(out)
+
+
+async def get_report(request: Request) -> Response:
+    call, cpo = await owned_call(request, READ)
+    cpo_id = call.cpo_id
+    async with database(request).session() as session:
+        per_location = dict(
+            (
+                await session.execute(
+                    select(Charger.location_id, func.count())
+                    .where(Charger.cpo_id == cpo_id)
+                    .group_by(Charger.location_id)
+                )
+            ).all()
+        )
+        locations = (
+            await session.execute(
+                select(Location.id, Location.name, Location.city)
+                .where(Location.cpo_id == cpo_id)
+                .order_by(Location.idx)
+                .limit(REPORT_MAX_LOCATIONS)
+            )
+        ).all()
+    markdown = render_report(
+        cpo,
+        locations,
+        per_location,
+        ocpi_versions_url(request, cpo_id),
+        f"{ocpi_root(request, cpo_id)}/{cpo.ocpi_version}/credentials",
+    )
+    return model_response(ReportOut(cpo_id=str(cpo_id), markdown=markdown))
