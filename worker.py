@@ -1,6 +1,7 @@
-"""Temporal worker process: `python worker.py` runs CpoWorkflow and the provisioning activities.
+"""Temporal worker process: `python worker.py` runs the CPO workflows and their activities.
 
 Scale by starting more of these (about one per core); they share the `provisioning` task queue.
+At start each worker makes sure the reconciler's Schedule exists (idempotent).
 """
 
 from __future__ import annotations
@@ -11,22 +12,38 @@ import logging
 import signal
 from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities import pods
 from activities.provisioning import ProvisioningActivities
-from app.settings import get_settings
+from activities.reconcile import ReconcileActivities
+from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
+from app.settings import Settings, get_settings
 from app.store.db import Database
 from workflows.cpo import CpoWorkflow
+from workflows.reconciler import ReconcilerWorkflow
+from workflows.teardown import CpoTeardownWorkflow
+
+log = logging.getLogger("cpolab.worker")
 
 
 def make_worker(client: Client, db: Database, task_queue: str) -> Worker:
     acts = ProvisioningActivities(db)
+    reconcile = ReconcileActivities(db, client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CpoWorkflow],
+        workflows=[CpoWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow],
         activities=[
             acts.record_status,
             acts.create_network,
@@ -36,10 +53,30 @@ def make_worker(client: Client, db: Database, task_queue: str) -> Worker:
             acts.count_network,
             pods.start_charger_pods,
             pods.stop_charger_pods,
+            reconcile.reconcile,
         ],
         max_concurrent_activities=20,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+async def ensure_reconciler_schedule(client: Client, settings: Settings) -> None:
+    """Create the reconciler's Schedule once (every worker tries; the first one wins)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcilerWorkflow.run,
+            ReconcileInput(grace_seconds=settings.reconcile_grace),
+            id="cpolab-reconciler-run",
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconcile_interval))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILER_SCHEDULE_ID, schedule)
+        log.info("created schedule %s (every %s s)", RECONCILER_SCHEDULE_ID, settings.reconcile_interval)
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 async def run_worker(stop: asyncio.Event) -> None:
@@ -47,10 +84,9 @@ async def run_worker(stop: asyncio.Event) -> None:
     db = Database(settings.database_url)
     await db.create_schema()
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    await ensure_reconciler_schedule(client, settings)
     async with make_worker(client, db, settings.task_queue):
-        logging.getLogger("cpolab.worker").info(
-            "worker polling %r on %s", settings.task_queue, settings.temporal_address
-        )
+        log.info("worker polling %r on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
     await db.dispose()
 

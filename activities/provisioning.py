@@ -16,13 +16,18 @@ from sqlmodel import SQLModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from app.lifecycle.models import BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+from activities.heartbeat import heartbeating
+from app.lifecycle.models import ALLOWED_FROM, BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
 from app.network.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
 from app.ocpi.static import evse_static, location_static, tariff_static
 from app.store.db import Database, utcnow
 from app.store.tables import Charger, ChargerRoute, Connector, Cpo, Evse, Location, Tariff
 
 CPO_MISSING = "CpoMissing"
+# Provisioning writes refuse a CPO that is being (or was) torn down: a write racing a teardown
+# workflow must not leave rows behind it.
+CPO_GONE = "CpoGone"
+GONE = frozenset({CpoStatus.DESTROYING.value, CpoStatus.DESTROYED.value, CpoStatus.FAILED.value})
 
 
 def _owned_tables() -> list[Any]:
@@ -34,18 +39,20 @@ class ProvisioningActivities:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def _require_cpo(self, session: Any, cpo_id: int) -> Cpo:
+    async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
         cpo = await session.get(Cpo, cpo_id)
         if cpo is None:
             raise ApplicationError(f"CPO {cpo_id} has no database row", type=CPO_MISSING, non_retryable=True)
+        if live and cpo.status in GONE:
+            raise ApplicationError(f"CPO {cpo_id} is {cpo.status}", type=CPO_GONE, non_retryable=True)
         return cpo
 
     @activity.defn
     async def record_status(self, rec: StatusRecord) -> None:
+        """Guarded write: one UPDATE whose WHERE admits only the allowed previous statuses, so a late
+        retry or a racing extend_ttl can never move a row out of DESTROYING, DESTROYED or FAILED."""
         async with self.db.session() as session, session.begin():
-            cpo = await self._require_cpo(session, rec.cpo_id)
-            if cpo.status == CpoStatus.DESTROYED and rec.status != CpoStatus.DESTROYED:
-                return  # a late retry must not resurrect a torn-down CPO
+            await self._require_cpo(session, rec.cpo_id, live=False)
             values: dict[str, Any] = {"status": rec.status.value, "updated_at": utcnow()}
             if rec.progress is not None:
                 values["progress"] = asdict(rec.progress)
@@ -57,14 +64,17 @@ class ProvisioningActivities:
                 values["destroyed_at"] = rec.destroyed_at
             if rec.set_expires_at:
                 values["expires_at"] = rec.expires_at
-            await session.execute(update(Cpo).where(Cpo.id == rec.cpo_id).values(**values))
+            allowed = [s.value for s in ALLOWED_FROM[rec.status]]
+            await session.execute(
+                update(Cpo).where(Cpo.id == rec.cpo_id, Cpo.status.in_(allowed)).values(**values)  # type: ignore[attr-defined]
+            )
 
     @activity.defn
     async def create_network(self, req: NetworkRequest) -> int:
         """Party/network level rows: the CPO's tariffs. Returns how many tariffs the network has."""
         tariffs = generate_tariffs(req.spec)
         now = utcnow()
-        async with self.db.session() as session, session.begin():
+        async with heartbeating(), self.db.session() as session, session.begin():
             await self._require_cpo(session, req.cpo_id)
             if tariffs:
                 await session.execute(
@@ -76,8 +86,7 @@ class ProvisioningActivities:
     async def create_location_batch(self, batch: LocationBatch) -> BatchResult:
         plans = generate_locations(batch.spec, batch.start, batch.stop)
         rows = _network_rows(batch.cpo_id, batch.spec, plans)
-        activity.heartbeat(batch.start)
-        async with self.db.session() as session, session.begin():
+        async with heartbeating(), self.db.session() as session, session.begin():
             await self._require_cpo(session, batch.cpo_id)
             for table in (Location, Evse, Connector, Charger):
                 if rows[table]:
@@ -103,7 +112,7 @@ class ProvisioningActivities:
             for loc in generate_locations(batch.spec, batch.start, batch.stop)
             for evse in loc.evses
         ]
-        async with self.db.session() as session, session.begin():
+        async with heartbeating(), self.db.session() as session, session.begin():
             await self._require_cpo(session, batch.cpo_id)
             await session.execute(self.db.insert_ignore(ChargerRoute), routes)
         return len(routes)
@@ -112,7 +121,7 @@ class ProvisioningActivities:
     async def teardown_network(self, cpo_id: int) -> int:
         """Delete everything the CPO owns (network, tokens, party reservation). Returns rows deleted."""
         deleted = 0
-        async with self.db.session() as session, session.begin():
+        async with heartbeating(), self.db.session() as session, session.begin():
             for table in _owned_tables():
                 result = await session.execute(delete(table).where(table.c.cpo_id == cpo_id))
                 deleted += result.rowcount or 0
@@ -121,7 +130,7 @@ class ProvisioningActivities:
     @activity.defn
     async def count_network(self, cpo_id: int) -> BatchResult:
         """Rows actually present, for the READY check (catches a plan/DB mismatch before users do)."""
-        async with self.db.session() as session:
+        async with heartbeating(), self.db.session() as session:
             counts = {}
             for table in (Location, Charger, Evse, Connector):
                 stmt = select(func.count()).select_from(table).where(table.cpo_id == cpo_id)  # type: ignore[attr-defined]

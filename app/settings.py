@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     task_queue: str = "provisioning"
     # Seconds before the status endpoint falls back to the DB row, and before any other Temporal
     # call (start, signal, update) gives up with a 503: a bound on the whole call, SDK retries included.
-    status_query_timeout: float = Field(1.0, gt=0, le=30)
-    temporal_rpc_timeout: float = Field(3.0, gt=0, le=60)
+    status_query_timeout: float = Field(0.8, gt=0, le=30)
+    temporal_rpc_timeout: float = Field(2.5, gt=0, le=60)
 
     # ---- secrets ----
     # HS256 key of control-plane tokens. No default: outside dev mode the API and workers refuse to

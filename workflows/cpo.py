@@ -2,24 +2,30 @@
 
 PENDING → PROVISIONING (plan from the seed, batched idempotent activities) → READY (durable TTL
 timer, `destroy` / `extend_ttl` updates) → DESTROYING → DESTROYED; any non-retryable provisioning
-failure compensates with the same teardown and ends FAILED. Deterministic: no I/O, clock or
-randomness outside `workflow.*`; the plan comes from the pure generator.
+failure compensates with the same teardown and ends FAILED; a cancellation of the workflow (Web UI,
+`temporal workflow cancel`) runs the same teardown and ends DESTROYED. A READY CPO continues-as-new
+when its history grows (10,000 TTL extensions stay bounded). Deterministic: no I/O, clock or
+randomness outside `workflow.*`; the input is self-contained (the API resolved the template), so
+nothing here reads the live catalog.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+
+from workflows.teardown import CLEANUP_RETRY, WRITE_TIMEOUTS, run_teardown
 
 with workflow.unsafe.imports_passed_through():
     from activities import pods
-    from activities.provisioning import CPO_MISSING, ProvisioningActivities
+    from activities.provisioning import CPO_GONE, CPO_MISSING, ProvisioningActivities
     from app.lifecycle.models import (
         SA_STATE,
         STEPS,
@@ -33,10 +39,11 @@ with workflow.unsafe.imports_passed_through():
         LocationBatch,
         NetworkRequest,
         Progress,
+        Resume,
         StatusRecord,
         Step,
     )
-    from app.network.generator import network_shape
+    from app.network.legacy import legacy_shape
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
 # broken CPO ends FAILED within minutes instead of hanging; a missing CPO row is final.
@@ -45,15 +52,8 @@ WRITE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=8,
-    non_retryable_error_types=[CPO_MISSING],
+    non_retryable_error_types=[CPO_MISSING, CPO_GONE],
 )
-# Teardown and status bookkeeping must eventually succeed: unbounded attempts, capped interval.
-CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
-WRITE_TIMEOUTS = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    # A killed worker's in-flight batch is re-dispatched after this, not after the full minute.
-    "heartbeat_timeout": timedelta(seconds=10),
-}
 MAX_PARALLEL_BATCHES = 4
 PATCH_LOCAL_STATUS = "status-records-as-local-activities"
 T = TypeVar("T")
@@ -68,13 +68,13 @@ class CpoWorkflow:
     @workflow.init
     def __init__(self, inp: CpoWorkflowInput) -> None:
         self.inp = inp
-        shape = network_shape(inp.spec)
-        self.shape = shape
-        self.status = CpoStatus.PENDING
-        self.progress: Progress | None = None
+        # Runs started before the input carried its shape derive it (the only catalog read left).
+        self.shape = inp.shape if inp.shape is not None else legacy_shape(inp.spec)
+        self.status = CpoStatus.PENDING if inp.resume is None else CpoStatus.READY
+        self.progress: Progress | None = inp.resume.progress if inp.resume else None
         self.error: CpoError | None = None
-        self.expires_at: datetime | None = inp.expires_at
-        self.provisioned_at: datetime | None = None
+        self.expires_at: datetime | None = inp.resume.expires_at if inp.resume else inp.expires_at
+        self.provisioned_at: datetime | None = inp.resume.provisioned_at if inp.resume else None
         self.updated_at: datetime | None = None
         self.destroy_requested = False
         self.ttl_changed = False
@@ -123,22 +123,39 @@ class CpoWorkflow:
     @workflow.run
     async def run(self, inp: CpoWorkflowInput) -> str:
         try:
-            await self._provision()
+            if inp.resume is None:
+                await self._provision()
+            if not self.destroy_requested and await self._wait_for_expiry_or_destroy():
+                await self._continue_as_new()
         except _DestroyRequested:
             pass
-        except FailureError as err:
-            await self._fail(err)
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            raise ApplicationError(
-                f"provisioning failed: {self.error.message if self.error else err}",
-                type="ProvisioningFailed",
-                non_retryable=True,
-            ) from err
-        if not self.destroy_requested:
-            await self._wait_for_expiry_or_destroy()
+        except BaseException as err:
+            if is_cancelled_exception(err):
+                # Cancellation asks for the CPO to go away: tear it down like a DELETE would.
+                workflow.logger.info("CPO %s: workflow cancelled, tearing down", inp.cpo_id)
+            elif isinstance(err, FailureError):
+                await self._fail(err)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                raise ApplicationError(
+                    f"provisioning failed: {self.error.message if self.error else err}",
+                    type="ProvisioningFailed",
+                    non_retryable=True,
+                ) from err
+            else:
+                raise
         await self._teardown(CpoStatus.DESTROYED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status.value
+
+    async def _continue_as_new(self) -> None:
+        """Carry the READY state into a fresh run once every update in flight has answered."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        resume = Resume(progress=self.progress, expires_at=self.expires_at, provisioned_at=self.provisioned_at)
+        workflow.continue_as_new(replace(self.inp, resume=resume))
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self.inp.max_history_events
 
     async def _provision(self) -> None:
         shape = self.shape
@@ -251,21 +268,25 @@ class CpoWorkflow:
                 f"network rows {got} differ from the plan {want}", type="NetworkMismatch", non_retryable=True
             )
 
-    async def _wait_for_expiry_or_destroy(self) -> None:
+    async def _wait_for_expiry_or_destroy(self) -> bool:
+        """Until the TTL expires or a destroy arrives (False), or the history is long enough to
+        continue as new (True)."""
         while not self.destroy_requested:
+            if self._history_is_long():
+                return True
             self.ttl_changed = False
+            wake = lambda: self.destroy_requested or self.ttl_changed or self._history_is_long()  # noqa: E731
             if self.expires_at is None:
-                await workflow.wait_condition(lambda: self.destroy_requested or self.ttl_changed)
+                await workflow.wait_condition(wake)
                 continue
             remaining = (self.expires_at - workflow.now()).total_seconds()
             if remaining <= 0:
-                return
+                return False
             try:
-                await workflow.wait_condition(
-                    lambda: self.destroy_requested or self.ttl_changed, timeout=remaining, timeout_summary="ttl"
-                )
+                await workflow.wait_condition(wake, timeout=remaining, timeout_summary="ttl")
             except TimeoutError:
-                return
+                return False
+        return False
 
     async def _fail(self, err: FailureError) -> None:
         cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
@@ -281,23 +302,24 @@ class CpoWorkflow:
         await self._teardown(CpoStatus.FAILED)
 
     async def _teardown(self, final: CpoStatus) -> None:
-        """Stop pods, delete everything the CPO owns (idempotent), then mark the final state."""
-        if final == CpoStatus.DESTROYED:
+        """Stop pods, delete everything the CPO owns (idempotent), then mark the final state.
+
+        Every step is idempotent, so a cancellation that lands mid-teardown just runs it again: a
+        cancel asks for exactly this, and the CPO must never be left half torn down.
+        """
+        while True:
+            try:
+                await self._teardown_steps(final)
+                return
+            except BaseException as err:
+                if not is_cancelled_exception(err):
+                    raise
+                workflow.logger.info("CPO %s: cancelled during teardown, finishing it", self.inp.cpo_id)
+
+    async def _teardown_steps(self, final: CpoStatus) -> None:
+        if final == CpoStatus.DESTROYED and self.status != CpoStatus.DESTROYING:
             await self._transition(CpoStatus.DESTROYING)
-        await workflow.execute_activity(
-            pods.stop_charger_pods,
-            self.inp.cpo_id,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=CLEANUP_RETRY,
-            summary="stop charger pods",
-        )
-        await workflow.execute_activity_method(
-            ProvisioningActivities.teardown_network,
-            self.inp.cpo_id,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=CLEANUP_RETRY,
-            summary="delete network",
-        )
+        await run_teardown(self.inp.cpo_id)
         await self._transition(final, destroyed=True)
 
     # ---- bookkeeping --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from app.control.common import database, gateway, party, unavailable
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
-from app.control.temporal_gateway import BackendUnavailable
+from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
 from app.lifecycle.models import CpoStatus, CpoWorkflowInput
 from app.network import catalog
 from app.network.generator import NetworkSpec, network_shape
@@ -87,13 +88,18 @@ async def create_cpo(request: Request) -> Response:
         locations=draft.locations,
         chargers_per_location=draft.chargers_per_location,
     )
-    inp = CpoWorkflowInput(cpo_id=cpo.id, org=principal.org, spec=spec, expires_at=expires_at)
-    try:
-        run_id = await gateway(request).start(inp, template.slug)
-    except BackendUnavailable as exc:
-        await _undo_insert(request, cpo.id)
-        await gateway(request).forget(cpo.id)
-        return unavailable(f"workflow backend unavailable ({exc}); nothing was created", "workflow_backend_unavailable")
+    inp = CpoWorkflowInput(
+        cpo_id=cpo.id,
+        org=principal.org,
+        spec=spec,
+        expires_at=expires_at,
+        shape=shape,
+        template_version=template.version,
+    )
+    failure = await _start_or_undo(request, inp, template.slug)
+    if isinstance(failure, Response):
+        return failure
+    run_id = failure
     async with database(request).session() as session, session.begin():
         db_cpo = await session.get(Cpo, cpo.id)
         if db_cpo is not None and db_cpo.workflow_run_id is None:
@@ -177,6 +183,30 @@ async def _insert_cpo(
             if attempt == 2:  # a concurrent create kept winning the same candidate
                 raise
     raise AssertionError("unreachable")
+
+
+async def _start_or_undo(request: Request, inp: CpoWorkflowInput, template: str) -> str | Response:
+    """Start the workflow; on ANY failure undo the insert, so no row, token or reservation outlives a
+    create that did not answer 202 (the reconciler covers the one gap left: this process dying here)."""
+    try:
+        return await gateway(request).start(inp, template)
+    except WorkflowIdTaken:
+        await _undo_insert(request, inp.cpo_id)
+        return unavailable(
+            f"a workflow named cpo-{inp.cpo_id} already exists in Temporal namespace "
+            f"{request.app.state.settings.temporal_namespace!r}: the database and the namespace are out of step "
+            "(was the database reset?). Point cpolab at a fresh namespace or restore the database; "
+            "nothing was created",
+            "workflow_id_conflict",
+        )
+    except BackendUnavailable as exc:
+        await _undo_insert(request, inp.cpo_id)
+        gateway(request).forget(inp.cpo_id)
+        return unavailable(f"workflow backend unavailable ({exc}); nothing was created", "workflow_backend_unavailable")
+    except BaseException:
+        await asyncio.shield(_undo_insert(request, inp.cpo_id))
+        gateway(request).forget(inp.cpo_id)
+        raise
 
 
 async def _undo_insert(request: Request, cpo_id: int) -> None:

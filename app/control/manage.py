@@ -14,7 +14,7 @@ from app.control.temporal_gateway import BackendUnavailable, TtlRejected
 from app.lifecycle.models import TERMINAL, CpoStatus
 from app.store.tables import Cpo
 from app.web.auth import WRITE
-from app.web.http import from_validation_error, model_response
+from app.web.http import from_validation_error, issue, model_response
 from app.web.urls import status_url
 
 
@@ -29,8 +29,10 @@ async def update_cpo(request: Request) -> Response:
     cpo = await owned_cpo(request, call.principal, cpo_id)
     if cpo.status in TERMINAL or cpo.status == CpoStatus.DESTROYING:
         raise HTTPException(409, f"CPO {cpo_id} is {cpo.status}; its TTL can no longer change")
+    # A client retry with the same Idempotency-Key attaches to the same workflow update.
+    update_id = _idempotency_key(request)
     try:
-        await gateway(request).extend_ttl(cpo_id, body.ttl_seconds)
+        await gateway(request).extend_ttl(cpo_id, body.ttl_seconds, update_id)
     except TtlRejected as exc:
         raise HTTPException(409, f"CPO {cpo_id}: {exc}") from exc
     except BackendUnavailable as exc:
@@ -53,11 +55,24 @@ async def delete_cpo(request: Request) -> Response:
         return model_response(
             DeleteResponse(cpo_id=str(cpo_id), status=CpoStatus(cpo.status), status_url=status_url(cpo_id))
         )
+    gw = gateway(request)
     try:
-        running = await gateway(request).request_destroy(cpo_id)
+        if not await gw.request_destroy(cpo_id):
+            # The row is live but its workflow is closed (terminated) or missing: tear down directly.
+            await gw.start_teardown(cpo_id, "DELETE found no running workflow")
     except BackendUnavailable as exc:
         return unavailable(f"workflow backend unavailable ({exc}); try again", "workflow_backend_unavailable")
-    status = CpoStatus.DESTROYING if running else CpoStatus(cpo.status)
     return model_response(
-        DeleteResponse(cpo_id=str(cpo_id), status=status, status_url=status_url(cpo_id)), 202 if running else 200
+        DeleteResponse(cpo_id=str(cpo_id), status=CpoStatus.DESTROYING, status_url=status_url(cpo_id)), 202
     )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key", "").strip()
+    if not key:
+        return None
+    if len(key) > 128 or not key.isprintable():
+        raise HTTPException(
+            422, [issue(["header", "Idempotency-Key"], "at most 128 printable characters", "value_error")]
+        )
+    return f"ttl-{key}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,9 +13,10 @@ from starlette.responses import Response
 from app.control.common import database, gateway, owned_call, summary_fields
 from app.control.report import render_report
 from app.control.schemas import CpoDetail, CpoList, CpoStatusResponse, CpoSummary, ReportOut, TemplateList, TemplateOut
-from app.lifecycle.models import CpoStatus
+from app.control.temporal_gateway import BackendUnavailable, Liveness
+from app.lifecycle.models import TERMINAL, CpoStatus
 from app.network import catalog
-from app.store.db import as_utc
+from app.store.db import as_utc, utcnow
 from app.store.tables import Charger, Cpo, CredentialToken, Location
 from app.web.auth import READ, authenticate
 from app.web.http import issue, model_response, page_query, unprocessable
@@ -91,10 +94,13 @@ async def get_status(request: Request) -> Response:
         "updated_at": as_utc(cpo.updated_at),
         "expires_at": as_utc(cpo.expires_at),
     }
-    # READY and the terminal states are written to the row before the workflow reports them, so the
-    # row is authoritative there; while provisioning or tearing down, the query has the live progress.
-    if cpo.status in LIVE_PROGRESS:
-        state = await gateway(request).query_state(cpo_id)
+    if cpo.status not in TERMINAL:
+        # READY and the terminal states are written to the row before the workflow reports them, so
+        # the row is authoritative there; while provisioning or tearing down, the query has the live
+        # progress. Both asks run at once, so an unreachable Temporal costs one short timeout.
+        gw = gateway(request)
+        query = gw.query_state(cpo_id) if cpo.status in LIVE_PROGRESS else _none()
+        state, live = await asyncio.gather(query, gw.liveness(cpo_id))
         if state is not None:
             fields.update(
                 status=state.status,
@@ -104,6 +110,8 @@ async def get_status(request: Request) -> Response:
                 expires_at=state.expires_at,
                 updated_at=state.updated_at or fields["updated_at"],
             )
+        if await _reconcile(request, cpo, live):
+            fields["status"] = CpoStatus.DESTROYING
     out = CpoStatusResponse.model_validate(
         {
             **fields,
@@ -115,6 +123,25 @@ async def get_status(request: Request) -> Response:
         from_attributes=True,
     )
     return model_response(out)
+
+
+async def _none() -> None:
+    return None
+
+
+async def _reconcile(request: Request, cpo: Cpo, live: Liveness | None) -> bool:
+    """A live row whose workflow closed (terminated) or vanished gets torn down, never left READY
+    forever. A young PENDING row without a workflow may still be starting: the reconciler decides."""
+    assert cpo.id is not None
+    settings = request.app.state.settings
+    young = as_utc(cpo.created_at) > utcnow() - timedelta(seconds=settings.reconcile_grace)  # type: ignore[operator]
+    if live is None or live == Liveness.RUNNING or (live == Liveness.MISSING and cpo.workflow_run_id is None and young):
+        return False
+    try:
+        await gateway(request).start_teardown(cpo.id, f"status found the workflow {live.value}")
+    except BackendUnavailable:
+        return False
+    return True
 
 
 async def get_report(request: Request) -> Response:

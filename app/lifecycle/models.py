@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
-from app.network.generator import NetworkSpec
+from app.network.generator import NetworkShape, NetworkSpec
 
 TASK_QUEUE = "provisioning"
 
@@ -27,6 +27,18 @@ class CpoStatus(StrEnum):
 
 
 TERMINAL = frozenset({CpoStatus.FAILED, CpoStatus.DESTROYED})
+LIVE = frozenset({CpoStatus.PENDING, CpoStatus.PROVISIONING, CpoStatus.READY})
+
+# Which stored statuses a status write may replace: nothing moves a row out of DESTROYING (except to
+# DESTROYED), and nothing moves it out of DESTROYED or FAILED (a late retry or a racing extend_ttl).
+ALLOWED_FROM: dict[CpoStatus, frozenset[CpoStatus]] = {
+    CpoStatus.PENDING: LIVE,
+    CpoStatus.PROVISIONING: LIVE,
+    CpoStatus.READY: LIVE,
+    CpoStatus.DESTROYING: LIVE | {CpoStatus.DESTROYING},
+    CpoStatus.DESTROYED: LIVE | {CpoStatus.DESTROYING, CpoStatus.DESTROYED},
+    CpoStatus.FAILED: LIVE | {CpoStatus.FAILED},
+}
 
 # Typed search attributes: find and read runs in the Temporal Web UI (registered at server start).
 SA_ORG = SearchAttributeKey.for_keyword("CpoOrg")
@@ -38,6 +50,13 @@ SEARCH_ATTRIBUTES = (SA_ORG, SA_TEMPLATE, SA_STATE, SA_CPO_ID)
 
 def workflow_id(cpo_id: int) -> str:
     return f"cpo-{cpo_id}"
+
+
+def teardown_workflow_id(cpo_id: int) -> str:
+    return f"cpo-{cpo_id}-teardown"
+
+
+RECONCILER_SCHEDULE_ID = "cpolab-reconciler"
 
 
 class Step(StrEnum):
@@ -81,7 +100,19 @@ class CpoState:
 
 
 @dataclass
+class Resume:
+    """What a READY CPO carries into its next run when it continues-as-new (bounded history)."""
+
+    progress: Progress | None
+    expires_at: datetime | None
+    provisioned_at: datetime | None
+
+
+@dataclass
 class CpoWorkflowInput:
+    """Self-contained: the API resolved the template once, so nothing in the workflow (or its
+    activities, which read the CPO row's blueprint) depends on the live catalog."""
+
     cpo_id: int
     org: str
     spec: NetworkSpec
@@ -89,6 +120,33 @@ class CpoWorkflowInput:
     # Chargers written per activity: small enough for one short SQLite transaction, large enough
     # that a 10k-charger CPO needs ~40 activities (well inside one workflow history).
     batch_chargers: int = 250
+    # Resolved at create time (None only in runs started before this field existed).
+    shape: NetworkShape | None = None
+    template_version: int | None = None
+    generator_version: int | None = None
+    # Set when a READY run continued as new: skip provisioning and keep waiting.
+    resume: Resume | None = None
+    # Continue-as-new once the history has this many events (or the server suggests it).
+    max_history_events: int = 2000
+
+
+@dataclass
+class TeardownInput:
+    """Teardown of a CPO whose own workflow can no longer do it (terminated, lost, never started)."""
+
+    cpo_id: int
+    reason: str
+
+
+@dataclass
+class ReconcileInput:
+    grace_seconds: int
+
+
+@dataclass
+class ReconcileReport:
+    orphans_removed: list[int] = field(default_factory=list)
+    teardowns_started: list[int] = field(default_factory=list)
 
 
 @dataclass
