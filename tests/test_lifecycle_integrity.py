@@ -1,0 +1,291 @@
+"""A CPO is always either live with a running workflow, or torn down (issue: zombie CPOs).
+
+Every reproduction is run against the real stack: Temporal cancel and terminate of READY and
+PROVISIONING CPOs, kill -9 of an API process in the middle of a burst of creates followed by the
+reconciler, a workflow id already taken in Temporal, and PATCH while no worker polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput, ReconcileReport
+from app.store.db import utcnow
+from tests.stack import Stack, free_port, wait_http, wait_status
+from workflows.cpo import CpoWorkflow
+from workflows.reconciler import ReconcilerWorkflow
+
+TINY = {
+    "template": "small-urban-ac",
+    "country_code": "BE",
+    "name_prefix": "zombie",
+    "overrides": {"locations": 1, "chargers_per_location": 1},
+}
+OWNED = ("location", "evse", "connector", "charger", "charger_route", "tariff", "credential_token", "party_reservation")
+
+
+@pytest.fixture
+async def temporal(stack: Stack) -> Client:
+    return await Client.connect(stack.temporal_address)
+
+
+def owned_rows(stack: Stack, cpo_id: int) -> dict[str, int]:
+    return {t: stack.count(t, cpo_id) for t in OWNED}
+
+
+async def create(c: httpx.AsyncClient, party: str, **extra: object) -> str:
+    resp = await c.post("/ocpi/cpos", json={**TINY, "party_id": party, **extra})
+    assert resp.status_code == 202, resp.text
+    return resp.json()["cpo_id"]
+
+
+async def run_reconciler(temporal: Client, grace: int = 0) -> ReconcileReport:
+    return await temporal.execute_workflow(
+        ReconcilerWorkflow.run,
+        ReconcileInput(grace_seconds=grace),
+        id=f"test-reconcile-{time.monotonic_ns()}",
+        task_queue="provisioning",
+        execution_timeout=timedelta(seconds=60),
+    )
+
+
+async def assert_torn_down(stack: Stack, c: httpx.AsyncClient, cpo_id: str, party: str) -> None:
+    final = await wait_status(c, cpo_id, {"DESTROYED", "FAILED"}, timeout=60)
+    assert final["status"] == "DESTROYED", final
+    assert set(owned_rows(stack, int(cpo_id)).values()) == {0}
+    # The party id is free again: the same request gets the same party back.
+    again = (await c.post("/ocpi/cpos", json={**TINY, "party_id": party})).json()
+    assert again["party"]["party_id"] == party
+    assert (await c.delete(f"/ocpi/cpos/{again['cpo_id']}")).status_code == 202
+
+
+@pytest.mark.parametrize("moment", ["READY", "PROVISIONING"])
+async def test_temporal_cancel_tears_down(stack: Stack, temporal: Client, moment: str) -> None:
+    party = "CN1" if moment == "READY" else "CN2"
+    async with stack.client(org="cancel-org") as c:
+        overrides = {"locations": 40, "chargers_per_location": 25} if moment == "PROVISIONING" else None
+        cpo_id = await create(c, party, **({"overrides": overrides} if overrides else {}))
+        await wait_status(c, cpo_id, {moment})
+        await temporal.get_workflow_handle(f"cpo-{cpo_id}").cancel()
+        await assert_torn_down(stack, c, cpo_id, party)
+        desc = await temporal.get_workflow_handle(f"cpo-{cpo_id}").describe()
+        assert desc.status == WorkflowExecutionStatus.COMPLETED  # it ended by itself, after the teardown
+        # DELETE after the fact: 200, already gone.
+        gone = await c.delete(f"/ocpi/cpos/{cpo_id}")
+        assert gone.status_code == 200 and gone.json()["status"] == "DESTROYED"
+
+
+async def test_terminated_ready_cpo_is_torn_down_by_delete(stack: Stack, temporal: Client) -> None:
+    async with stack.client(org="term-org") as c:
+        cpo_id = await create(c, "TR1")
+        await wait_status(c, cpo_id, {"READY"})
+        await temporal.get_workflow_handle(f"cpo-{cpo_id}").terminate("test: terminate cannot run code")
+        resp = await c.delete(f"/ocpi/cpos/{cpo_id}")
+        assert resp.status_code == 202 and resp.json()["status"] == "DESTROYING", resp.text
+        await assert_torn_down(stack, c, cpo_id, "TR1")
+
+
+async def test_terminated_provisioning_cpo_is_torn_down_by_status(stack: Stack, temporal: Client) -> None:
+    async with stack.client(org="term-org") as c:
+        cpo_id = await create(c, "TR2", overrides={"locations": 40, "chargers_per_location": 25})
+        await wait_status(c, cpo_id, {"PROVISIONING"})
+        await temporal.get_workflow_handle(f"cpo-{cpo_id}").terminate("test")
+        # No DELETE: polling status alone notices the closed workflow and starts the teardown.
+        await assert_torn_down(stack, c, cpo_id, "TR2")
+
+
+async def test_workflow_id_already_taken_undoes_the_insert(stack: Stack, temporal: Client) -> None:
+    """An app database reset under a kept Temporal namespace: `cpo-N` exists already."""
+    next_id = int(stack.query("SELECT seq FROM sqlite_sequence WHERE name = 'cpo'")[0][0]) + 1
+    await temporal.start_workflow(
+        CpoWorkflow.run, id=f"cpo-{next_id}", task_queue="nobody-polls-this", args=[None]
+    )  # never runs: only its id matters
+    try:
+        async with stack.client(org="dup-org") as c:
+            resp = await c.post("/ocpi/cpos", json={**TINY, "party_id": "DUP"})
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["code"] == "workflow_id_conflict"
+            assert stack.query("SELECT count(*) FROM cpo WHERE id = ?", next_id) == [(0,)]
+            assert set(owned_rows(stack, next_id).values()) == {0}
+            # The id is never reused, so the next create works.
+            assert (await c.post("/ocpi/cpos", json={**TINY, "party_id": "DUP"})).status_code == 202
+    finally:
+        await temporal.get_workflow_handle(f"cpo-{next_id}").terminate("test cleanup")
+
+
+async def test_patch_without_worker_is_503_then_attaches_by_idempotency_key(stack: Stack, temporal: Client) -> None:
+    async with stack.client(org="patch-org") as c:
+        cpo_id = await create(c, "PT1")
+        await wait_status(c, cpo_id, {"READY"})
+        stack.kill_workers()
+        try:
+            started = time.monotonic()
+            resp = await c.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 7200}, headers={"Idempotency-Key": "k1"})
+            elapsed = time.monotonic() - started
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["code"] == "workflow_backend_unavailable"
+            assert elapsed <= 3.5, elapsed
+        finally:
+            stack.start_worker()
+        # The client retries with the same key (503s while the new worker starts and the sticky queue
+        # times out): every retry attaches to the update admitted first, never a second one.
+        deadline = time.monotonic() + 60
+        answers = []
+        while len(answers) < 2 or answers[-1] != 200:
+            resp = await c.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 7200}, headers={"Idempotency-Key": "k1"})
+            answers.append(resp.status_code)
+            assert resp.status_code in (200, 503), resp.text
+            assert time.monotonic() < deadline, answers
+        assert (
+            await c.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 7200}, headers={"Idempotency-Key": "k1"})
+        ).status_code == 200
+        history = await temporal.get_workflow_handle(f"cpo-{cpo_id}").fetch_history()
+        accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+        assert len(accepted) == 1
+        bad = await c.patch(f"/ocpi/cpos/{cpo_id}", json={"ttl_seconds": 7200}, headers={"Idempotency-Key": "x" * 200})
+        assert bad.status_code == 422
+
+
+async def test_api_killed_mid_burst_then_reconciler_leaves_no_zombie(stack: Stack, temporal: Client) -> None:
+    """kill -9 of an API process during a burst of creates: after the reconciler every row of the
+    burst is READY with a running workflow, or gone with its Token A and party reservation."""
+    port = free_port()
+    api = stack._spawn(
+        "api-burst",
+        [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
+    )
+    await wait_http(f"http://127.0.0.1:{port}/healthz")
+    headers = stack.headers("burst-org")
+
+    async def one(i: int) -> None:
+        body = {**TINY, "party_id": f"B{i // 36 % 10}{'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[i % 36]}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as c:
+            try:
+                await c.post("/ocpi/cpos", json=body)
+            except httpx.TransportError:
+                pass  # the API died under us
+
+    burst = [asyncio.create_task(one(i)) for i in range(60)]
+    await asyncio.sleep(0.4)
+    api.send_signal(signal.SIGKILL)
+    api.wait()
+    await asyncio.gather(*burst)
+    # The exact gap the reconciler exists for, made certain: a row committed, its start never sent.
+    orphan = _insert_orphan(stack)
+    rows = stack.query("SELECT id FROM cpo WHERE org = 'burst-org'")
+    assert rows, "the burst created nothing before the kill"
+
+    report = await run_reconciler(temporal)
+    assert orphan in report.orphans_removed
+    for (cpo_id,) in rows:
+        status = stack.query("SELECT status FROM cpo WHERE id = ?", cpo_id)
+        if not status:
+            assert set(owned_rows(stack, cpo_id).values()) == {0}, cpo_id
+            continue
+        try:
+            desc = await temporal.get_workflow_handle(f"cpo-{cpo_id}").describe()
+        except RPCError:
+            pytest.fail(f"CPO {cpo_id} kept its row ({status}) without a workflow")
+        assert desc.status == WorkflowExecutionStatus.RUNNING or status[0][0] in ("DESTROYING", "DESTROYED")
+    async with stack.client(org="burst-org") as c:
+        for (cpo_id,) in stack.query("SELECT id FROM cpo WHERE org = 'burst-org'"):
+            await wait_status(c, str(cpo_id), {"READY", "DESTROYED"})
+
+
+def _insert_orphan(stack: Stack) -> int:
+    now = utcnow().replace(tzinfo=None) - timedelta(minutes=5)
+    with __import__("sqlite3").connect(stack.db_path, timeout=30) as conn:
+        cur = conn.execute(
+            "INSERT INTO cpo (org, country_code, party_id, requested_party_id, role, name_prefix, template,"
+            " template_version, seed, ocpi_version, status, locations, chargers, evses, connectors, created_at,"
+            " updated_at) VALUES ('burst-org', 'BE', 'ORF', 'ORF', 'CPO', 'orphan', 'small-urban-ac', 1, 1,"
+            " '2.2.1', 'PENDING', 1, 1, 1, 1, ?, ?)",
+            (now, now),
+        )
+        cpo_id = int(cur.lastrowid or 0)
+        conn.execute(
+            "INSERT INTO party_reservation (org, country_code, party_id, cpo_id) VALUES ('burst-org', 'BE', 'ORF', ?)",
+            (cpo_id,),
+        )
+        conn.execute(
+            "INSERT INTO credential_token (cpo_id, token_hash, kind, created_at) VALUES (?, ?, 'A', ?)",
+            (cpo_id, f"orphan-{cpo_id}", now),
+        )
+    return cpo_id
+
+
+async def test_reconciler_schedule_exists(stack: Stack, temporal: Client) -> None:
+    desc = await temporal.get_schedule_handle(RECONCILER_SCHEDULE_ID).describe()
+    assert desc.schedule.spec.intervals[0].every == timedelta(seconds=60)
+    assert desc.schedule.action.workflow == "ReconcilerWorkflow"  # type: ignore[union-attr]
+
+
+async def _blackhole() -> tuple[asyncio.Server, int]:
+    """A Temporal address that accepts connections and never answers (a hung server, not a dead one)."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("outage", ["refused", "hung"])
+async def test_temporal_down_bounds_hold_end_to_end(stack: Stack, outage: str) -> None:
+    """POST 503 ≤ 3 s leaving nothing behind, status from the DB ≤ 1 s, PATCH and DELETE 503 ≤ 3 s."""
+    org = f"down-{outage}"
+    async with stack.client(org=org) as c:
+        live = await create(c, "DWN")
+        await wait_status(c, live, {"READY"})
+    server, port = await _blackhole() if outage == "hung" else (None, free_port())
+    api_port = free_port()
+    env = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
+    api = stack._spawn(
+        f"api-{outage}",
+        [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(api_port)],
+        env=env,
+    )
+    try:
+        await wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        before = stack.query("SELECT count(*) FROM cpo WHERE org = ?", org)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}", headers=stack.headers(org), timeout=30
+        ) as c:
+
+            async def timed(method: str, url: str, **kw: object) -> tuple[httpx.Response, float]:
+                started = time.monotonic()
+                resp = await c.request(method, url, **kw)  # type: ignore[arg-type]
+                return resp, time.monotonic() - started
+
+            resp, took = await timed("POST", "/ocpi/cpos", json={**TINY, "party_id": "DWX"})
+            print(f"{outage}: POST 503 in {took:.2f} s")
+            assert resp.status_code == 503 and resp.json()["code"] == "workflow_backend_unavailable", resp.text
+            assert took <= 3.0
+            assert stack.query("SELECT count(*) FROM cpo WHERE org = ?", org) == before
+            assert stack.query("SELECT count(*) FROM party_reservation WHERE org = ? AND party_id = 'DWX'", org) == [
+                (0,)
+            ]
+            resp, took = await timed("GET", f"/ocpi/cpos/{live}/status")
+            print(f"{outage}: status from the DB in {took:.2f} s")
+            assert resp.status_code == 200 and resp.json()["status"] == "READY"
+            assert took <= 1.0
+            for method, kw in (("PATCH", {"json": {"ttl_seconds": 600}}), ("DELETE", {})):
+                resp, took = await timed(method, f"/ocpi/cpos/{live}", **kw)
+                print(f"{outage}: {method} 503 in {took:.2f} s")
+                assert resp.status_code == 503, resp.text
+                assert took <= 3.0
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=15)
+        if server is not None:
+            server.close()
