@@ -1,0 +1,72 @@
+"""Bounded history: a READY CPO continues-as-new, so 10,000 TTL extensions leave one READY CPO whose
+current run's history stays small (before: ~8 events per extension, terminated at 51,200 events)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.lifecycle.models import CpoStatus, ExtendTtl
+from tests.stack import Stack, wait_status
+from workflows.cpo import CpoWorkflow
+
+EXTENSIONS = int(os.environ.get("CPOLAB_TEST_EXTENSIONS", "10000"))
+CALLERS = 8  # the server admits at most 10 in-flight updates per workflow
+
+
+async def test_ten_thousand_ttl_extensions_stay_bounded(stack: Stack) -> None:
+    async with stack.client(org="extend-org") as c:
+        resp = await c.post(
+            "/ocpi/cpos",
+            json={
+                "template": "small-urban-ac",
+                "country_code": "LU",
+                "party_id": "EXT",
+                "name_prefix": "extend",
+                "ttl_seconds": None,
+                "overrides": {"locations": 1, "chargers_per_location": 1},
+            },
+        )
+        cpo_id = resp.json()["cpo_id"]
+        await wait_status(c, cpo_id, {"READY"})
+        temporal = await Client.connect(stack.temporal_address)
+        handle = temporal.get_workflow_handle_for(CpoWorkflow.run, f"cpo-{cpo_id}")
+        todo = iter(range(EXTENSIONS))
+        started = time.monotonic()
+
+        aborted = 0
+
+        async def caller() -> None:
+            nonlocal aborted
+            for i in todo:
+                while True:  # what a client does on a 503: retry the same update (same id)
+                    try:
+                        state = await handle.execute_update(
+                            CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=3600 + i % 600), id=f"ext-{i}"
+                        )
+                        break
+                    except RPCError as exc:
+                        # An update caught in flight by a continue-as-new is aborted by the server.
+                        assert exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED), exc
+                        aborted += 1
+                assert state.status == CpoStatus.READY
+
+        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+        took = time.monotonic() - started
+        print(f"{EXTENSIONS} extend_ttl updates in {took:.1f} s ({EXTENSIONS / took:.0f}/s), {aborted} retried")
+
+        desc = await handle.describe()
+        runs = 0
+        async for _ in temporal.list_workflows(f"WorkflowId = 'cpo-{cpo_id}'"):
+            runs += 1
+        print(f"current run: {desc.history_length} events; {runs} runs in all")
+        assert desc.history_length < 2500
+        status = (await c.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+        assert status["status"] == "READY" and status["expires_at"] is not None
+        # Still fully alive after all those runs: DELETE tears it down.
+        assert (await c.delete(f"/ocpi/cpos/{cpo_id}")).status_code == 202
+        await wait_status(c, cpo_id, {"DESTROYED"})
