@@ -339,3 +339,28 @@ def _entry(cpo_id: int, at: object, request_id: str) -> dict[str, object]:
         "correlation_id": None,
         "error": None,
     }
+
+
+async def test_one_flush_prunes_a_bounded_number_of_cpos_and_the_next_one_the_rest(tmp_path: Path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+    try:
+        await db.create_schema()
+        writer = traffic._Writer(db, traffic.Retention(max_rows=1, max_age_s=3600))
+        cpos = range(1, traffic.MAX_PRUNES_PER_FLUSH + 6)
+        now = utcnow()
+        for cpo_id in cpos:
+            writer.add(_entry(cpo_id, now - timedelta(seconds=2), "older"))
+            writer.add(_entry(cpo_id, now - timedelta(seconds=1), "newer"))
+        await writer.flush()
+
+        async def kept() -> dict[int, int]:
+            async with db.session() as session:
+                rows = (await session.execute(OcpiLogRow.__table__.select())).all()  # type: ignore[attr-defined]
+            return {c: sum(1 for r in rows if r.cpo_id == c) for c in cpos}
+
+        assert sorted((await kept()).values()) == [1] * traffic.MAX_PRUNES_PER_FLUSH + [2] * 5
+        writer.add(_entry(99, now, "any"))
+        await writer.flush()
+        assert set((await kept()).values()) == {1}
+    finally:
+        await db.dispose()

@@ -33,6 +33,8 @@ log = logging.getLogger("cpolab.ocpi.log")
 
 FLUSH_INTERVAL_S = 0.1
 PRUNE_INTERVAL_S = 10.0
+MAX_PRUNES_PER_FLUSH = 20
+MAX_TRACKED = 10_000  # CPOs whose last prune time a process remembers
 MAX_PENDING = 10_000  # entries buffered between two flushes; beyond that (DB stalled) new ones are dropped
 MAX_URL = 2048
 MAX_ERROR = 1000
@@ -124,10 +126,12 @@ class _Writer:
             cpo_id
             for cpo_id, added in self.added.items()
             if added >= every or now - self.pruned_at.get(cpo_id, float("-inf")) >= PRUNE_INTERVAL_S
-        ]
+        ][:MAX_PRUNES_PER_FLUSH]  # the others stay due for the next flush: one flush stays short
         for cpo_id in due:
             self.pruned_at[cpo_id] = now
             del self.added[cpo_id]
+        if len(self.pruned_at) > MAX_TRACKED:  # forget CPOs that are due anyway (gone ones included)
+            self.pruned_at = {c: t for c, t in self.pruned_at.items() if now - t < PRUNE_INTERVAL_S}
         return due
 
 
