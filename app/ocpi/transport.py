@@ -282,9 +282,11 @@ def _finish(request: Request, ex: _Exchange, response: Response, module: str) ->
         if to_cc and to_pid:
             response.headers["OCPI-to-country-code"] = to_cc
             response.headers["OCPI-to-party-id"] = to_pid
-    if cpo is not None and cpo.id is not None and not ex.authenticated:
+    if cpo is None or cpo.id is None:
+        return response
+    if not ex.authenticated:
         traffic.reject(request.app.state.db, cpo.id, ex.at)  # counted, never logged: see app.ocpi.log
-    elif cpo is not None and cpo.id is not None:
+    else:
         traffic.record(
             request.app.state.db,
             cpo_id=cpo.id,
