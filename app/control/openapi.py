@@ -86,7 +86,12 @@ _WWW_AUTH = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": 
 _401 = _json("Missing, malformed, expired or badly signed bearer token.", s.HttpError, _WWW_AUTH)
 _403 = _json("Valid token without an `org` claim or without the scope this operation needs.", s.HttpError)
 _404_CPO = _json("No such CPO in your org (another org's CPO is indistinguishable from a missing one).", s.HttpError)
-_422 = _json("Invalid parameter or body; each issue names its location (`loc`).", s.ValidationErrorOut)
+_422 = _json(
+    "Invalid parameter or body; each issue names its location (`loc`). A body nesting arrays/objects "
+    'deeper than `CPOLAB_MAX_JSON_DEPTH` (32) is one issue at `["body"]` of type `json_too_deep`.',
+    s.ValidationErrorOut,
+)
+_413 = _json("The request body is larger than `CPOLAB_MAX_BODY` bytes (1 MiB); it was not read.", s.HttpError)
 _503 = _json(
     "The workflow backend is unreachable (`workflow_backend_unavailable`) or, on create, every candidate "
     "party_id is taken (`party_namespace_exhausted`). Nothing was created or changed.",
@@ -179,6 +184,7 @@ def _paths() -> dict[str, Any]:
                         },
                     ),
                     "404": _json("Unknown template; `template` echoes the slug.", s.TemplateNotFound),
+                    "413": _413,
                     "422": _422,
                     "503": _503,
                 },
@@ -214,6 +220,7 @@ def _paths() -> dict[str, Any]:
                     "409": _json(
                         "The CPO is being torn down, failed or is gone: its TTL can no longer change.", s.HttpError
                     ),
+                    "413": _413,
                     "422": _422,
                     "503": _503,
                 },
@@ -270,7 +277,10 @@ def _paths() -> dict[str, Any]:
             "getCpoOcpiLog",
             "OCPI traffic log",
             {"200": _json("One page of this CPO's OCPI exchanges.", OcpiLogPage), "404": _404_CPO, "422": _422},
-            description="Every OCPI request this CPO received and every call it made, newest first.",
+            description="Every OCPI request this CPO received with a valid token of its own and every call it "
+            "made, newest first, within the retention (`CPOLAB_TRAFFIC_LOG_MAX_ROWS` entries, "
+            "`CPOLAB_TRAFFIC_LOG_MAX_AGE` seconds). Requests without such a token are only counted "
+            "(`rejected_unauthenticated`).",
         ),
     }
     return paths

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from app.control.common import cpo_call, owned_cpo
 from app.ocpi import log as traffic_log
 from app.store.db import Database, as_utc
-from app.store.ocpi_tables import OcpiLogRow
+from app.store.ocpi_tables import OcpiLogRow, OcpiRejectedCount
 from app.web.auth import READ
 from app.web.http import model_response, page_query, unprocessable
 
@@ -37,6 +37,9 @@ class OcpiLogPage(BaseModel):
     total: int
     page: int
     limit: int
+    # Requests to this CPO's OCPI platform without a valid token of it: counted, not logged.
+    rejected_unauthenticated: int = 0
+    rejected_last_at: datetime | None = None
 
 
 async def get_ocpi_log(request: Request) -> Response:
@@ -49,7 +52,8 @@ async def get_ocpi_log(request: Request) -> Response:
     await owned_cpo(request, call.principal, cpo_id)
     db: Database = request.app.state.db
     await traffic_log.flush(db)  # what this process buffered so far is part of the answer
-    where = OcpiLogRow.cpo_id == cpo_id
+    where, max_rows = traffic_log.retained(db, cpo_id)
+    offset = (page - 1) * limit
     async with db.session() as session:
         total = (await session.execute(select(func.count()).select_from(OcpiLogRow).where(where))).scalar_one()
         rows = (
@@ -58,9 +62,19 @@ async def get_ocpi_log(request: Request) -> Response:
                 .where(where)
                 # By start time: several processes buffer entries, so ids are not chronological.
                 .order_by(OcpiLogRow.timestamp.desc(), OcpiLogRow.id.desc())  # type: ignore[attr-defined]
-                .offset((page - 1) * limit)
-                .limit(limit)
+                .offset(offset)
+                .limit(max(0, min(limit, max_rows - offset)))  # the retention, before the flush prunes
             )
         ).scalars()
         data = [OcpiLogEntry.model_validate({**row.model_dump(), "timestamp": as_utc(row.timestamp)}) for row in rows]
-    return model_response(OcpiLogPage(data=data, total=total, page=page, limit=limit))
+        rejected = await session.get(OcpiRejectedCount, cpo_id)
+    return model_response(
+        OcpiLogPage(
+            data=data,
+            total=min(total, max_rows),
+            page=page,
+            limit=limit,
+            rejected_unauthenticated=rejected.rejected if rejected else 0,
+            rejected_last_at=as_utc(rejected.last_at) if rejected else None,
+        )
+    )

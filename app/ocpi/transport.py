@@ -2,7 +2,8 @@
 
 A handler is `async def endpoint(request, ctx: OcpiContext) -> Response` registered with `ocpi_route`;
 the wrapper resolves the CPO, checks the version and the token, echoes the message ids, adds routing
-headers on functional modules, turns `OcpiError` into an envelope and logs the exchange.
+headers on functional modules, turns `OcpiError` into an envelope and logs the exchange (only
+when it carried a valid token of the CPO; other requests are just counted, see app.ocpi.log).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.store.db import Database, utcnow
 from app.store.ocpi_tables import OcpiPeer
 from app.store.tables import Cpo, CredentialToken
 from app.web.http import MAX_ID
+from app.web.limits import json_too_deep, too_deep_message
 from app.web.urls import ocpi_root
 
 logger = logging.getLogger("cpolab.ocpi")
@@ -114,6 +116,9 @@ async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise OcpiError(2001, "request body is missing", http_status=400)
+    depth = request.app.state.settings.max_json_depth
+    if json_too_deep(raw, depth):  # before json.loads, which would raise RecursionError
+        raise OcpiError(2001, too_deep_message(depth), http_status=400)
     try:
         return json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -216,6 +221,7 @@ class _Exchange:
         self.correlation_id = _message_id(request, "x-correlation-id")
         self.cpo: Cpo | None = None
         self.peer: OcpiPeer | None = None
+        self.authenticated = False  # a live token of this CPO was presented (even if refused here)
 
 
 def _error(status_code: int, message: str, http_status: int, headers: Mapping[str, str] | None = None) -> Response:
@@ -233,6 +239,7 @@ async def _dispatch(
     if cpo is None or cpo.status in GONE_STATUSES:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     ex.cpo = cpo
+    ex.authenticated = cred is not None
     version = request.path_params.get("version")
     if version is not None and version != cpo.ocpi_version:
         return _error(3002, f"unsupported version {version}; this CPO speaks OCPI {cpo.ocpi_version}", 404)
@@ -275,7 +282,11 @@ def _finish(request: Request, ex: _Exchange, response: Response, module: str) ->
         if to_cc and to_pid:
             response.headers["OCPI-to-country-code"] = to_cc
             response.headers["OCPI-to-party-id"] = to_pid
-    if cpo is not None and cpo.id is not None:
+    if cpo is None or cpo.id is None:
+        return response
+    if not ex.authenticated:
+        traffic.reject(request.app.state.db, cpo.id, ex.at)  # counted, never logged: see app.ocpi.log
+    else:
         traffic.record(
             request.app.state.db,
             cpo_id=cpo.id,

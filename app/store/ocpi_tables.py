@@ -87,3 +87,13 @@ class OcpiLogRow(SQLModel, table=True):
     request_id: str | None = None
     correlation_id: str | None = None
     error: str | None = None
+
+
+class OcpiRejectedCount(SQLModel, table=True):
+    """Requests to a CPO's OCPI platform that presented no valid token of that CPO: counted here
+    instead of logged, so nobody without a token can fill (or write into) a CPO's traffic log."""
+
+    __tablename__ = "ocpi_rejected_count"
+    cpo_id: int = Field(primary_key=True)
+    rejected: int
+    last_at: datetime

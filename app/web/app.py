@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,8 +18,10 @@ from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
+from app.ocpi.transport import ocpi_response
 from app.settings import Settings, get_settings
 from app.store.db import Database
+from app.web.limits import RequestLimits
 
 log = logging.getLogger("cpolab.api")
 
@@ -54,8 +57,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.db.dispose()
 
     routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes, *openapi.routes, *ocpi_routes.routes]
+    limits = Middleware(
+        RequestLimits,
+        max_body=settings.max_body,
+        max_json_depth=settings.max_json_depth,
+        ocpi_prefix="/ocpi/peer/",
+        ocpi_envelope=ocpi_response,
+    )
     return Starlette(
         routes=routes,
+        middleware=[limits],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )

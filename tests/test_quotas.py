@@ -1,0 +1,111 @@
+"""Per-org quotas (app.control.quotas) against a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app.control.quotas import quota_problem
+from app.settings import Settings
+from app.store.db import Database, utcnow
+from app.store.tables import Cpo
+
+SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'quota.db'}")
+    await database.create_schema()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def add_cpo(db: Database, org: str, status: str, chargers: int) -> int:
+    now = utcnow()
+    async with db.session() as session, session.begin():
+        cpo = Cpo(
+            org=org,
+            country_code="DE",
+            party_id="QUO",
+            requested_party_id="QUO",
+            role="CPO",
+            name_prefix="Quota",
+            template="city-small",
+            template_version=1,
+            seed=1,
+            ocpi_version="2.2.1",
+            status=status,
+            chargers=chargers,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(cpo)
+        await session.flush()
+        assert cpo.id is not None
+        return cpo.id
+
+
+async def problem(db: Database, org: str, new_chargers: int, exclude: int | None = None) -> dict | None:
+    async with db.session() as session:
+        resp = await quota_problem(session, SETTINGS, org, new_chargers, exclude_cpo_id=exclude)
+    if resp is None:
+        return None
+    assert resp.status_code == 429
+    return json.loads(resp.body)
+
+
+async def test_only_live_cpos_of_the_org_count(db: Database):
+    # Terminal CPOs and other orgs' CPOs never count, whatever their size.
+    for status in ("FAILED", "DESTROYED"):
+        await add_cpo(db, "acme", status, 1000)
+    await add_cpo(db, "other", "READY", 1000)
+    assert await problem(db, "acme", 100) is None
+    await add_cpo(db, "acme", "PENDING", 10)
+    await add_cpo(db, "acme", "DESTROYING", 10)  # still holds its rows: live
+    assert await problem(db, "acme", 80) is None
+
+
+async def test_live_cpo_quota(db: Database):
+    for status in ("PENDING", "PROVISIONING", "READY"):
+        await add_cpo(db, "acme", status, 1)
+    got = await problem(db, "acme", 1)
+    assert got is not None
+    assert got["code"] == "quota_exceeded"
+    assert got["quota"] == "live_cpos"
+    assert got["limit"] == 3
+    assert "3 live CPOs" in got["detail"]
+    assert await problem(db, "other", 1) is None
+
+
+async def test_live_charger_quota(db: Database):
+    await add_cpo(db, "acme", "READY", 60)
+    assert await problem(db, "acme", 40) is None  # exactly at the quota
+    got = await problem(db, "acme", 41)
+    assert got == {
+        "detail": got["detail"],
+        "code": "quota_exceeded",
+        "quota": "live_chargers",
+        "limit": 100,
+    }
+    assert "41" in got["detail"] and "60" in got["detail"]
+    # A single CPO bigger than the whole quota is refused too.
+    got = await problem(db, "fresh-org", 101)
+    assert got is not None and got["quota"] == "live_chargers"
+
+
+async def test_the_row_being_inserted_is_not_counted_twice(db: Database):
+    await add_cpo(db, "acme", "READY", 50)
+    await add_cpo(db, "acme", "READY", 0)
+    new_id = await add_cpo(db, "acme", "PENDING", 50)  # as create does: INSERT first, then the check
+    assert await problem(db, "acme", 50, exclude=new_id) is None
+    got = await problem(db, "acme", 51, exclude=new_id)
+    assert got is not None and got["quota"] == "live_chargers"
+    await add_cpo(db, "acme", "READY", 0)
+    got = await problem(db, "acme", 0, exclude=new_id)
+    assert got is not None and got["quota"] == "live_cpos"
