@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 
+import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -18,6 +19,7 @@ EXTENSIONS = int(os.environ.get("CPOLAB_TEST_EXTENSIONS", "10000"))
 CALLERS = 8  # the server admits at most 10 in-flight updates per workflow
 
 
+@pytest.mark.timeout(900)
 async def test_ten_thousand_ttl_extensions_stay_bounded(stack: Stack) -> None:
     async with stack.client(org="extend-org") as c:
         resp = await c.post(

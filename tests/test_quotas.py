@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.control.quotas import quota_problem
 from app.settings import Settings
 from app.store.db import Database, utcnow
 from app.store.tables import Cpo
+from tests.stack import Stack, free_port, wait_http, wait_status
 
 SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
 
@@ -109,3 +113,44 @@ async def test_the_row_being_inserted_is_not_counted_twice(db: Database):
     await add_cpo(db, "acme", "READY", 0)
     got = await problem(db, "acme", 0, exclude=new_id)
     assert got is not None and got["quota"] == "live_cpos"
+
+
+async def test_create_answers_429_naming_the_quota(stack: Stack) -> None:
+    """The quota wired into POST /ocpi/cpos on a real API process: a clear 429, nothing left behind."""
+    port = free_port()
+    env = {**stack.env, "CPOLAB_QUOTA_LIVE_CPOS": "2", "CPOLAB_QUOTA_LIVE_CHARGERS": "10"}
+    api = stack._spawn(
+        "api-quota", [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)], env=env
+    )
+    tiny = {"template": "small-urban-ac", "country_code": "IE", "name_prefix": "quota"}
+    one = {"locations": 1, "chargers_per_location": 1}
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/healthz")
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=stack.headers("quota-org"), timeout=30
+        ) as c:
+            big = await c.post("/ocpi/cpos", json={**tiny, "party_id": "QBG", "overrides": {**one, "locations": 11}})
+            assert big.status_code == 429, big.text
+            assert big.json() | {"detail": ""} == {
+                "detail": "",
+                "code": "quota_exceeded",
+                "quota": "live_chargers",
+                "limit": 10,
+            }
+            ids = []
+            for party in ("QA1", "QA2"):
+                resp = await c.post("/ocpi/cpos", json={**tiny, "party_id": party, "overrides": one})
+                assert resp.status_code == 202, resp.text
+                ids.append(resp.json()["cpo_id"])
+            third = await c.post("/ocpi/cpos", json={**tiny, "party_id": "QA3", "overrides": one})
+            assert third.status_code == 429 and third.json()["quota"] == "live_cpos", third.text
+            assert "2" in third.json()["detail"]
+            assert stack.query("SELECT count(*) FROM cpo WHERE org = 'quota-org'") == [(2,)]
+            assert stack.query("SELECT count(*) FROM party_reservation WHERE org = 'quota-org'") == [(2,)]
+            # A destroyed CPO no longer counts.
+            assert (await c.delete(f"/ocpi/cpos/{ids[0]}")).status_code == 202
+            await wait_status(c, ids[0], {"DESTROYED"})
+            assert (await c.post("/ocpi/cpos", json={**tiny, "party_id": "QA3", "overrides": one})).status_code == 202
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=15)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.control.common import database, gateway, party, unavailable
+from app.control.quotas import quota_problem
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
 from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
 from app.lifecycle.models import CpoStatus, CpoWorkflowInput
@@ -33,6 +34,11 @@ RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
 
 class _PartyExhausted(Exception):
     pass
+
+
+class _OverQuota(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 async def create_cpo(request: Request) -> Response:
@@ -72,6 +78,8 @@ async def create_cpo(request: Request) -> Response:
         cpo = await _insert_cpo(
             request, principal, body, template.version, seed, shape, now, expires_at, token_a, role, overrides or None
         )
+    except _OverQuota as exc:
+        return exc.response
     except _PartyExhausted:
         return unavailable(
             f"every party_id derived from {body.party_id} is taken in {body.country_code} "
@@ -173,6 +181,13 @@ async def _insert_cpo(
                 session.add(cpo)
                 await session.flush()
                 assert cpo.id is not None
+                # Checked inside the insert's transaction (SQLite holds the write lock by now), so two
+                # concurrent creates cannot both squeeze under the quota.
+                over = await quota_problem(
+                    session, request.app.state.settings, principal.org, shape.chargers, exclude_cpo_id=cpo.id
+                )
+                if over is not None:
+                    raise _OverQuota(over)
                 party_id = await reserve(session, principal.org, body.country_code, body.party_id, cpo.id)
                 if party_id is None:
                     raise _PartyExhausted
