@@ -275,31 +275,27 @@ async def _exchange(
         return CallResult(None, None, None, f"URL refused: {exc}")
     state = _state()
     status: int | None = None
+    stage = f"a free outbound slot (this CPO already has {settings.outbound_per_cpo} calls in flight)"
     try:
-        async with (
-            asyncio.timeout(settings.outbound_timeout),
-            state.slot(cpo_id, settings.outbound_per_cpo),
-            state.client(settings).stream(method, url, headers=headers, content=content) as resp,
-        ):
-            status = resp.status_code
-            if resp.is_redirect:
-                raise _Failed(f"HTTP {status}: the peer redirected; redirects are not followed")
-            raw = await _read_body(resp, settings.outbound_max_body)
-            resp_headers = resp.headers
+        async with asyncio.timeout(settings.outbound_timeout):
+            async with state.slot(cpo_id, settings.outbound_per_cpo):
+                stage = "a response"
+                async with state.client(settings).stream(method, url, headers=headers, content=content) as resp:
+                    status, stage = resp.status_code, "the rest of the response body"
+                    if resp.is_redirect:
+                        raise _Failed(f"HTTP {status}: the peer redirected; redirects are not followed")
+                    raw = await _read_body(resp, settings.outbound_max_body)
+                    resp_headers = resp.headers
     except _Failed as exc:
         return CallResult(status, None, None, str(exc))
     except (TimeoutError, httpx.TimeoutException):
-        return CallResult(status, None, None, _deadline_message(settings, status))
+        message = f"timeout: no complete answer within {settings.outbound_timeout:g} s (still waiting for {stage})"
+        return CallResult(status, None, None, message)
     except EgressRefused as exc:
         return CallResult(None, None, None, f"refused by the egress policy: {exc}")
     except httpx.HTTPError as exc:
         return CallResult(status, None, None, _network_message(exc))
     return _interpret(status, resp_headers, raw, settings.max_json_depth)
-
-
-def _deadline_message(settings: Settings, status: int | None) -> str:
-    stage = "the response body" if status is not None else "a response"
-    return f"timeout: no complete answer within {settings.outbound_timeout:g} s (still waiting for {stage})"
 
 
 def _network_message(exc: httpx.HTTPError) -> str:

@@ -115,19 +115,18 @@ class EgressPolicy:
         ip = _unwrap(ipaddress.ip_address(address))
         if ip.is_unspecified:
             return f"{ip} is the unspecified address"
-        if ip.is_loopback:
-            return None if self.allow_loopback else f"{ip} is a loopback address"
-        if ip.is_link_local:
-            return f"{ip} is a link-local address"
         if ip.is_multicast:
             return f"{ip} is a multicast address"
+        if ip.is_loopback:
+            return None if self.allow_loopback else f"{ip} is a loopback address"
+        if is_own_address(ip):  # this machine under another name: treated like loopback
+            return None if self.allow_loopback else f"{ip} is an address of this platform"
+        if ip.is_link_local:
+            return f"{ip} is a link-local address"
         if any(ip in net for net in PRIVATE_NETWORKS if net.version == ip.version):
-            if not self.allow_private:
-                return f"{ip} is a private address"
-        elif not ip.is_global:
+            return None if self.allow_private else f"{ip} is a private address"
+        if not ip.is_global:
             return f"{ip} is a reserved (non-global) address"
-        if not self.allow_loopback and is_own_address(ip):
-            return f"{ip} is an address of this platform"
         return None
 
     async def resolve(self, host: str, port: int) -> list[str]:
