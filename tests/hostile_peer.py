@@ -3,6 +3,7 @@
 Raw sockets rather than a framework, so it can misbehave at the byte level. The first path segment
 picks the behaviour (the rest is ignored), so one server serves every test:
   ok           versions / details envelopes (a well-behaved peer), `/ok/versions` and `/ok/2.2.1`
+  slow         like ok, but versions answers after `drip_interval` seconds (holds a race window open)
   cookie       a valid versions envelope plus Set-Cookie headers (a session cookie and a flood)
   drip-body    headers at once, then the body one byte per `drip_interval` seconds
   drip-head    the status line and headers one byte per `drip_interval` seconds
@@ -148,6 +149,9 @@ class HostilePeer:
         self, profile: str, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         versions_path = path.endswith("/versions")
+        if profile == "slow":
+            await asyncio.sleep(self.drip_interval)
+            profile = "ok"
         if profile in ("ok", "cookie", "badendpoint") and not versions_path:
             endpoints = [{"identifier": "credentials", "role": "SENDER", "url": self.url(profile, "2.2.1/credentials")}]
             loc = self.url(profile, "2.2.1/locations")
