@@ -11,6 +11,11 @@ picks the behaviour (the rest is ignored), so one server serves every test:
   nested       200 with `[[[[…]]]]` 100,000 levels deep
   deep         a valid envelope whose data is nested 40 levels deep (parses, but over the limit)
   huge         a 2 MiB JSON envelope
+  gzip, deflate  a valid versions envelope, compressed (must decode fine)
+  brotli       a body with Content-Encoding: br (not accepted)
+  badgzip      Content-Encoding: gzip over bytes that are not gzip
+  empty        200 with an empty body
+  nostatus     200 with a JSON object that has no status_code
   redirect     302 to `/redirect-target` (which must never be requested)
   internal     500 text/html that names an internal service (must not be echoed)
   chatty       502 envelope with a 5,000-character status_message full of control characters
@@ -195,6 +200,18 @@ class HostilePeer:
             return await self._send(writer, "200 OK", envelope(data))
         if profile == "huge":
             return await self._send(writer, "200 OK", envelope("x" * (2 << 20)))
+        if profile in ("gzip", "deflate"):
+            plain = envelope([{"version": "2.2.1", "url": self.url("ok", "2.2.1")}])
+            packed = zlib.compress(plain, wbits=31 if profile == "gzip" else zlib.MAX_WBITS)
+            return await self._send(writer, "200 OK", packed, [("Content-Encoding", profile)])
+        if profile == "brotli":
+            return await self._send(writer, "200 OK", b"\x0b\x02\x80{}\x03", [("Content-Encoding", "br")])
+        if profile == "badgzip":
+            return await self._send(writer, "200 OK", b"\x1f\x8b not gzip at all", [("Content-Encoding", "gzip")])
+        if profile == "empty":
+            return await self._send(writer, "200 OK", b"")
+        if profile == "nostatus":
+            return await self._send(writer, "200 OK", b'{"data": []}')
         if profile == "redirect":
             return await self._send(writer, "302 Found", b"", [("Location", self.url("redirect-target"))])
         if profile == "internal":

@@ -185,6 +185,12 @@ async def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(hostile: HostilePe
     assert peak < 16 << 20, f"peak {peak / 1e6:.1f} MB"  # 512 MiB if it had been inflated
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_compressed_answers_are_decoded(hostile: HostilePeer, db: Database, coding: str):
+    result = await get(db, hostile.url(coding))
+    assert result.ok and result.data == [{"version": "2.2.1", "url": hostile.url("ok", "2.2.1")}], result
+
+
 @pytest.mark.parametrize(
     ("profile", "fragment"),
     [
@@ -192,6 +198,10 @@ async def test_gzip_bomb_stops_at_the_cap_with_bounded_memory(hostile: HostilePe
         ("nested", "response is not an OCPI envelope (JSON nested deeper than 32 levels)"),
         ("deep", "response is not an OCPI envelope (JSON nested deeper than 32 levels)"),
         ("redirect", "HTTP 302: the peer redirected; redirects are not followed"),
+        ("brotli", "unsupported Content-Encoding 'br' (gzip and deflate are accepted)"),
+        ("badgzip", "the response body is not valid compressed data"),
+        ("empty", "response is not an OCPI envelope (empty body)"),
+        ("nostatus", "response is not an OCPI envelope (no integer status_code)"),
     ],
 )
 async def test_oversized_nested_and_redirecting_peers(hostile: HostilePeer, db: Database, profile: str, fragment: str):
@@ -209,6 +219,8 @@ async def test_errors_say_what_failed_without_echoing_the_peer(hostile: HostileP
     assert len(result.error) <= 230 and result.error.isprintable() and result.error.endswith("…"), result.error
     result = await get(db, f"http://127.0.0.1:{_closed_port()}/versions")
     assert result.error and result.error.startswith("could not connect"), result.error
+    result = await get(db, "http://no-such-host.invalid/versions")
+    assert result.error and result.error.startswith("could not connect: cannot resolve no-such-host.invalid")
 
 
 def _closed_port() -> int:

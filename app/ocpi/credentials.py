@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.ocpi import client
+from app.ocpi.body import excerpt
 from app.ocpi.egress import PeerUrl, UrlRefused, check_url
 from app.ocpi.roam import credentials_payload
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route
@@ -134,9 +135,9 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
     offered = {v.get("version"): v.get("url") for v in versions.data if isinstance(v, dict)}
     version_url = offered.get(ctx.version)
     if not isinstance(version_url, str) or not version_url:
-        listed = ", ".join(sorted(client.excerpt(v, 20) for v in offered)) or "none"
+        listed = ", ".join(sorted(excerpt(v, 20) for v in offered)) or "none"
         message = f"no common OCPI version: this CPO speaks {ctx.version}, you offer {listed}"
-        raise OcpiError(3002, client.excerpt(message))
+        raise OcpiError(3002, excerpt(message))
     _check_peer_url(f"the URL of version {ctx.version}", version_url)
     details = await client.call(method="GET", url=version_url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
     data = details.data
@@ -148,7 +149,7 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
         if isinstance(e, dict) and isinstance(e.get("identifier"), str) and isinstance(e.get("url"), str)
     ]
     for endpoint in endpoints:
-        _check_peer_url(f"the URL of endpoint {client.excerpt(endpoint['identifier'], 40)!r}", endpoint["url"])
+        _check_peer_url(f"the URL of endpoint {excerpt(endpoint['identifier'], 40)!r}", endpoint["url"])
     return PeerApi(version_url=version_url, endpoints=endpoints)
 
 

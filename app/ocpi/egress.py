@@ -41,6 +41,10 @@ class EgressRefused(Exception):
     """The destination address is not allowed by the egress policy."""
 
 
+class UnresolvableHost(Exception):
+    """DNS gave no address for the host (a network failure, not a policy decision)."""
+
+
 def check_url(url: str) -> httpx.URL:
     """The parsed URL, or UrlRefused saying what is wrong with it."""
     try:
@@ -135,12 +139,12 @@ class EgressPolicy:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise EgressRefused(f"cannot resolve {host}: {exc}") from None
+            raise UnresolvableHost(f"cannot resolve {host}: {exc}") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         for address in addresses:
             reason = self.refusal(address)
             if reason:
                 raise EgressRefused(reason if address == host else f"{host} resolves to {reason}")
         if not addresses:
-            raise EgressRefused(f"cannot resolve {host}")
+            raise UnresolvableHost(f"cannot resolve {host}")
         return addresses
