@@ -135,6 +135,12 @@ async def test_strict_policy_refuses_loopback_before_connecting(hostile: Hostile
     assert (await get(db, hostile.url("ok"), LOOSE)).ok  # the same peer with the allowance on
 
 
+async def test_the_platforms_public_host_is_refused_by_name(hostile: HostilePeer, db: Database):
+    own = Settings(egress_allow_loopback=False, egress_allow_private=True, public_base_url="http://LocalHost:8000")
+    result = await get(db, f"http://localhost:{hostile.port}/ok/versions", own)
+    assert result.error == "refused by the egress policy: localhost is this platform's public host", result.error
+
+
 async def test_only_http_urls_without_userinfo_and_never_logged_in_clear(hostile: HostilePeer, db: Database):
     before = hostile.connections
     refused = {

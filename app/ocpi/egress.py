@@ -6,8 +6,9 @@ Every URL a peer hands us (versions URL, endpoint URLs, `response_url`) is attac
 - the host is resolved first and every address it resolves to is checked; the connection then goes
   to a checked address (the client's network backend connects to the IP this module returned, so a
   second, different DNS answer cannot slip in between the check and the connect);
-- loopback and this machine's own addresses, private ranges (RFC 1918, CGNAT 100.64/10, IPv6 ULA),
-  link-local (cloud metadata lives there), multicast, unspecified and reserved ranges are refused.
+- loopback and this machine's own addresses (and the host of `public_base_url`), private ranges
+  (RFC 1918, CGNAT 100.64/10, IPv6 ULA), link-local (cloud metadata lives there), multicast,
+  unspecified and reserved ranges are refused.
   `egress_allow_loopback` lets loopback and this machine's own addresses through (tests, `make run`),
   `egress_allow_private` the private ranges; the others are never reachable.
 """
@@ -113,6 +114,8 @@ class EgressPolicy:
     def __init__(self, settings: Settings) -> None:
         self.allow_loopback = settings.egress_allow_loopback
         self.allow_private = settings.egress_allow_private
+        # Behind NAT our public name resolves to an address no interface has: refused by name.
+        self.own_host = httpx.URL(settings.public_base_url).host.lower() if settings.public_base_url else None
 
     def refusal(self, address: str) -> str | None:
         """Why `address` may not be called, or None when it may."""
@@ -136,6 +139,8 @@ class EgressPolicy:
     async def resolve(self, host: str, port: int) -> list[str]:
         """The addresses `host` resolves to, all checked; EgressRefused if any is not allowed (a
         name mixing public and internal answers is refused rather than guessed at)."""
+        if not self.allow_loopback and self.own_host and host.lower() == self.own_host:
+            raise EgressRefused(f"{host} is this platform's public host")
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
