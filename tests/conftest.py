@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -8,6 +9,9 @@ import pytest
 
 from tests.emsp_peer import EmspPeer
 from tests.stack import Stack
+
+# OCPI code the tests run in-process (pushes) calls eMSP peers on loopback, like the stack does.
+os.environ.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.emsp_peer import ROUTING, EmspPeer, OcpiClient, b64, credentials_url, err, new_cpo, ok, register
+from tests.hostile_peer import HostilePeer
 from tests.stack import Stack, wait_status
 
 
@@ -285,3 +286,44 @@ async def test_destroyed_cpo_has_no_platform_and_leaves_no_rows(
     await client.get(f"/ocpi/cpos/{cpo_id}/ocpi-log")  # flushes the API's buffered log entries
     for table in ("ocpi_peer", "credential_token", "ocpi_log", "ocpi_token"):
         assert stack.count(table, cpo_id) == 0, table
+
+
+async def test_concurrent_puts_with_one_token_rotate_once(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, peer: EmspPeer, stack: Stack
+):
+    cpo = await new_cpo(client, party_id="PRC")
+    token_c = ok((await register(http, cpo, peer))[0])["token"]
+    with_c = OcpiClient(http, token_c)
+    # The new versions URL answers slowly, so all six PUTs are past authentication before any commits.
+    slow = await HostilePeer(drip_interval=0.5).start()
+    try:
+        new_bs = [peer.new_token() for _ in range(6)]
+        bodies = [{**peer.credentials(b), "url": slow.url("slow")} for b in new_bs]
+        results = await asyncio.gather(*(with_c.request("PUT", credentials_url(cpo), json=body) for body in bodies))
+    finally:
+        await slow.stop()
+    assert len([s for s in slow.seen if s.path == "/slow/versions"]) == 6
+    winners = [(r, b) for r, b in zip(results, new_bs, strict=True) if r.status_code == 200]
+    assert len(winners) == 1, [(r.status_code, r.text) for r in results]
+    for resp in results:
+        if resp.status_code != 200:  # the losers are told why (raced in flight, or came after); no token
+            message = err(resp, 401, 2000)["status_message"]
+            assert "concurrent credentials PUT or DELETE" in message
+    winner, winner_b = winners[0]
+    token_c2 = ok(winner)["token"]
+    # The winner's Token C works; the old one and every other is dead; the peer holds the winner's B.
+    assert ok(await OcpiClient(http, token_c2).request("GET", credentials_url(cpo)))["token"] == token_c2
+    err(await with_c.request("GET", credentials_url(cpo)), 401)
+    cpo_id = int(cpo["cpo_id"])
+    assert stack.query("SELECT token_b FROM ocpi_peer WHERE cpo_id = ?", cpo_id) == [(winner_b,)]
+    live = stack.query("SELECT count(*) FROM credential_token WHERE cpo_id = ? AND revoked_at IS NULL", cpo_id)
+    assert live == [(1,)]
+    # A DELETE racing a PUT with the same token: exactly one of them succeeds.
+    with_c2 = OcpiClient(http, token_c2)
+    put, delete = await asyncio.gather(
+        with_c2.request("PUT", credentials_url(cpo), json=peer.credentials(peer.new_token())),
+        with_c2.request("DELETE", credentials_url(cpo)),
+    )
+    assert sorted([put.status_code, delete.status_code]) == [200, 401], (put.text, delete.text)
+    if put.status_code == 200:  # the PUT committed first: the DELETE was refused, its token works
+        ok(await OcpiClient(http, ok(put)["token"]).request("GET", credentials_url(cpo)))

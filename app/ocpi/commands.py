@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.ocpi import client
+from app.ocpi.egress import PeerUrl
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route, parse_ocpi_datetime
 from app.store.ocpi_tables import OcpiSession
 from app.store.tables import Charger, Connector, Evse, Location
@@ -26,13 +27,12 @@ RESPONSE_TIMEOUT_S = 30  # CommandResponse.timeout: how long the eMSP should wai
 RESULT_DELAY_S = 0.05  # the result follows the response, as it would after a round trip to the charger
 ONLINE = "ONLINE"
 
-Url = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^https?://")]
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 
 
 class _Cmd(BaseModel):
     model_config = ConfigDict(extra="allow")
-    response_url: Url
+    response_url: PeerUrl  # no userinfo, http(s) only: checked here (2001), vetted again on the call
 
 
 class _TokenRef(BaseModel):

@@ -22,6 +22,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from app.ocpi import client
+from app.ocpi.body import excerpt
+from app.ocpi.egress import PeerUrl, UrlRefused, check_url
 from app.ocpi.roam import credentials_payload
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route
 from app.security.tokens import hash_token, new_token
@@ -32,8 +34,8 @@ from app.web.urls import ocpi_versions_url
 
 # Credentials tokens: printable ASCII U+0021–U+007E, at most 64 characters.
 TokenStr = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
-Url = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^https?://")]
 CountryCode = Annotated[str, StringConstraints(min_length=2, max_length=2, pattern=r"^[A-Za-z]{2}$")]
+MAX_URL = 255  # OCPI's URL type is string(255)
 PartyId = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Za-z0-9]{3}$")]
 Role = Literal["CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"]
 
@@ -57,13 +59,13 @@ class CredentialsRole(_Lenient):
 
 class Credentials221(_Lenient):
     token: TokenStr
-    url: Url
+    url: PeerUrl
     roles: list[CredentialsRole] = Field(min_length=1)
 
 
 class Credentials211(_Lenient):
     token: TokenStr
-    url: Url
+    url: PeerUrl
     business_details: BusinessDetails
     party_id: PartyId
     country_code: CountryCode
@@ -133,8 +135,10 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
     offered = {v.get("version"): v.get("url") for v in versions.data if isinstance(v, dict)}
     version_url = offered.get(ctx.version)
     if not isinstance(version_url, str) or not version_url:
-        listed = ", ".join(sorted(str(v) for v in offered)) or "none"
-        raise OcpiError(3002, f"no common OCPI version: this CPO speaks {ctx.version}, you offer {listed}")
+        listed = ", ".join(sorted(excerpt(v, 20) for v in offered)) or "none"
+        message = f"no common OCPI version: this CPO speaks {ctx.version}, you offer {listed}"
+        raise OcpiError(3002, excerpt(message))
+    _check_peer_url(f"the URL of version {ctx.version}", version_url)
     details = await client.call(method="GET", url=version_url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
     data = details.data
     if not details.ok or not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
@@ -144,7 +148,19 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
         for e in data["endpoints"]
         if isinstance(e, dict) and isinstance(e.get("identifier"), str) and isinstance(e.get("url"), str)
     ]
+    for endpoint in endpoints:
+        _check_peer_url(f"the URL of endpoint {excerpt(endpoint['identifier'], 40)!r}", endpoint["url"])
     return PeerApi(version_url=version_url, endpoints=endpoints)
+
+
+def _check_peer_url(what: str, url: str) -> None:
+    """URLs we will call later are held to the rules of the one in the body (2001, never stored)."""
+    try:
+        check_url(url)
+    except UrlRefused as exc:
+        raise OcpiError(2001, f"{what} is refused: {exc}") from None
+    if len(url) > MAX_URL:
+        raise OcpiError(2001, f"{what} is longer than {MAX_URL} characters")
 
 
 def _peer_fields(creds: PeerCredentials, api: PeerApi, now: datetime) -> dict[str, Any]:
@@ -206,9 +222,11 @@ async def put_credentials(request: Request, ctx: OcpiContext) -> Response:
     now = utcnow()
     assert ctx.db is not None
     async with ctx.db.session() as session, session.begin():
-        revoked = await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
-        if revoked == 0:  # a concurrent DELETE or PUT won
-            raise OcpiError(2000, "token is no longer valid", http_status=401)
+        # Compare-and-swap on the presented token: of concurrent PUTs (or a PUT and a DELETE) with
+        # one token, only the first to commit finds it live; the row lock (Postgres) / write lock
+        # (SQLite) makes the others wait and then match nothing, so no 200 carries a dead token.
+        await _consume_presented_token(session, ctx, now)
+        await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
         await session.execute(
             update(OcpiPeer)
             .where(OcpiPeer.id == peer.id)  # type: ignore[arg-type]
@@ -223,6 +241,7 @@ async def delete_credentials(request: Request, ctx: OcpiContext) -> Response:
     now = utcnow()
     assert ctx.db is not None
     async with ctx.db.session() as session, session.begin():
+        await _consume_presented_token(session, ctx, now)
         await _revoke_peer_tokens(session, ctx.cpo_id, peer.id, now)
         await session.execute(
             update(OcpiPeer)
@@ -230,6 +249,25 @@ async def delete_credentials(request: Request, ctx: OcpiContext) -> Response:
             .values(registered=False, unregistered_at=now, updated_at=now)
         )
     return ocpi_response()
+
+
+async def _consume_presented_token(session: Any, ctx: OcpiContext, now: datetime) -> None:
+    result = await session.execute(
+        update(CredentialToken)
+        .where(
+            CredentialToken.cpo_id == ctx.cpo_id,
+            CredentialToken.token_hash == hash_token(ctx.token),
+            CredentialToken.revoked_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(revoked_at=now)
+    )
+    if result.rowcount != 1:
+        raise OcpiError(
+            2000,
+            "this token was replaced or revoked by a concurrent credentials PUT or DELETE: "
+            "use the token that request returned",
+            http_status=401,
+        )
 
 
 def _registered_peer(ctx: OcpiContext) -> OcpiPeer:
@@ -242,8 +280,8 @@ def _token_row(cpo_id: int, token: str, peer_id: int | None, now: datetime) -> C
     return CredentialToken(cpo_id=cpo_id, token_hash=hash_token(token), kind="C", peer_id=peer_id, created_at=now)
 
 
-async def _revoke_peer_tokens(session: Any, cpo_id: int, peer_id: int | None, now: datetime) -> int:
-    result = await session.execute(
+async def _revoke_peer_tokens(session: Any, cpo_id: int, peer_id: int | None, now: datetime) -> None:
+    await session.execute(
         update(CredentialToken)
         .where(
             CredentialToken.cpo_id == cpo_id,
@@ -252,7 +290,6 @@ async def _revoke_peer_tokens(session: Any, cpo_id: int, peer_id: int | None, no
         )
         .values(revoked_at=now)
     )
-    return int(result.rowcount)
 
 
 _HANDLERS = {"GET": get_credentials, "POST": post_credentials, "PUT": put_credentials, "DELETE": delete_credentials}

@@ -119,6 +119,8 @@ def main() -> None:
     ui_port = int(os.environ.get("CPOLAB_UI_PORT", "8233"))
     workers = max(1, int(os.environ.get("CPOLAB_WORKERS", "2")))
     env = {**os.environ, "CPOLAB_DATABASE_URL": database_url}
+    # A local stack talks to eMSPs on the same machine: let the outbound client reach loopback.
+    env.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")
 
     procs: list[subprocess.Popen[bytes]] = []
     stopping = False
