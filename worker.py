@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from activities import pods
 from activities.provisioning import ProvisioningActivities
-from app.settings import get_settings
+from app.settings import ConfigurationError, get_settings
 from app.store.db import Database
 from workflows.cpo import CpoWorkflow
 
@@ -59,6 +59,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="cpolab Temporal worker")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
+    try:
+        get_settings().require_secrets()  # activities derive charger passwords from it
+    except ConfigurationError as exc:
+        raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def _main() -> None:
