@@ -263,15 +263,19 @@ class Supervised:
         return f"{self.name} exited with code {code}; restarting it in {self.backoff:g} s (the rest keeps running)"
 
 
-def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(procs):  # API first, then workers, then Temporal
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in reversed(procs):
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def _terminate(stages: list[list[subprocess.Popen[bytes]]]) -> None:
+    """Stop stage by stage (API, then workers, then Temporal): a worker still draining while Temporal
+    goes away floods the terminal with connection warnings."""
+    for procs in stages:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main() -> None:
@@ -367,7 +371,7 @@ One line per CPO event follows. Ctrl-C stops everything; data stays in {var} for
             time.sleep(0.2)
     finally:
         print("stopping…", flush=True)
-        _terminate([core[0], *(w.proc for w in pool), *core[1:]] if core else [])
+        _terminate([core[1:], [w.proc for w in pool], core[:1]])
     if failed:
         raise SystemExit(1)
 
