@@ -90,8 +90,8 @@ def _bearer(claims: dict[str, object]) -> dict[str, str]:
     ("claims", "detail"),
     [
         ({"exp": "9999999999"}, "must be numeric"),
-        ({"exp": str(int(time.time()) + 60), "iat": int(time.time())}, "must be numeric"),
-        ({"exp": int(time.time()) + 60, "iat": str(int(time.time()))}, "must be numeric"),
+        ({"exp": str(int(time.time()) + 86400), "iat": int(time.time())}, "must be numeric"),
+        ({"exp": int(time.time()) + 86400, "iat": str(int(time.time()))}, "must be numeric"),
         ({"exp": int(time.time()) + JWT_MAX_TTL + 3600}, "lifetime exceeds the maximum"),
         ({"iat": int(time.time()), "exp": int(time.time()) + JWT_MAX_TTL + 1}, "lifetime exceeds the maximum"),
         ({"iat": int(time.time()) - 10, "exp": int(time.time()) + 10**9}, "lifetime exceeds the maximum"),
