@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # cpolab runtime image: one image, two roles (see docker-compose.yml):
-#   api     uvicorn api:app --host 0.0.0.0 --port 8000   (the default CMD)
+#   api     uvicorn api:app --host 0.0.0.0 --port 8000 + limits   (the default CMD)
 #   worker  python worker.py
 FROM python:3.11-slim
 
@@ -26,4 +26,7 @@ RUN groupadd --system --gid 10001 cpolab \
 USER 10001:10001
 
 EXPOSE 8000
-CMD ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000"]
+# Inbound limits (the same in docker-compose.yml and `make run`): 16 KiB of request line + headers
+# (h11 enforces it; httptools would not), 512 open connections (503 above), 5 s idle keep-alive.
+# uvicorn has no header-read timeout: put a proxy with one in front when exposed (README).
+CMD ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11", "--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "512", "--timeout-keep-alive", "5"]

@@ -23,8 +23,10 @@ install-dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/python -m app.tools.devstack
 
+# What CI runs: lint, format check, then the whole suite.
 test: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install-dev

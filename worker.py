@@ -28,7 +28,7 @@ from activities import pods
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
-from app.settings import Settings, get_settings
+from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
@@ -95,6 +95,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="cpolab Temporal worker")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
+    try:
+        get_settings().require_secrets()  # activities derive charger passwords from it
+    except ConfigurationError as exc:
+        raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def _main() -> None:

@@ -1,7 +1,7 @@
 """Full OCPI handshake latency: POST credentials with Token A, including the CPO's two nested callbacks
 (GET versions, GET version details) to an eMSP peer, on loopback against a real stack.
 
-    .venv/bin/python -m bench.bench_handshake [--n 60]
+    .venv/bin/python bench/bench_handshake.py [--n 60]     (or -m bench.bench_handshake)
 
 Token A is single use, so every handshake needs its own CPO: they are all created first and left to
 finish provisioning, so the worker is idle while the handshakes are timed (one at a time).
@@ -12,14 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script, `tests` (the stack it drives) must be importable
 
-from tests.emsp_peer import EmspPeer, new_cpo, register
-from tests.stack import Stack, wait_status
+import httpx  # noqa: E402
+
+from tests.emsp_peer import EmspPeer, new_cpo, register  # noqa: E402
+from tests.stack import Stack, wait_status  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:

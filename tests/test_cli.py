@@ -11,7 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tests.stack import SECRET, Stack, free_port
+from tests.stack import ROOT, SECRET, Stack, free_port
 
 CPOLAB = Path(sys.executable).with_name("cpolab")
 
@@ -23,7 +23,8 @@ def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
 @pytest.fixture
 def env(stack: Stack) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CPOLAB_")}
-    return {**base, "CPOLAB_API_URL": stack.api_url, "CPOLAB_JWT_SECRET": SECRET}
+    # PYTHONPATH: the executable of the shared venv must import this checkout's code, not the editable install's.
+    return {**base, "CPOLAB_API_URL": stack.api_url, "CPOLAB_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture
@@ -134,3 +135,66 @@ def test_unreachable_api_is_a_clear_message(env: dict[str, str], token: str) -> 
     assert out.returncode == 3
     assert out.stderr.startswith(f"cpolab: error: cannot reach the API at {url}")
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_token_ttl_above_the_maximum_is_refused(env: dict[str, str]) -> None:
+    out = run("token", "--org", "x", "--ttl", str(90 * 86400 + 1), env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "--ttl must be between 1 and 7776000 s" in out.stderr and "Traceback" not in out.stderr
+    out = run("token", "--org", "x", "--ttl", "120", env={**env, "CPOLAB_JWT_MAX_TTL": "60"})
+    assert out.returncode == 2 and "between 1 and 60 s" in out.stderr
+    assert run("token", "--org", "x", "--ttl", "0", env=env).returncode == 2
+
+
+def test_token_without_a_secret_is_refused(env: dict[str, str]) -> None:
+    out = run("token", "--org", "x", env={k: v for k, v in env.items() if k != "CPOLAB_JWT_SECRET"})
+    assert out.returncode != 0 and "CPOLAB_JWT_SECRET is not set" in out.stderr and out.stdout == ""
+
+
+def _run_snippet(snippet: str, tmp_path: Path) -> list[str]:
+    """The pasted snippet with `curl` replaced by a function that prints its arguments."""
+    prelude = 'curl() { for a in "$@"; do printf \'%s\\n\' "$a"; done; }\nEMSP_TOKEN_B=b EMSP_VERSIONS_URL=u\n'
+    out = subprocess.run(["bash", "-c", prelude + snippet], cwd=tmp_path, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_snippet_prints_the_raw_registration_command(env: dict[str, str], token: str, tmp_path: Path) -> None:
+    env = {**env, "CPOLAB_TOKEN": token}
+    created = run("create", "small-urban-ac", "--country", "FR", "--party", "SNP", "--name-prefix", "snip", env=env)
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    saved = tmp_path / "cpo.json"
+    saved.write_text(created.stdout)
+
+    from_file = run("snippet", str(saved), env=env)
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout == body["roam_helper"]["curl_snippet"] + "\n"
+    assert '\\"' not in from_file.stdout  # raw, not JSON-escaped
+    from_stdin = subprocess.run(
+        [str(CPOLAB), "snippet", "-"], input=created.stdout, env=env, capture_output=True, text=True, check=False
+    )
+    assert from_stdin.stdout == from_file.stdout
+    args = _run_snippet(from_file.stdout, tmp_path)
+    assert args[3] == body["ocpi_peer_url"].removesuffix("versions") + "2.2.1/credentials"
+    assert '"token": "b"' in args[-1] and '"url": "u"' in args[-1]
+
+    direct = run("create", "small-urban-ac", "--country", "FR", "--party", "SN2", "--name-prefix", "snip", "--snippet",
+                 env=env)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout.startswith("curl -sS -X POST ") and direct.stdout.count("\n") == 1
+    assert "accepted" in direct.stderr and "Token A" in direct.stderr
+    for cpo_id in (body["cpo_id"], direct.stderr.split()[1]):
+        assert run("delete", cpo_id, env=env).returncode == 0
+
+
+def test_snippet_of_something_else_is_a_clean_error(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "not.json").write_text("{nope")
+    (tmp_path / "other.json").write_text('{"cpo_id": "1"}')
+    for args, code, needle in (
+        (["snippet", str(tmp_path / "missing.json")], 2, "cannot read"),
+        (["snippet", str(tmp_path / "not.json")], 2, "is not JSON"),
+        (["snippet", str(tmp_path / "other.json")], 1, "no roam_helper.curl_snippet"),
+    ):
+        out = run(*args, env=env)
+        assert out.returncode == code and needle in out.stderr and out.stdout == "", out.stderr
+        assert out.stderr.startswith("cpolab: error: ") and out.stderr.count("\n") == 1

@@ -169,7 +169,7 @@ def test_api_and_worker_share_the_project_image() -> None:
     api, worker = SERVICES["api"], SERVICES["worker"]
     assert api["build"]["context"] == "." and api["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
     assert api["image"] == worker["image"]
-    assert api["command"] == ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000"]
+    assert api["command"][:6] == ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000"]
     assert worker["command"] == ["python", "worker.py"]
     assert worker["deploy"]["replicas"] == 2
     assert "container_name" not in worker
@@ -191,11 +191,33 @@ def test_app_env_names_are_the_ones_settings_reads(service: str) -> None:
     assert re.search(r"@postgresql:5432/cpolab$", url), url
 
 
-def test_jwt_secret_is_required_not_defaulted() -> None:
-    value = _env("api")["CPOLAB_JWT_SECRET"]
+@pytest.mark.parametrize("service", ["api", "worker"])
+def test_jwt_secret_is_required_not_defaulted(service: str) -> None:
+    # Both refuse to start without it (the worker derives charger passwords from it).
+    value = _env(service)["CPOLAB_JWT_SECRET"]
     match = _INTERPOLATION.fullmatch(value)
     assert match and match.group(1) == "CPOLAB_JWT_SECRET" and match.group(2) == ":?", value
     assert Settings.model_fields["jwt_secret"].default == ""
+
+
+def _uvicorn_limits(command: list[str]) -> dict[str, str]:
+    flags = ("--http", "--h11-max-incomplete-event-size", "--limit-concurrency", "--timeout-keep-alive")
+    return {flag: command[command.index(flag) + 1] for flag in flags if flag in command}
+
+
+def test_uvicorn_limits_are_the_same_in_the_image_compose_and_make_run() -> None:
+    from app.tools import devstack
+
+    wanted = {
+        "--http": "h11",  # the header-size limit is h11's; httptools has none
+        "--h11-max-incomplete-event-size": str(devstack.MAX_HEADER_BYTES),
+        "--limit-concurrency": str(devstack.MAX_CONNECTIONS),
+        "--timeout-keep-alive": str(devstack.KEEP_ALIVE_S),
+    }
+    cmd = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"][-1]
+    assert _uvicorn_limits(cmd) == wanted
+    assert _uvicorn_limits(SERVICES["api"]["command"]) == wanted
+    assert _uvicorn_limits(devstack.uvicorn_command(8000)) == wanted
 
 
 def test_no_secret_has_a_default() -> None:

@@ -214,5 +214,29 @@ async def test_docs_page_lists_every_operation(stack: Stack, served: dict[str, A
                 assert f"<strong>{code}</strong>" in html
     for name in served["components"]["schemas"]:
         assert f"id='schema-{name}'" in html, name
-    for needle in ("Authorization: Bearer", "cpos:write", "cpolab token", "quick start"):
+    for needle in ("Authorization: Bearer", "cpos:write", ".venv/bin/cpolab token --org dev", "quick start"):
         assert needle.lower() in html.lower(), needle
+    assert "acme" not in html and "$(cpolab " not in html  # the org `make run`'s token has, the venv's CLI
+    assert html.count("every operation needs") == 1  # one auth paragraph
+    assert "| jq -r .cpo_id)" in html and "$CPO_ID/status" in html and "/ocpi/cpos/1/" not in html
+    # The OCPI peer endpoints are listed too (every route but the catch-all that answers OCPI 404s).
+    peer = [r.path for r in ocpi_routes.routes if r.path.startswith("/ocpi/peer/") and "{rest:path}" not in r.path]
+    assert len(peer) >= 10
+    for path in peer:
+        assert f"<code>{path.replace('{cpo_id:int}', '{cpo_id}')}</code>" in html, path
+    assert "text/markdown" in html
+
+
+def test_every_schema_and_response_is_described(served: dict[str, Any]) -> None:
+    for name, schema in served["components"]["schemas"].items():
+        assert schema.get("description", "").strip(), f"schema {name} has no description"
+    for path, item in served["paths"].items():
+        for method in METHODS & set(item):
+            for code, resp in item[method]["responses"].items():
+                assert resp.get("description", "").strip(), (method, path, code)
+
+
+def test_report_documents_both_media_types(served: dict[str, Any]) -> None:
+    content = served["paths"]["/ocpi/cpos/{cpo_id}/report"]["get"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", "text/markdown"}
+    assert content["text/markdown"]["schema"]["type"] == "string"

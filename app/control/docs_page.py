@@ -116,10 +116,15 @@ def _parameters(params: list[dict[str, Any]]) -> str:
 def _responses(responses: dict[str, Any]) -> str:
     rows = []
     for code, resp in responses.items():
-        schema = resp.get("content", {}).get("application/json", {}).get("schema", {})
+        content = resp.get("content", {})
+        schema = content.get("application/json", {}).get("schema", {})
+        body = _type(schema) if schema else "—"
+        others = [media for media in content if media != "application/json"]
+        if others:
+            body += "".join(f"<br>or <code>{escape(media)}</code> (Accept)" for media in others)
         headers = ", ".join(f"<code>{escape(h)}</code>" for h in resp.get("headers", {}))
         rows.append(
-            f"<tr><td><strong>{escape(code)}</strong></td><td>{_type(schema) if schema else '—'}</td>"
+            f"<tr><td><strong>{escape(code)}</strong></td><td>{body}</td>"
             f"<td>{headers or '—'}</td><td>{_md(resp.get('description', ''))}</td></tr>"
         )
     return (
@@ -134,7 +139,6 @@ def _operation(path: str, method: str, op: dict[str, Any], shared: list[dict[str
         f'<section class=op id="{escape(op["operationId"])}">',
         f"<h3><span class='m {method}'>{method.upper()}</span><code>{escape(path)}</code></h3>",
         f"<p><strong>{escape(op.get('summary', ''))}</strong>. {_md(op.get('description', ''))}</p>",
-        "<p class=muted>Auth: <code>Authorization: Bearer &lt;JWT&gt;</code></p>",
     ]
     params = [*shared, *op.get("parameters", [])]
     if params:
@@ -152,33 +156,68 @@ def _operation(path: str, method: str, op: dict[str, Any], shared: list[dict[str
 
 def _quick_start() -> str:
     steps = """\
-# 1. a development token (uses CPOLAB_JWT_SECRET, or the dev default)
-export CPOLAB_TOKEN=$(cpolab token --org acme)
+# 1. a development token for org "dev" (`make run` prints one too)
+export CPOLAB_TOKEN=$(.venv/bin/cpolab token --org dev)
 
 # 2. create a CPO and watch it provision
-cpolab create small-urban-ac --country FR --party ABC --name-prefix demo --wait
+.venv/bin/cpolab create small-urban-ac --country FR --party ABC --name-prefix demo --wait
 
-# the same over plain HTTP
-curl -s -X POST http://127.0.0.1:8000/ocpi/cpos \\
-  -H "Authorization: Bearer $CPOLAB_TOKEN" -H 'Content-Type: application/json' \\
-  -d '{"template": "small-urban-ac", "country_code": "FR", "party_id": "ABC", "name_prefix": "demo"}'
-curl -s http://127.0.0.1:8000/ocpi/cpos/1/status -H "Authorization: Bearer $CPOLAB_TOKEN"
-curl -s http://127.0.0.1:8000/ocpi/cpos/1/report -H "Authorization: Bearer $CPOLAB_TOKEN"
-curl -s -X DELETE http://127.0.0.1:8000/ocpi/cpos/1 -H "Authorization: Bearer $CPOLAB_TOKEN"
+# the same over plain HTTP, keeping the new CPO's id
+API=http://127.0.0.1:8000
+AUTH="Authorization: Bearer $CPOLAB_TOKEN"
+CPO_ID=$(curl -sS -X POST $API/ocpi/cpos -H "$AUTH" -H 'Content-Type: application/json' \\
+  -d '{"template": "small-urban-ac", "country_code": "FR", "party_id": "ABD", "name_prefix": "demo"}' \\
+  | tee created.json | jq -r .cpo_id)
+jq -r .roam_helper.curl_snippet created.json   # the eMSP registration command, raw (jq -r)
+.venv/bin/cpolab snippet created.json          # the same without jq
+curl -sS $API/ocpi/cpos/$CPO_ID/status -H "$AUTH"
+curl -sS $API/ocpi/cpos/$CPO_ID/report -H "$AUTH" -H 'Accept: text/markdown'
+curl -sS -X DELETE $API/ocpi/cpos/$CPO_ID -H "$AUTH"
 """
     return (
-        "<h2 id=auth>Authentication and quick start</h2>"
-        "<p>Every operation needs <code>Authorization: Bearer &lt;JWT&gt;</code>: an HS256 token signed with the "
-        "server secret, with claims <code>sub</code>, <code>org</code> (your tenant), <code>scope</code> "
-        "(space-separated <code>cpos:read</code>, <code>cpos:write</code>) and <code>exp</code>. "
-        "Bad or expired token → <strong>401</strong>; missing <code>org</code> or scope → <strong>403</strong>. "
-        'Errors are JSON: <code>{"detail": ...}</code>; 422 bodies list <code>{loc, msg, type}</code> issues.</p>'
+        "<h2 id=quick-start>Quick start</h2>"
         f"<pre>{escape(steps)}</pre>"
         '<p>Machine-readable: <a href="/openapi.json"><code>/openapi.json</code></a> (OpenAPI 3.1).</p>'
     )
 
 
-def render_docs(doc: dict[str, Any]) -> str:
+# What each OCPI module of a CPO's peer platform does (paths come from the routes themselves).
+_OCPI_MODULES = {
+    "versions": "Versions this CPO speaks (Token A, then Token C).",
+    "{version}": "Version details: the module endpoints of that version.",
+    "credentials": "Handshake: POST your credentials with Token A (the CPO calls your versions URL back with "
+    "your Token B and answers with Token C); PUT rotates Token C; DELETE unregisters.",
+    "locations": "Locations, EVSEs and connectors (SENDER); paginated.",
+    "tariffs": "Tariffs (SENDER); paginated.",
+    "sessions": "Sessions (SENDER); paginated.",
+    "cdrs": "CDRs (SENDER); paginated.",
+    "tokens": "Your tokens (RECEIVER).",
+    "commands": "START_SESSION, STOP_SESSION, RESERVE_NOW, CANCEL_RESERVATION, UNLOCK_CONNECTOR (RECEIVER); "
+    "the result is POSTed to your `response_url`.",
+}
+
+
+def _ocpi_peer(endpoints: list[tuple[str, list[str]]]) -> str:
+    rows = []
+    for path, methods in endpoints:
+        shown = path.replace("{cpo_id:int}", "{cpo_id}")
+        module = shown.removeprefix("/ocpi/peer/{cpo_id}/").split("/")[0]
+        rows.append(
+            f"<tr><td>{escape(' '.join(methods))}</td><td><code>{escape(shown)}</code></td>"
+            f"<td>{_md(_OCPI_MODULES.get(module, ''))}</td></tr>"
+        )
+    return (
+        "<h2 id=ocpi-peer>OCPI peer endpoints</h2>"
+        "<p>Each CPO is an OCPI 2.2.1 (or 2.1.1) platform rooted at its <code>ocpi_peer_url</code>. These "
+        "endpoints take <code>Authorization: Token &lt;token&gt;</code> (Token A to register, then Token C), "
+        "not the bearer JWT, and answer in the OCPI envelope (<code>data</code>, <code>status_code</code>, "
+        "<code>status_message</code>, <code>timestamp</code>). <code>{version}</code> is <code>2.2.1</code> or "
+        "<code>2.1.1</code>.</p>"
+        "<table><tr><th>Methods</th><th>Path</th><th>What</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def render_docs(doc: dict[str, Any], ocpi_peer: list[tuple[str, list[str]]]) -> str:
     info = doc["info"]
     ops: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = [
         (path, method, item[method], item.get("parameters", []))
@@ -205,5 +244,6 @@ def render_docs(doc: dict[str, Any]) -> str:
         f"{escape(doc['openapi'])}</p><p>{_md(info.get('description', ''))}</p>"
         f"{_quick_start()}<h2 id=operations>Operations</h2><nav><ul>{nav}</ul></nav>"
         + "".join(_operation(*op) for op in ops)
+        + _ocpi_peer(ocpi_peer)
         + f"<h2 id=schemas>Schemas</h2>{schema_sections}</main></body></html>"
     )

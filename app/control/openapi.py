@@ -23,6 +23,7 @@ from app.control.traffic import OcpiLogPage
 REF = "#/components/schemas/{model}"
 SECURITY = [{"bearerAuth": []}]
 JSON = "application/json"
+MARKDOWN = "text/markdown"
 
 LOG_PATH = "/ocpi/cpos/{cpo_id}/ocpi-log"  # served with the OCPI routes, documented here
 
@@ -41,11 +42,43 @@ Provision simulated OCPI CPOs in one call. `POST /ocpi/cpos` answers **202** wit
 a durable Temporal workflow then builds the network while you poll `status_url` until `READY` or `FAILED`.
 
 **Authentication**: every operation needs `Authorization: Bearer <JWT>` (HS256, signed with the server
-secret; claims `sub`, `org` (your tenant), `scope` (space-separated `cpos:read`, `cpos:write`), `exp`).
+secret; claims `sub`, `org` (your tenant), `scope` (space-separated `cpos:read`, `cpos:write`), numeric
+`exp`, and `iat`; a lifetime longer than the server maximum, 90 days by default, is refused).
 A missing, malformed, expired or badly signed token is **401**; a valid token without `org` or without
 the scope the operation needs is **403**. A CPO of another org is indistinguishable from a missing one.
-`cpolab token --org ORG` mints a development token.
+`.venv/bin/cpolab token --org dev` mints a development token (`make run` prints one).
+Errors are JSON `{"detail": …}`; 422 bodies list `{loc, msg, type}` issues.
 """
+
+# Every component schema gets a description (the docs page shows it above the field table).
+SCHEMA_DESCRIPTIONS = {
+    "BundleRole": "OCPI role the created party takes (case-insensitive on input).",
+    "CapsOut": "Inclusive bounds of an override.",
+    "CodedHttpError": "An error with a machine-readable `code`.",
+    "CpoAcceptedResponse": "Answer of a create: the CPO is PENDING and its workflow has started. Carries "
+    "Token A (never shown again) and a `roam_helper` to register an eMSP with it.",
+    "CpoDetail": "One CPO: its summary plus timestamps, overrides and registered OCPI peers. Never Token A.",
+    "CpoError": "Why a CPO FAILED: a stable `code`, a message, whether a retry could help, and the step.",
+    "CpoList": "One page of CPOs, newest first.",
+    "CpoStatus": "Lifecycle: PENDING → PROVISIONING → READY → DESTROYING → DESTROYED, or FAILED.",
+    "CpoStatusResponse": "Where a CPO's lifecycle stands, with live progress while it provisions or tears down.",
+    "CpoSummary": "A CPO as listed: party, template, status, topology and its URLs.",
+    "DeleteResponse": "Answer of a destroy: the status the CPO is in now.",
+    "HttpError": "An error: `detail` says what was wrong.",
+    "OcpiLogEntry": "One OCPI exchange: a request the CPO received, or a call it made to an eMSP.",
+    "OcpiLogPage": "One page of a CPO's OCPI traffic log, newest first.",
+    "PartyScope": "The OCPI party of a CPO (country code, party id, role).",
+    "Progress": "Provisioning progress: steps, locations and chargers done out of the planned totals.",
+    "ReportOut": "The Markdown one-pager, wrapped in JSON (ask for `text/markdown` to get it bare).",
+    "RoamHelper": "What an eMSP needs to register with this CPO: its Credentials object and a curl command.",
+    "TemplateCapsOut": "What `overrides` may set for this template.",
+    "TemplateList": "Every template that can be provisioned.",
+    "TemplateNotFound": "The template slug is unknown; `template` echoes it.",
+    "TemplateOut": "A template: its default shape, override caps, OCPP versions and power types.",
+    "Topology": "Row counts of the provisioned network.",
+    "ValidationErrorOut": "The request was invalid; every issue names its location.",
+    "ValidationIssue": "One invalid field: where (`loc`), what (`msg`) and the rule (`type`).",
+}
 
 
 def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
@@ -149,6 +182,15 @@ def _op(
     op["responses"] = {**responses, "401": _401, "403": _403}
     op["responses"] = dict(sorted(op["responses"].items()))
     return op
+
+
+def _report_200() -> dict[str, Any]:
+    out = _json(
+        "Party, status, locations, topology, the OCPI peer URL and, while Token A is unused, how to handshake.",
+        s.ReportOut,
+    )
+    out["content"][MARKDOWN] = {"schema": {"type": "string", "description": "The same one-pager, bare."}}
+    return out
 
 
 def _paths() -> dict[str, Any]:
@@ -264,10 +306,12 @@ def _paths() -> dict[str, Any]:
                 "getCpoReport",
                 "Markdown one-pager",
                 {
-                    "200": _json("Party, locations, topology and how to handshake.", s.ReportOut),
+                    "200": _report_200(),
                     "404": _404_CPO,
                     "422": _422,
                 },
+                description="JSON by default; `Accept: text/markdown` returns the Markdown itself. It reflects "
+                "the CPO's state: no handshake recipe once Token A is used, no expiry once it is torn down.",
             ),
         },
     }
@@ -297,6 +341,8 @@ def _package_version() -> str:
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once per process; treat it as read-only)."""
     _, defs = models_json_schema(_models(), ref_template=REF)
+    for name, schema in defs.get("$defs", {}).items():
+        schema.setdefault("description", SCHEMA_DESCRIPTIONS.get(name, ""))
     return {
         "openapi": "3.1.0",
         "info": {"title": "cpolab control plane", "version": _package_version(), "description": DESCRIPTION},
@@ -329,8 +375,14 @@ def _document_bytes() -> bytes:
 @cache
 def _docs_html() -> str:
     from app.control.docs_page import render_docs
+    from app.ocpi import routes as ocpi_routes
 
-    return render_docs(openapi_document())
+    peer = [
+        (route.path, sorted(m for m in route.methods or () if m != "HEAD"))
+        for route in ocpi_routes.routes
+        if isinstance(route, Route) and "{rest:path}" not in route.path  # the catch-all answers OCPI 404s
+    ]
+    return render_docs(openapi_document(), peer)
 
 
 async def openapi_json(request: Request) -> Response:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.control.common import database, gateway, owned_call, summary_fields
-from app.control.report import render_report
+from app.control.report import Registration, render_report
 from app.control.schemas import CpoDetail, CpoList, CpoStatusResponse, CpoSummary, ReportOut, TemplateList, TemplateOut
 from app.control.temporal_gateway import BackendUnavailable, Liveness
 from app.lifecycle.models import TERMINAL, CpoStatus
@@ -23,6 +23,7 @@ from app.web.http import issue, model_response, page_query, unprocessable
 from app.web.urls import ocpi_root, ocpi_versions_url, status_url
 
 REPORT_MAX_LOCATIONS = 100  # the one-pager lists this many sites, then summarises the rest
+MARKDOWN = "text/markdown; charset=utf-8"
 LIVE_PROGRESS = frozenset({CpoStatus.PENDING, CpoStatus.PROVISIONING, CpoStatus.DESTROYING})
 
 
@@ -165,11 +166,46 @@ async def get_report(request: Request) -> Response:
                 .limit(REPORT_MAX_LOCATIONS)
             )
         ).all()
+        live = CredentialToken.revoked_at.is_(None)  # type: ignore[union-attr]
+        token_a_live = (
+            await session.execute(
+                select(func.count()).where(CredentialToken.cpo_id == cpo_id, CredentialToken.kind == "A", live)
+            )
+        ).scalar_one() > 0
+        peers = (
+            await session.execute(
+                select(func.count(func.distinct(CredentialToken.peer_id))).where(
+                    CredentialToken.cpo_id == cpo_id, CredentialToken.kind == "C", live
+                )
+            )
+        ).scalar_one()
     markdown = render_report(
         cpo,
         locations,
         per_location,
         ocpi_versions_url(request, cpo_id),
         f"{ocpi_root(request, cpo_id)}/{cpo.ocpi_version}/credentials",
+        Registration(token_a_live=token_a_live, registered_peers=peers),
     )
+    if prefers_markdown(request.headers.get("accept", "")):
+        return Response(markdown, media_type=MARKDOWN)
     return model_response(ReportOut(cpo_id=str(cpo_id), markdown=markdown))
+
+
+def prefers_markdown(accept: str) -> bool:
+    """True when the Accept header ranks text/markdown above JSON (JSON wins ties and absent headers)."""
+    weights: dict[str, float] = {}
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    markdown = weights.get("text/markdown", 0.0)
+    json_q = max(weights.get(m, 0.0) for m in ("application/json", "application/*", "*/*"))
+    return markdown > json_q

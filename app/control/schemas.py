@@ -105,6 +105,11 @@ class RoamHelper(BaseModel):
 class CpoAcceptedResponse(BaseModel):
     cpo_id: str
     party: PartyScope
+    party_id_requested: str | None = Field(
+        default=None,
+        description="The party_id you asked for, when it was taken in your org and `party.party_id` is the "
+        "collision-free one chosen instead; null when you got the one you asked for.",
+    )
     name_prefix: str
     template: str
     template_version: int
@@ -184,6 +189,7 @@ class TemplateOut(BaseModel):
     version: int
     description: str
     locations: int
+    chargers_per_location: int = Field(description="Default chargers per location (`overrides` may change it).")
     chargers: int
     caps: TemplateCapsOut
     ocpp_versions: list[str]

@@ -1,6 +1,7 @@
 """`cpolab` command line: mint dev tokens and drive the control plane over HTTP.
 
-Results are JSON on stdout (the report is printed as Markdown); errors are one line on stderr.
+Results are JSON on stdout (the report is printed as Markdown, `snippet` and `create --snippet` print
+the raw registration curl command); errors are one line on stderr.
 Exit codes: 0 ok, 1 API error or FAILED CPO, 2 usage, 3 API unreachable, 4 timed out waiting, 130 interrupted.
 """
 
@@ -12,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -170,8 +172,34 @@ def cmd_token(args: argparse.Namespace) -> int:
         settings.require_secrets()
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab token: {exc}") from exc
-    secret = settings.jwt_secret
-    print(mint_token(secret, org=args.org, sub=args.sub, scopes=scopes, ttl_seconds=args.ttl))
+    if not 0 < args.ttl <= settings.jwt_max_ttl:
+        raise CliError(
+            f"--ttl must be between 1 and {settings.jwt_max_ttl} s (CPOLAB_JWT_MAX_TTL): "
+            "the API refuses longer-lived tokens",
+            2,
+        )
+    print(mint_token(settings.jwt_secret, org=args.org, sub=args.sub, scopes=scopes, ttl_seconds=args.ttl))
+    return 0
+
+
+def _print_snippet(created: dict[str, Any]) -> None:
+    """The registration curl command, raw: ready to paste (JSON output would escape its quotes)."""
+    snippet = (created.get("roam_helper") or {}).get("curl_snippet")
+    if not isinstance(snippet, str):
+        raise CliError("no roam_helper.curl_snippet in that response (is it a create response?)")
+    print(snippet)
+
+
+def cmd_snippet(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}", 2) from None
+    try:
+        created = json.loads(text)
+    except ValueError:
+        raise CliError(f"{args.file} is not JSON: pass the output of `cpolab create`", 2) from None
+    _print_snippet(created if isinstance(created, dict) else {})
     return 0
 
 
@@ -202,6 +230,10 @@ def cmd_create(args: argparse.Namespace, api: Api) -> int:
     if args.overrides:
         body["overrides"] = dict(args.overrides)
     created = api.call("POST", "/ocpi/cpos", json=body)
+    if args.snippet:
+        print(f"CPO {created['cpo_id']} accepted: its Token A is inside this command only", file=sys.stderr)
+        _print_snippet(created)
+        return 0
     if not args.wait:
         _print_json(created)
         return 0
@@ -288,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpolab", description="Provision simulated OCPI CPOs.", parents=[conn])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("token", help="mint a development JWT (CPOLAB_JWT_SECRET or the dev default)")
+    p = sub.add_parser("token", help="mint a development JWT signed with CPOLAB_JWT_SECRET")
     p.add_argument("--org", required=True, help="tenant (org claim)")
     p.add_argument(
         "--scope", action="append", help=f"scope(s), repeatable or space-separated (default: {' '.join(SCOPES)})"
@@ -314,9 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ocpi-version", choices=("2.2.1", "2.1.1"), default="2.2.1")
     p.add_argument("--role", choices=("cpo", "emsp"), default="cpo")
-    p.add_argument("--wait", action="store_true", help="poll until READY/FAILED with a progress bar on stderr")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--wait", action="store_true", help="poll until READY/FAILED with a progress bar on stderr")
+    out.add_argument(
+        "--snippet", action="store_true", help="print only the raw registration curl command (Token A inside)"
+    )
     waiting(p)
     p.set_defaults(handler=cmd_create)
+
+    p = sub.add_parser(
+        "snippet", help="print the raw registration curl command of a saved create response (FILE or - for stdin)"
+    )
+    p.add_argument("file", metavar="FILE", help="JSON printed by `cpolab create` (or the POST's 202 body); - = stdin")
 
     p = sub.add_parser("status", parents=[conn], help="provisioning status of a CPO")
     p.add_argument("cpo_id")
@@ -364,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "token":
             return cmd_token(args)
+        if args.command == "snippet":
+            return cmd_snippet(args)
         api_url = getattr(args, "api", None) or os.environ.get("CPOLAB_API_URL") or DEFAULT_API
         token = getattr(args, "token", None) or os.environ.get("CPOLAB_TOKEN")
         with Api(api_url, token) as api:

@@ -2,29 +2,46 @@
 
 Temporal persists to ./var/temporal.db (WAL) and the app to ./var/cpolab.db, so a second
 `make run` resumes the same CPOs, workflows and TTL timers. Ctrl-C stops everything cleanly.
+It refuses to start when one of its ports is taken, generates the JWT secret once (var/jwt-secret),
+restarts a crashed worker with backoff, and prints one line per CPO lifecycle event.
 Tests reuse `temporal_command` / `wait_for_temporal` to start the same server on free ports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 from temporalio.client import Client
 
 from app.lifecycle.models import SEARCH_ATTRIBUTES
-from app.settings import get_settings
+from app.settings import MIN_SECRET_LENGTH, Settings
 from app.web.auth import mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
+SECRET_FILE = "jwt-secret"
+DEV_TOKEN_TTL = 30 * 86400
+TERMINAL = frozenset({"DESTROYED", "FAILED"})
+BACKOFF_RESET_S = 60.0  # a worker that ran this long before dying is restarted after 1 s again
+MAX_BACKOFF_S = 30.0
+# uvicorn limits (also in the Dockerfile and docker-compose.yml; tests/test_compose.py checks they agree).
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers; larger → 400 and the connection is closed
+MAX_CONNECTIONS = 512  # open connections + in-flight requests; above → 503
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 
 
 def temporal_binary() -> str:
@@ -98,31 +115,197 @@ def _wait_for_api(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0
     raise SystemExit("the API did not come up; see its output above")
 
 
-def _terminate(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(procs):  # API first, then worker, then Temporal
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in reversed(procs):
+def busy_ports(ports: dict[str, int]) -> list[str]:
+    """The ports of `ports` something already listens on (another `make run`, another app)."""
+    busy = []
+    for name, port in ports.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is fine
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{name} port {port}")
+    return busy
+
+
+def dev_secret(var: Path) -> str:
+    """The JWT secret of this var/ dir: generated once (0600), then reused so tokens survive restarts."""
+    path = var / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise SystemExit(
+                f"{path} holds no usable secret: delete it and run again (a new one is generated)"
+            ) from None
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return secret
+
+
+def uvicorn_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """uvicorn with the inbound limits it has: header size (h11 only, hence `--http h11`), open
+    connections (503 above), idle keep-alive. uvicorn has no header-read timeout (README says so)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--http",
+        "h11",
+        "--h11-max-incomplete-event-size",
+        str(MAX_HEADER_BYTES),
+        "--limit-concurrency",
+        str(MAX_CONNECTIONS),
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_S),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+class LifecycleWatcher:
+    """One line per CPO lifecycle event, read from the app's SQLite database (read-only) once a second.
+
+    Only rows that can still change are read again: every id from the oldest live CPO on.
+    """
+
+    def __init__(self, db_file: Path | None) -> None:
+        self.db_file = db_file
+        self.seen: dict[int, str] = {}
+        self.primed = False
+
+    def poll(self) -> list[str]:
+        if self.db_file is None or not self.db_file.exists():
+            return []
+        live = [i for i, status in self.seen.items() if status not in TERMINAL]
+        floor = min(live) if live else max(self.seen, default=0) + 1
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            with closing(sqlite3.connect(f"file:{self.db_file}?mode=ro", uri=True, timeout=0.5)) as conn:
+                rows = conn.execute(
+                    "SELECT id, status, org, template, country_code, party_id, created_at, provisioned_at, error"
+                    " FROM cpo WHERE id >= ? ORDER BY id",
+                    (floor if self.primed else 0,),
+                ).fetchall()
+        except sqlite3.Error:  # schema not created yet, or a writer holds the lock: next second
+            return []
+        lines = []
+        for cpo_id, status, org, template, country, party, created, provisioned, error in rows:
+            before = self.seen.get(cpo_id)
+            self.seen[cpo_id] = status
+            if not self.primed or before == status:
+                continue
+            if before is None:
+                lines.append(f"CPO {cpo_id} created: {template} {country}*{party} (org {org})")
+            if status == "READY":
+                lines.append(f"CPO {cpo_id} READY in {_seconds(created, provisioned)}")
+            elif status == "DESTROYED":
+                lines.append(f"CPO {cpo_id} destroyed")
+            elif status == "FAILED":
+                lines.append(f"CPO {cpo_id} failed: {_error(error)}")
+        self.primed = True
+        return lines
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    try:
+        took = datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))
+    except ValueError:
+        return "? s"
+    return f"{took.total_seconds():.1f} s"
+
+
+def _error(raw: str | None) -> str:
+    try:
+        error = json.loads(raw or "{}")
+    except ValueError:
+        return str(raw)
+    return f"{error.get('code')}: {error.get('message')} (step {error.get('step')})" if error else "no detail"
+
+
+class Supervised:
+    """A worker process that is restarted with backoff when it dies: one crash must not stop the stack."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.name, self.cmd, self.env = name, cmd, env
+        self.backoff = 0.0
+        self.restart_at: float | None = None
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started = time.monotonic()
+        return subprocess.Popen(self.cmd, env=self.env, start_new_session=True)
+
+    def check(self) -> str | None:
+        """Restart when due; a line to print when something happened."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now < self.restart_at:
+                return None
+            self.restart_at = None
+            self.proc = self._spawn()
+            return f"{self.name} restarted"
+        code = self.proc.poll()
+        if code is None:
+            return None
+        # A worker that ran for a while gets a quick restart; one that keeps crashing waits longer.
+        ran = now - self.started
+        self.backoff = 1.0 if ran > BACKOFF_RESET_S else min(max(self.backoff * 2, 1.0), MAX_BACKOFF_S)
+        self.restart_at = now + self.backoff
+        return f"{self.name} exited with code {code}; restarting it in {self.backoff:g} s (the rest keeps running)"
+
+
+def _terminate(stages: list[list[subprocess.Popen[bytes]]]) -> None:
+    """Stop stage by stage (API, then workers, then Temporal): a worker still draining while Temporal
+    goes away floods the terminal with connection warnings."""
+    for procs in stages:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main() -> None:
-    settings = get_settings()
     var = Path(os.environ.get("CPOLAB_VAR_DIR", "var")).resolve()
     var.mkdir(parents=True, exist_ok=True)
-    database_url = os.environ.get("CPOLAB_DATABASE_URL", f"sqlite+aiosqlite:///{var / 'cpolab.db'}")
+    env = dict(os.environ)
+    if not env.get("CPOLAB_JWT_SECRET"):
+        env["CPOLAB_JWT_SECRET"] = dev_secret(var)
+        secret_note = f"{var / SECRET_FILE} (kept: tokens survive restarts)"
+    else:
+        secret_note = "CPOLAB_JWT_SECRET from your environment"
+    env.setdefault("CPOLAB_DEV_MODE", "1")
+    env.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")  # eMSPs under test usually run on this machine
+    embedded_db = f"sqlite+aiosqlite:///{var / 'cpolab.db'}"
+    env.setdefault("CPOLAB_DATABASE_URL", embedded_db)
+    # Lifecycle lines are read from the embedded SQLite database only (not from a Postgres you pointed it at).
+    watched_db = var / "cpolab.db" if env["CPOLAB_DATABASE_URL"] == embedded_db else None
+    settings = Settings()  # ports, Temporal address and worker count, from the environment
     temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
-    api_port = int(os.environ.get("CPOLAB_API_PORT", "8000"))
-    ui_port = int(os.environ.get("CPOLAB_UI_PORT", "8233"))
-    workers = max(1, int(os.environ.get("CPOLAB_WORKERS", "2")))
-    env = {**os.environ, "CPOLAB_DATABASE_URL": database_url}
-    # A local stack talks to eMSPs on the same machine: let the outbound client reach loopback.
-    env.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")
+    api_port, ui_port, workers = settings.api_port, settings.ui_port, settings.workers
 
-    procs: list[subprocess.Popen[bytes]] = []
+    busy = busy_ports({"API": api_port, "Temporal": temporal_port, "Temporal UI": ui_port})
+    if busy:
+        raise SystemExit(
+            f"cannot start: {', '.join(busy)} already in use (another `make run`?). Stop it, or pick free "
+            "ports with CPOLAB_API_PORT, CPOLAB_UI_PORT and CPOLAB_TEMPORAL_ADDRESS."
+        )
+
+    core: list[subprocess.Popen[bytes]] = []
+    pool: list[Supervised] = []
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -131,56 +314,66 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    temporal_log = var / "temporal.log"
+    failed = False
     try:
         # Children get their own process group so Ctrl-C reaches only us; we stop them in order.
-        procs.append(
-            subprocess.Popen(temporal_command(temporal_port, ui_port, var / "temporal.db"), start_new_session=True)
-        )
-        asyncio.run(wait_for_temporal(settings.temporal_address, alive=procs[0]))
+        # Temporal's output (WARN lines, its shutdown chatter) goes to a file, not the terminal.
+        with temporal_log.open("ab") as log:
+            core.append(
+                subprocess.Popen(
+                    temporal_command(temporal_port, ui_port, var / "temporal.db"),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        try:
+            asyncio.run(wait_for_temporal(settings.temporal_address, alive=core[0]))
+        except Exception as exc:
+            raise SystemExit(f"the Temporal dev server did not come up ({exc}); see {temporal_log}") from None
         # One worker per core is the sizing Temporal suggests (the GIL caps one process at a core);
         # bench/bench_create.py: 20 creates/s need the second one on a 2-core box.
-        for _ in range(workers):
-            procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, start_new_session=True))
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "api:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(api_port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                env=env,
-                start_new_session=True,
-            )
-        )
-        _wait_for_api(f"http://127.0.0.1:{api_port}/healthz", procs[-1])
-        token = mint_token(settings.jwt_secret, org="dev", sub="dev", ttl_seconds=30 * 86400)
+        worker_cmd = [sys.executable, str(ROOT / "worker.py"), "--log-level", "WARNING"]
+        pool += [Supervised(f"worker {i + 1}", worker_cmd, env) for i in range(workers)]
+        core.append(subprocess.Popen(uvicorn_command(api_port), env=env, start_new_session=True))
+        _wait_for_api(f"http://127.0.0.1:{api_port}/healthz", core[-1])
+        token = mint_token(env["CPOLAB_JWT_SECRET"], org="dev", sub="dev", ttl_seconds=DEV_TOKEN_TTL)
         print(
             f"""
 cpolab is up.
   API:          http://127.0.0.1:{api_port}   (docs: http://127.0.0.1:{api_port}/docs)
-  Temporal UI:  http://127.0.0.1:{ui_port}
-  Workers:      {workers} (CPOLAB_WORKERS)
+  Temporal UI:  http://127.0.0.1:{ui_port}   (server log: {temporal_log})
+  Workers:      {workers} (CPOLAB_WORKERS), restarted with backoff if one crashes
+  JWT secret:   {secret_note}
   Dev token (org "dev", 30 days):
     export CPOLAB_TOKEN={token}
-Ctrl-C stops everything; data stays in ./var for the next `make run`.
+One line per CPO event follows. Ctrl-C stops everything; data stays in {var} for the next `make run`.
 """,
             flush=True,
         )
+        watcher = LifecycleWatcher(watched_db)
+        watcher.poll()  # what already exists is not news
+        next_poll = time.monotonic() + 1
         while not stopping:
-            if any(p.poll() is not None for p in procs):
-                print("a stack process exited; stopping the rest", file=sys.stderr)
+            dead = [name for name, p in zip(("Temporal", "API"), core, strict=True) if p.poll() is not None]
+            if dead:
+                print(f"{' and '.join(dead)} exited; stopping the stack", file=sys.stderr, flush=True)
+                failed = True
                 break
-            time.sleep(0.5)
+            for worker in pool:
+                if (event := worker.check()) is not None:
+                    print(event, file=sys.stderr, flush=True)
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + 1
+                for line in watcher.poll():
+                    print(line, flush=True)
+            time.sleep(0.2)
     finally:
-        _terminate(procs)
+        print("stopping…", flush=True)
+        _terminate([core[1:], [w.proc for w in pool], core[:1]])
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

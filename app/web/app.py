@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from app.control import openapi
@@ -19,7 +19,7 @@ from app.control.temporal_gateway import TemporalGateway
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
 from app.ocpi.transport import ocpi_response
-from app.settings import Settings, get_settings
+from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.web.limits import RequestLimits
 
@@ -41,8 +41,16 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def home(request: Request) -> Response:
+    return RedirectResponse("/docs", status_code=307)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    try:
+        settings.require_secrets()  # no public default: a missing or weak secret lets anyone mint tokens
+    except ConfigurationError as exc:
+        raise SystemExit(f"cpolab API refuses to start: {exc}") from None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -56,7 +64,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
             await app.state.db.dispose()
 
-    routes = [Route("/healthz", health, methods=["GET"]), *control_plane.routes, *openapi.routes, *ocpi_routes.routes]
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        *control_plane.routes,
+        *openapi.routes,
+        *ocpi_routes.routes,
+    ]
     limits = Middleware(
         RequestLimits,
         max_body=settings.max_body,

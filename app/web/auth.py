@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from starlette.exceptions import HTTPException
@@ -12,6 +13,7 @@ from starlette.requests import Request
 READ = "cpos:read"
 WRITE = "cpos:write"
 ALL_SCOPES = (READ, WRITE)
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 @dataclass(frozen=True)
@@ -33,19 +35,42 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, "missing bearer token", headers=_CHALLENGE)
     return token.strip()
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_lifetime(claims: dict[str, Any], max_ttl: int) -> None:
+    """`exp` (and `iat` when present) must be JSON numbers: PyJWT alone accepts `"exp": "9999999999"`.
+    A leaked token must not stay valid for years, so its lifetime is capped (`CPOLAB_JWT_MAX_TTL`)."""
+    exp, iat = claims["exp"], claims.get("iat")
+    if not _numeric(exp) or (iat is not None and not _numeric(iat)):
+        raise HTTPException(401, "invalid token: exp and iat must be numeric dates", headers=_CHALLENGE)
+    lifetime = exp - (iat if iat is not None else time.time())
+    if lifetime > max_ttl:
+        raise HTTPException(
+            401, f"invalid token: lifetime exceeds the maximum of {max_ttl} s (exp - iat)", headers=_CHALLENGE
+        )
 
 
 def authenticate(request: Request, scope: str) -> Principal:
     """401 for anything wrong with the token itself, 403 for a valid token lacking org or scope."""
-    secret = request.app.state.settings.jwt_secret
+    settings = request.app.state.settings
     try:
-        claims = jwt.decode(_bearer(request), secret, algorithms=["HS256"], options={"require": ["exp"]})
+        claims = jwt.decode(
+            _bearer(request),
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            options={"require": ["exp"], "verify_exp": True, "verify_iat": True},
+        )
     except jwt.ExpiredSignatureError as exc:
-        raise HTTPException(401, "token expired", headers={"WWW-Authenticate": "Bearer"}) from exc
+        raise HTTPException(401, "token expired", headers=_CHALLENGE) from exc
     except jwt.InvalidTokenError as exc:
-        raise HTTPException(401, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from exc
+        raise HTTPException(401, f"invalid token: {exc}", headers=_CHALLENGE) from exc
+    _check_lifetime(claims, settings.jwt_max_ttl)
     org = claims.get("org")
     if not isinstance(org, str) or not org:
         raise HTTPException(403, "token has no org claim")
