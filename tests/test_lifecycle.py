@@ -40,10 +40,11 @@ def rows_for(stack: Stack, cpo_id: int) -> dict[str, int]:
 async def test_party_collision_mangles_then_exhausts(stack: Stack) -> None:
     async with stack.client(org="party-org") as c:
         first = (await c.post("/ocpi/cpos", json={**TINY, "party_id": "PQR"})).json()
-        assert first["party"]["party_id"] == "PQR"
+        assert first["party"]["party_id"] == "PQR" and first["party_id_requested"] is None
         second = (await c.post("/ocpi/cpos", json={**TINY, "party_id": "PQR"})).json()
-        # Deterministic: keep "PQ", walk the last character over A–Z0–9 (skipping the taken original).
-        assert second["party"]["party_id"] == "PQA"
+        # Deterministic: keep "PQ", walk the last character over A–Z0–9 (skipping the taken original);
+        # the 202 says the party changed.
+        assert second["party"]["party_id"] == "PQA" and second["party_id_requested"] == "PQR"
         created = [first, second]
         created += await asyncio.gather(*[_post_json(c, {**TINY, "party_id": "PQR"}) for _ in range(len(ALPHABET) - 2)])
         parties = sorted(x["party"]["party_id"] for x in created)

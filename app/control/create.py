@@ -121,6 +121,7 @@ async def create_cpo(request: Request) -> Response:
         name_prefix=cpo.name_prefix,
         template=cpo.template,
         template_version=cpo.template_version,
+        party_id_requested=cpo.requested_party_id if cpo.requested_party_id != cpo.party_id else None,
         token_a=token_a,
         ocpi_peer_url=versions_url,
         roam_helper=RoamHelper(

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.ocpi.transport import OcpiError, OcpiResponse, ocpi_response, parse_ocpi_datetime
+from app.web.urls import base_url
 
 BAD_PARAMS_HTTP_STATUS = 200
 _MAX_INT = 2**62  # offsets/limits are clamped here: SQL binds stay 64-bit integers
@@ -90,12 +91,8 @@ def date_conditions(column: Any, params: PageParams) -> list[Any]:
 
 
 def _absolute(request: Request, query: str) -> str:
-    """This request's URL with another query; the configured public base replaces scheme and host."""
-    settings = getattr(request.app.state, "settings", None)
-    configured = getattr(settings, "public_base_url", "") if settings is not None else ""
-    if configured:
-        return f"{configured}{request.url.path}?{query}"
-    return str(request.url.replace(query=query))
+    """This request's URL with another query, on the trusted base (never an arbitrary Host header)."""
+    return f"{base_url(request)}{request.url.path}?{query}"
 
 
 def next_link(request: Request, params: PageParams, returned: int, total: int) -> str | None:
