@@ -20,7 +20,9 @@ import pycountry
 import pytest
 
 from app.network import catalog
+from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.generator import (
+    GENERATOR_VERSION,
     LocationPlan,
     NetworkSpec,
     charger_identity_slug,
@@ -36,7 +38,6 @@ LAT_RE = re.compile(r"-?[0-9]{1,2}\.[0-9]{5,7}")
 LON_RE = re.compile(r"-?[0-9]{1,3}\.[0-9]{5,7}")
 EVSE_ID_RE = re.compile(r"([A-Z]{2}\*?[A-Z0-9]{3}\*?E[A-Z0-9\*]{1,30})")
 IDENTITY_RE = re.compile(r"[a-z0-9-]{1,48}")
-PASSWORD_RE = re.compile(r"[A-Za-z0-9]{24}")
 
 
 def spec(template: str = "small-urban-ac", **kw) -> NetworkSpec:
@@ -44,8 +45,24 @@ def spec(template: str = "small-urban-ac", **kw) -> NetworkSpec:
     return NetworkSpec(template=template, **{**base, **kw})
 
 
+@cache
+def _blueprint(template: str, country_code: str) -> Blueprint:
+    bp = resolve_blueprint(template, country_code)
+    assert bp is not None, template
+    return bp
+
+
+def bp(s: NetworkSpec) -> Blueprint:
+    """The blueprint the API would have resolved at create for this spec."""
+    return _blueprint(s.template, s.country_code)
+
+
 def all_locations(s: NetworkSpec) -> list[LocationPlan]:
-    return generate_locations(s, 0, network_shape(s).locations)
+    return generate_locations(s, bp(s), 0, network_shape(s, bp(s)).locations)
+
+
+def json_of(s: NetworkSpec) -> bytes:
+    return network_json(s, bp(s))
 
 
 # ---- determinism ---------------------------------------------------------------------------------
@@ -60,50 +77,93 @@ CROSS_PROCESS_SPEC = {
 }
 
 
+# sha256 of network_json on the commit before blueprints (d915d61), with the charger passwords (then
+# generated from public inputs, now HMACs computed outside the generator) removed from the JSON.
+GOLDEN = [
+    (CROSS_PROCESS_SPEC, "953c74ff9247d8d9779fab7b434f46d687cbc02c3c156ec60f56dffae7bcc850"),
+    (
+        {"template": "mixed-depot", "seed": 7, "country_code": "GB", "party_id": "M1X", "name_prefix": "depot"}
+        | {"locations": 3, "chargers_per_location": 9},
+        "ecf9916a148624b500623a6a0dece0fd4d6f3c3e03fdff484a021c10ffe8e416",
+    ),
+    (
+        {"template": "small-urban-ac", "seed": 1, "country_code": "JP", "party_id": "J01", "name_prefix": "東京 cars"},
+        "a4919e9d5a59e3c4b4e8606a3378ba81c0cfd37192627d9bd1d75536974854d1",
+    ),
+    (
+        {"template": "highway-dc", "seed": 99, "country_code": "US", "party_id": "HWY", "name_prefix": "Route 66"},
+        "cd51382e3cbfebfe705632aeee9ba32911c1c05ab1808ac3ba3cae080f7f0041",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "digest"), GOLDEN, ids=[f["template"] for f, _ in GOLDEN])
+def test_output_equals_pre_blueprint_generator_minus_passwords(fields: dict, digest: str):
+    raw = json_of(NetworkSpec(**fields))
+    assert hashlib.sha256(raw).hexdigest() == digest
+    assert b"password" not in raw
+
+
 def test_network_json_identical_across_processes():
-    expected = hashlib.sha256(network_json(NetworkSpec(**CROSS_PROCESS_SPEC))).hexdigest()
+    # The child gets the blueprint as stored JSON (what a workflow carries), not the live catalog.
+    s = NetworkSpec(**CROSS_PROCESS_SPEC)
+    expected = hashlib.sha256(json_of(s)).hexdigest()
     code = (
-        "import hashlib; from app.network.generator import NetworkSpec, network_json; "
-        f"print(hashlib.sha256(network_json(NetworkSpec(**{CROSS_PROCESS_SPEC!r}))).hexdigest())"
+        "import hashlib, sys; from app.network.blueprint import Blueprint; "
+        "from app.network.generator import NetworkSpec, network_json; "
+        "bp = Blueprint.model_validate_json(sys.stdin.read()); "
+        f"print(hashlib.sha256(network_json(NetworkSpec(**{CROSS_PROCESS_SPEC!r}), bp)).hexdigest())"
     )
     for hash_seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=env,
+            input=bp(s).model_dump_json(),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert out.stdout.strip() == expected
 
 
 def test_same_spec_same_bytes_and_different_seed_differs():
-    a = network_json(spec("mixed-depot"))
-    assert a == network_json(spec("mixed-depot"))
-    assert a != network_json(spec("mixed-depot", seed=43))
-    assert a != network_json(spec("mixed-depot", name_prefix="bob"))
+    a = json_of(spec("mixed-depot"))
+    assert a == json_of(spec("mixed-depot"))
+    assert a != json_of(spec("mixed-depot", seed=43))
+    assert a != json_of(spec("mixed-depot", name_prefix="bob"))
     # An override equal to the default is the same network.
-    assert a == network_json(spec("mixed-depot", locations=1, chargers_per_location=6))
+    assert a == json_of(spec("mixed-depot", locations=1, chargers_per_location=6))
 
 
-def test_generated_seed_changes_places_and_secrets():
+def test_generated_seed_changes_places_and_serials():
     one, two = all_locations(spec("city-mixed-large", seed=1)), all_locations(spec("city-mixed-large", seed=2))
     assert [(loc.latitude, loc.longitude) for loc in one] != [(loc.latitude, loc.longitude) for loc in two]
-    assert one[0].chargers[0].password != two[0].chargers[0].password
+    assert one[0].chargers[0].serial_number != two[0].chargers[0].serial_number
 
 
 @pytest.mark.parametrize(("start", "stop"), [(0, 1), (1, 4), (3, 9), (8, 100), (5, 5)])
 def test_slices_equal_full_generation(start: int, stop: int):
     s = spec("city-mixed-large", locations=9, chargers_per_location=4)
     full = all_locations(s)
-    assert generate_locations(s, start, stop) == full[start:stop]
+    assert generate_locations(s, bp(s), start, stop) == full[start:stop]
 
 
 def test_network_shape_does_not_load_geonames():
+    # A workflow computes the shape from its stored blueprint: no geonames (not even the country list).
     code = (
-        "from app.network import generator as g; "
-        "g.network_shape(g.NetworkSpec('stress-10k', 1, 'FR', 'ABC', 'x')); "
-        "print(g._cities_by_country.cache_info().currsize, g._geonames_countries.cache_info().currsize)"
+        "import sys; from app.network import blueprint as b, generator as g; "
+        "bp = b.Blueprint.model_validate_json(sys.stdin.read()); "
+        "g.network_shape(g.NetworkSpec('stress-10k', 1, 'FR', 'ABC', 'x'), bp); "
+        "print(g._cities_by_country.cache_info().currsize, g._geonames_countries.cache_info().currsize, "
+        "b._geonames_countries.cache_info().currsize)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0", "0"]
+    stored = _blueprint("stress-10k", "FR").model_dump_json()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, input=stored, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["0", "0", "0"]
 
 
 # ---- shape and charger mix -----------------------------------------------------------------------
@@ -124,15 +184,15 @@ def test_network_shape_does_not_load_geonames():
 )
 def test_network_shape_equals_real_counts(template: str, locations: int | None, per_location: int | None):
     s = spec(template, locations=locations, chargers_per_location=per_location)
-    shape = network_shape(s)
-    plan = generate_network(s)
+    shape = network_shape(s, bp(s))
+    plan = generate_network(s, bp(s))
     locs = plan.locations
     assert plan.shape == shape
     assert shape.locations == len(locs)
     assert shape.chargers == sum(len(loc.chargers) for loc in locs) == shape.locations * shape.chargers_per_location
     assert shape.evses == sum(len(loc.evses) for loc in locs)
     assert shape.connectors == sum(len(e.connectors) for loc in locs for e in loc.evses)
-    assert shape.tariffs == len(plan.tariffs) == len(generate_tariffs(s))
+    assert shape.tariffs == len(plan.tariffs) == len(generate_tariffs(s, bp(s)))
     t = catalog.get_template(template)
     assert t is not None
     assert shape.locations == (locations or t.locations)
@@ -140,9 +200,11 @@ def test_network_shape_equals_real_counts(template: str, locations: int | None, 
 
 
 def test_product_default_topologies():
-    small = network_shape(spec("small-urban-ac"))
+    s = spec("small-urban-ac")
+    small = network_shape(s, bp(s))
     assert (small.locations, small.chargers, small.evses, small.connectors) == (2, 6, 6, 6)
-    highway = generate_network(spec("highway-dc"))
+    h = spec("highway-dc")
+    highway = generate_network(h, bp(h))
     assert highway.shape.chargers == 6
     assert {c.ocpp_version for loc in highway.locations for c in loc.chargers} == {"1.6"}
     assert {k.power_type for loc in highway.locations for e in loc.evses for k in e.connectors} == {"DC"}
@@ -168,13 +230,45 @@ def test_mix_keeps_proportions_when_overridden(per_location: int, ac: int, dc: i
 
 
 def test_invalid_specs_raise():
-    with pytest.raises(ValueError, match="unknown template"):
-        network_shape(spec("nope"))
-    with pytest.raises(ValueError, match="chargers_per_location"):
-        network_shape(spec("small-urban-ac", chargers_per_location=1000))
-    for bad in ({"country_code": "XX"}, {"country_code": "fr"}, {"party_id": "ab"}, {"party_id": "abc"}):
-        with pytest.raises(ValueError):
-            generate_locations(spec(**bad), 0, 1)
+    assert resolve_blueprint("nope", "FR") is None
+    small = _blueprint("small-urban-ac", "FR")
+    with pytest.raises(ValueError, match="chargers_per_location must be between 1 and 30"):
+        network_shape(spec("small-urban-ac", chargers_per_location=1000), small)
+    for bad in ("XX", "fr", "F", ""):
+        with pytest.raises(ValueError, match="unknown ISO 3166-1 alpha-2 country code"):
+            resolve_blueprint("small-urban-ac", bad)
+    for party in ("ab", "abc"):
+        with pytest.raises(ValueError, match="party_id"):
+            generate_locations(spec(party_id=party), small, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"template": "highway-dc"}, "spec is for 'highway-dc' in 'FR' but the blueprint is for 'small-urban-ac'"),
+        (
+            {"country_code": "DE"},
+            "spec is for 'small-urban-ac' in 'DE' but the blueprint is for 'small-urban-ac' in 'FR'",
+        ),
+        ({"generator_version": 2}, "generator_version 2 is not implemented (supported: 1)"),
+        ({"generator_version": 0}, "generator_version 0 is not implemented"),
+    ],
+)
+def test_generator_refuses_a_spec_its_blueprint_or_version_does_not_fit(fields: dict, message: str):
+    s, small = spec(**fields), _blueprint("small-urban-ac", "FR")
+    calls = (
+        lambda: network_shape(s, small),
+        lambda: generate_locations(s, small, 0, 1),
+        lambda: generate_tariffs(s, small),
+        lambda: network_json(s, small),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+
+
+def test_new_specs_use_the_implemented_generator_version():
+    assert GENERATOR_VERSION == 1 and spec().generator_version == 1
 
 
 # ---- ids, identities, OCPI formats ---------------------------------------------------------------
@@ -182,7 +276,8 @@ def test_invalid_specs_raise():
 
 def _check_network(locs: list[LocationPlan], s: NetworkSpec) -> None:
     slug = charger_identity_slug(s.name_prefix)
-    loc_ids, uids, identities, passwords = set(), set(), set(), set()
+    models = {slot.model.id: slot.model for slot in bp(s).template.charger_mix}
+    loc_ids, uids, identities, serials = set(), set(), set(), set()
     for loc in locs:
         assert len(loc.id) <= 36
         loc_ids.add(loc.id)
@@ -196,21 +291,22 @@ def _check_network(locs: list[LocationPlan], s: NetworkSpec) -> None:
             evses_by_charger.setdefault(evse.charger_identity, []).append(evse)
         for charger in loc.chargers:
             assert IDENTITY_RE.fullmatch(charger.identity) and charger.identity.startswith(f"{slug}-")
-            assert PASSWORD_RE.fullmatch(charger.password)
             assert charger.location_id == loc.id and charger.ocpp_version in ("1.6", "2.0.1")
-            model = catalog.get_charger_model(charger.model_id)
-            assert model is not None and (charger.vendor, charger.model) == (model.vendor, model.model)
+            model = models[charger.model_id]
+            assert (charger.vendor, charger.model) == (model.vendor, model.model)
+            assert charger.serial_number.startswith(model.serial_prefix)
             evses = evses_by_charger[charger.identity]
             assert charger.evse_uids == tuple(e.uid for e in evses)
             assert [e.ocpp_evse_id for e in evses] == list(range(1, len(evses) + 1))
             if charger.ocpp_version == "1.6":  # no EVSE level in 1.6: one virtual EVSE per connector
                 assert all(len(e.connectors) == 1 for e in evses)
             identities.add(charger.identity)
-            passwords.add(charger.password)
-    shape = network_shape(s)
+            serials.add(charger.serial_number)
+    shape = network_shape(s, bp(s))
     assert len(loc_ids) == shape.locations
     assert len(uids) == shape.evses
-    assert len(identities) == len(passwords) == shape.chargers
+    assert len(identities) == shape.chargers
+    assert len(serials) > shape.chargers * 0.99  # 10-digit random serials: collisions are rare, not forbidden
 
 
 @pytest.mark.parametrize("template", [t.slug for t in catalog.list_templates() if t.slug != "stress-10k"])
@@ -221,7 +317,7 @@ def test_ids_unique_and_well_formed(template: str):
 
 def test_stress_10k_ids_unique_and_fast():
     s = spec("stress-10k", country_code="DE", party_id="S10", name_prefix="stress")
-    generate_locations(s, 0, 1)  # geonames loads once per process; time the generation itself
+    generate_locations(s, bp(s), 0, 1)  # geonames loads once per process; time the generation itself
     started = time.perf_counter()
     locs = all_locations(s)
     elapsed = time.perf_counter() - started
@@ -248,7 +344,7 @@ def test_charger_identity_slug(prefix: str, slug: str):
 
 def test_identities_fit_48_chars_for_longest_prefix_and_network():
     s = spec("stress-10k", name_prefix="x" * 64, locations=200, chargers_per_location=50)
-    (last,) = generate_locations(s, 199, 200)
+    (last,) = generate_locations(s, bp(s), 199, 200)
     assert all(len(c.identity) <= 48 and IDENTITY_RE.fullmatch(c.identity) for c in last.chargers)
     assert last.chargers[-1].identity == f"{'x' * 24}-0200-50"
 
@@ -307,7 +403,8 @@ def test_every_iso_country_generates_a_plausible_location():
     checked = 0
     for country in pycountry.countries:
         cc = country.alpha_2
-        (loc,) = generate_locations(spec("small-urban-ac", country_code=cc), 0, 1)
+        s = spec("small-urban-ac", country_code=cc)
+        (loc,) = generate_locations(s, bp(s), 0, 1)
         assert loc.country_code == cc and loc.country == country.alpha_3
         assert LAT_RE.fullmatch(loc.latitude) and LON_RE.fullmatch(loc.longitude)
         assert loc.address and loc.city and len(loc.address) <= 45
@@ -334,7 +431,8 @@ def test_time_zones_and_cities_vary_with_population_weighting():
 
 @pytest.mark.parametrize(("cc", "currency"), [("FR", "EUR"), ("GB", "GBP"), ("US", "USD"), ("JP", "JPY")])
 def test_tariff_currency_fits_country(cc: str, currency: str):
-    tariffs = generate_tariffs(spec("mixed-depot", country_code=cc))
+    s = spec("mixed-depot", country_code=cc)
+    tariffs = generate_tariffs(s, bp(s))
     assert {t.currency for t in tariffs} == {currency}
     for t in tariffs:
         prices = [pc.price for el in t.elements for pc in el.price_components]
@@ -345,9 +443,10 @@ def test_tariff_currency_fits_country(cc: str, currency: str):
 
 
 def test_tariffs_only_for_present_power_types_and_connectors_point_to_them():
-    assert [t.id for t in generate_tariffs(spec("small-urban-ac"))] == ["AC-STD"]
-    assert [t.id for t in generate_tariffs(spec("highway-dc"))] == ["DC-FAST"]
-    plan = generate_network(spec("city-mixed-large", locations=3))
+    small, highway, city = spec("small-urban-ac"), spec("highway-dc"), spec("city-mixed-large", locations=3)
+    assert [t.id for t in generate_tariffs(small, bp(small))] == ["AC-STD"]
+    assert [t.id for t in generate_tariffs(highway, bp(highway))] == ["DC-FAST"]
+    plan = generate_network(city, bp(city))
     assert [t.id for t in plan.tariffs] == ["AC-STD", "DC-FAST"]
     types = {t.type for t in plan.tariffs}
     assert types <= set(typing.get_args(catalog.TariffType))

@@ -1,7 +1,8 @@
-"""Templates, charger models and locale data: JSON under `app/data`, validated once at import.
+"""Templates, charger models and locale data: JSON under `app/network/data`, validated once at import.
 
 Everything a template does is data (site kind, caps, charger mix, OCPP versions); the generator has
 no per-template branches. A broken data file fails the import loudly instead of a provisioning run.
+The generator never reads this live catalog: `app.network.blueprint` snapshots what one CPO needs.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import json
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-_DATA = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parent / "data"
 
 OcppVersion = Literal["1.6", "2.0.1"]
 # fmt: off  (OCPI enums, kept compact)
@@ -166,7 +167,7 @@ class ChargerModel(_Frozen):
     serial_prefix: str = Field(pattern=r"^[A-Z0-9]{2,6}$")
     power_type: PowerType
     max_power_w: PositiveInt
-    ocpp_versions: list[OcppVersion] = Field(min_length=1)
+    ocpp_versions: tuple[OcppVersion, ...] = Field(min_length=1)
     capabilities: tuple[Capability, ...]
     evses: tuple[tuple[Connector, ...], ...] = Field(min_length=1)
 
@@ -297,6 +298,18 @@ class Catalog(_Frozen):
     street_locales: dict[str, StreetLocale]
     street_fallback: str
 
+    def currency(self, code: str) -> Currency:
+        """Conversion data for a currency; unknown currencies keep the EUR figures (documented fallback)."""
+        return self.currencies.get(code, Currency(per_eur=Decimal(1), decimals=2))
+
+    def street_locale(self, languages: Iterable[str]) -> StreetLocale:
+        """First locale matching the country's languages in order (full tag, then base), else the fallback."""
+        for tag in languages:
+            for key in (tag, tag.split("-")[0]):
+                if key in self.street_locales:
+                    return self.street_locales[key]
+        return self.street_locales[self.street_fallback]
+
 
 def _unique(kind: str, ids: list[str]) -> None:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -357,11 +370,16 @@ def load_catalog(templates: Any, chargers: Any, streets: Any) -> Catalog:
     )
 
 
-def _read(name: str) -> Any:
-    return json.loads((_DATA / name).read_text(encoding="utf-8"))
+def load_catalog_dir(data_dir: Path) -> Catalog:
+    """The catalog of a data directory laid out like `app/network/data`."""
+
+    def read(name: str) -> Any:
+        return json.loads((data_dir / name).read_text(encoding="utf-8"))
+
+    return load_catalog(read("templates.json"), read("chargers.json"), read("streets.json"))
 
 
-CATALOG = load_catalog(_read("templates.json"), _read("chargers.json"), _read("streets.json"))
+CATALOG = load_catalog_dir(DATA_DIR)
 
 
 def get_template(slug: str) -> Template | None:
@@ -376,29 +394,17 @@ def get_charger_model(model_id: str) -> ChargerModel | None:
     return CATALOG.models.get(model_id)
 
 
-def get_site_kind(name: str) -> SiteKind:
-    return CATALOG.site_kinds[name]
+class CappedTemplate(Protocol):
+    """What override validation needs: a catalog `Template` or a blueprint's template snapshot."""
+
+    @property
+    def slug(self) -> str: ...
+
+    @property
+    def caps(self) -> TemplateCaps: ...
 
 
-def tariff_profile(cls: PowerClass) -> TariffProfile:
-    return CATALOG.tariffs[cls]
-
-
-def currency(code: str) -> Currency:
-    """Conversion data for a currency; unknown currencies keep the EUR figures (documented fallback)."""
-    return CATALOG.currencies.get(code, Currency(per_eur=Decimal(1), decimals=2))
-
-
-def street_locale(languages: Iterable[str]) -> StreetLocale:
-    """First locale matching the country's languages in order (full tag, then base), else the fallback."""
-    for tag in languages:
-        for key in (tag, tag.split("-")[0]):
-            if key in CATALOG.street_locales:
-                return CATALOG.street_locales[key]
-    return CATALOG.street_locales[CATALOG.street_fallback]
-
-
-def validate_overrides(template: Template, overrides: dict[str, Any] | None) -> list[tuple[str, str]]:
+def validate_overrides(template: CappedTemplate, overrides: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Every problem with `overrides` as (key, message); each message names the key and the cap."""
     if overrides is None:
         return []

