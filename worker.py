@@ -37,8 +37,8 @@ from workflows.teardown import CpoTeardownWorkflow
 log = logging.getLogger("cpolab.worker")
 
 
-def make_worker(client: Client, db: Database, task_queue: str) -> Worker:
-    acts = ProvisioningActivities(db)
+def make_worker(client: Client, db: Database, task_queue: str, charger_key: bytes) -> Worker:
+    acts = ProvisioningActivities(db, charger_key)
     reconcile = ReconcileActivities(db, client, task_queue)
     return Worker(
         client,
@@ -85,7 +85,7 @@ async def run_worker(stop: asyncio.Event) -> None:
     await db.create_schema()
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     await ensure_reconciler_schedule(client, settings)
-    async with make_worker(client, db, settings.task_queue):
+    async with make_worker(client, db, settings.task_queue, settings.charger_key()):
         log.info("worker polling %r on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
     await db.dispose()

@@ -7,7 +7,6 @@ last-writer-wins with a guard against resurrecting a destroyed CPO.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from typing import Any
 
@@ -18,10 +17,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from app.lifecycle.models import ALLOWED_FROM, BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+from app.network.blueprint import Blueprint
 from app.network.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
+from app.network.legacy import legacy_blueprint
 from app.ocpi.static import evse_static, location_static, tariff_static
+from app.security.passwords import charger_password, password_hash
 from app.store.db import Database, utcnow
-from app.store.tables import Charger, ChargerRoute, Connector, Cpo, Evse, Location, Tariff
+from app.store.tables import Charger, ChargerRoute, Connector, Cpo, CpoBlueprint, Evse, Location, Tariff
 
 CPO_MISSING = "CpoMissing"
 # Provisioning writes refuse a CPO that is being (or was) torn down: a write racing a teardown
@@ -36,8 +38,20 @@ def _owned_tables() -> list[Any]:
 
 
 class ProvisioningActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, charger_key: bytes) -> None:
         self.db = db
+        # Charger passwords are HMAC(charger_key, cpo_id, identity): derived here, never an input
+        # (activity inputs are readable in the Web UI) and never stored in clear.
+        self.charger_key = charger_key
+
+    async def _blueprint(self, cpo_id: int, spec: NetworkSpec) -> Blueprint:
+        """The snapshot stored at create; rows from before blueprints existed fall back to the catalog.
+        Read in its own short session, so generating the plan never runs inside a write transaction."""
+        async with self.db.session() as session:
+            row = await session.get(CpoBlueprint, cpo_id)
+        if row is None:
+            return legacy_blueprint(spec)
+        return Blueprint.model_validate(row.data)
 
     async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
         cpo = await session.get(Cpo, cpo_id)
@@ -72,25 +86,27 @@ class ProvisioningActivities:
     @activity.defn
     async def create_network(self, req: NetworkRequest) -> int:
         """Party/network level rows: the CPO's tariffs. Returns how many tariffs the network has."""
-        tariffs = generate_tariffs(req.spec)
         now = utcnow()
-        async with heartbeating(), self.db.session() as session, session.begin():
-            await self._require_cpo(session, req.cpo_id)
-            if tariffs:
-                await session.execute(
-                    self.db.insert_ignore(Tariff), [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs]
-                )
+        async with heartbeating():
+            tariffs = generate_tariffs(req.spec, await self._blueprint(req.cpo_id, req.spec))
+            rows = [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs]
+            async with self.db.session() as session, session.begin():
+                await self._require_cpo(session, req.cpo_id)
+                if rows:
+                    await session.execute(self.db.insert_ignore(Tariff), rows)
         return len(tariffs)
 
     @activity.defn
     async def create_location_batch(self, batch: LocationBatch) -> BatchResult:
-        plans = generate_locations(batch.spec, batch.start, batch.stop)
-        rows = _network_rows(batch.cpo_id, batch.spec, plans)
-        async with heartbeating(), self.db.session() as session, session.begin():
-            await self._require_cpo(session, batch.cpo_id)
-            for table in (Location, Evse, Connector, Charger):
-                if rows[table]:
-                    await session.execute(self.db.insert_ignore(table), rows[table])
+        async with heartbeating():
+            bp = await self._blueprint(batch.cpo_id, batch.spec)
+            plans = generate_locations(batch.spec, bp, batch.start, batch.stop)
+            rows = _network_rows(batch.cpo_id, batch.spec, plans, self.charger_key)
+            async with self.db.session() as session, session.begin():
+                await self._require_cpo(session, batch.cpo_id)
+                for table in (Location, Evse, Connector, Charger):
+                    if rows[table]:
+                        await session.execute(self.db.insert_ignore(table), rows[table])
         return BatchResult(
             locations=len(rows[Location]),
             chargers=len(rows[Charger]),
@@ -101,6 +117,7 @@ class ProvisioningActivities:
     @activity.defn
     async def register_routing_batch(self, batch: LocationBatch) -> int:
         """Charger identity (+ OCPP EVSE number) → cpo / location / EVSE, for the CSMS endpoint."""
+        bp = await self._blueprint(batch.cpo_id, batch.spec)
         routes = [
             {
                 "cpo_id": batch.cpo_id,
@@ -109,7 +126,7 @@ class ProvisioningActivities:
                 "location_id": loc.id,
                 "evse_uid": evse.uid,
             }
-            for loc in generate_locations(batch.spec, batch.start, batch.stop)
+            for loc in generate_locations(batch.spec, bp, batch.start, batch.stop)
             for evse in loc.evses
         ]
         async with heartbeating(), self.db.session() as session, session.begin():
@@ -150,7 +167,9 @@ def _tariff_row(cpo_id: int, spec: NetworkSpec, tariff: TariffPlan, now: Any) ->
     }
 
 
-def _network_rows(cpo_id: int, spec: NetworkSpec, plans: list[LocationPlan]) -> dict[type, list[dict[str, Any]]]:
+def _network_rows(
+    cpo_id: int, spec: NetworkSpec, plans: list[LocationPlan], charger_key: bytes
+) -> dict[type, list[dict[str, Any]]]:
     now = utcnow()
     rows: dict[type, list[dict[str, Any]]] = {Location: [], Evse: [], Connector: [], Charger: []}
     for loc in plans:
@@ -207,8 +226,8 @@ def _network_rows(cpo_id: int, spec: NetworkSpec, plans: list[LocationPlan]) -> 
                     "ocpp_version": ch.ocpp_version,
                     "serial_number": ch.serial_number,
                     "status": "OFFLINE",
-                    # High-entropy generated secret: a fast hash is enough, and the CSMS checks it per connect.
-                    "password_hash": hashlib.sha256(ch.password.encode()).hexdigest(),
+                    # A high-entropy HMAC: a fast hash is enough, and the CSMS checks it per connect.
+                    "password_hash": password_hash(charger_password(charger_key, cpo_id, ch.identity)),
                 }
             )
     return rows

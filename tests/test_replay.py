@@ -10,6 +10,7 @@ older code (before the input carried its resolved shape)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,9 +26,12 @@ from temporalio.worker import Replayer, Worker
 from activities import pods
 from activities.provisioning import ProvisioningActivities
 from app.lifecycle.models import ExtendTtl, ReconcileInput
+from app.network import catalog
+from app.network.generator import NetworkSpec
+from app.network.legacy import legacy_shape
 from app.store.db import Database
 from tests.stack import Stack, wait_status
-from tests.test_workflow_faults import broken_routing, insert_cpo, search_attributes, workflow_input
+from tests.test_workflow_faults import TEST_CHARGER_KEY, broken_routing, insert_cpo, search_attributes, workflow_input
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
@@ -135,7 +139,7 @@ async def _record_paths(stack: Stack, db: Database, temporal: Client) -> dict[st
 
     # FAILED: a non-retryable activity failure compensates (a worker with a broken routing step).
     cpo_id = await insert_cpo(db, "RP7")
-    acts = ProvisioningActivities(db)
+    acts = ProvisioningActivities(db, TEST_CHARGER_KEY)
     async with Worker(
         temporal,
         task_queue="replay-faults",
@@ -201,4 +205,25 @@ async def test_committed_histories_replay() -> None:
     for path in ("ready_ttl_expired", "extend_then_delete", "destroy_during_provisioning", "cancel_ready"):
         assert path in names, f"missing fixture {path}.json (record with CPOLAB_RECORD_HISTORY=1)"
     assert {"continue_as_new_run1", "continue_as_new_run2", "failed_compensated"} <= names
+    assert await _replay(histories) == {}
+
+
+def _edited_catalog() -> catalog.Catalog:
+    """A deploy that edits small-urban-ac in place (default size, charger mix) and the AC tariff."""
+    docs = {name: json.loads((catalog.DATA_DIR / name).read_text()) for name in ("templates.json", "chargers.json")}
+    docs["streets.json"] = json.loads((catalog.DATA_DIR / "streets.json").read_text())
+    template = next(t for t in docs["templates.json"]["templates"] if t["slug"] == "small-urban-ac")
+    template["locations"] += 3
+    template["charger_mix"][0]["share"] += 5
+    docs["templates.json"]["tariffs"][0]["elements"][0]["price_components"][0]["price_eur"] = "9.99"
+    return catalog.load_catalog(docs["templates.json"], docs["chargers.json"], docs["streets.json"])
+
+
+async def test_committed_histories_replay_against_an_edited_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workflows never read the live catalog: an in-place template edit cannot break a running CPO."""
+    histories = [h for h in committed() if not h.workflow_id.startswith("legacy_")]
+    spec = NetworkSpec(template="small-urban-ac", seed=5, country_code="ES", party_id="RP1", name_prefix="fault")
+    before = legacy_shape(spec)
+    monkeypatch.setattr(catalog, "CATALOG", _edited_catalog())
+    assert legacy_shape(spec) != before  # the edit is real: read live, the plan would change
     assert await _replay(histories) == {}

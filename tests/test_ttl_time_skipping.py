@@ -98,7 +98,7 @@ async def db_status(db: Database, cpo_id: int) -> tuple[str, datetime | None]:
 
 
 async def test_week_long_ttl_destroys_the_cpo(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
         started = await env.get_current_time()
         cpo_id, handle = await start_cpo(env, db, timedelta(days=7))
         assert await handle.result() == "DESTROYED"  # result() lets the server skip the 7 days
@@ -111,7 +111,7 @@ async def test_week_long_ttl_destroys_the_cpo(env: WorkflowEnvironment, db: Data
 
 
 async def test_null_ttl_never_expires(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
         cpo_id, handle = await start_cpo(env, db, None)
         await wait_ready(env, handle)
         await env.sleep(timedelta(days=365))
@@ -121,7 +121,7 @@ async def test_null_ttl_never_expires(env: WorkflowEnvironment, db: Database) ->
 
 
 async def test_extend_ttl_moves_the_deadline(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
         cpo_id, handle = await start_cpo(env, db, timedelta(hours=1))
         await wait_ready(env, handle)
         state = await handle.execute_update(CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=3 * 86400))

@@ -19,12 +19,14 @@ from activities import pods
 from activities.provisioning import ProvisioningActivities
 from app.lifecycle.models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWorkflowInput, LocationBatch
 from app.network.generator import NetworkSpec
+from app.network.legacy import legacy_shape
 from app.store.db import Database, utcnow
 from app.store.tables import Cpo, CredentialToken, PartyReservation
 from tests.stack import Stack, wait_status
 from workflows.cpo import CpoWorkflow
 
 QUEUE = "fault-tests"
+TEST_CHARGER_KEY = b"test-charger-key"
 
 
 @pytest.fixture
@@ -65,9 +67,17 @@ async def insert_cpo(db: Database, party: str) -> int:
 
 
 def workflow_input(cpo_id: int, party: str, expires_in: timedelta | None) -> CpoWorkflowInput:
+    """What the API would pass: the shape resolved up front (the rows carry no blueprint, so the
+    activities fall back to the catalog, as for CPOs created before blueprints)."""
     spec = NetworkSpec(template="small-urban-ac", seed=5, country_code="ES", party_id=party, name_prefix="fault")
     return CpoWorkflowInput(
-        cpo_id=cpo_id, org="acme", spec=spec, expires_at=None if expires_in is None else utcnow() + expires_in
+        cpo_id=cpo_id,
+        org="acme",
+        spec=spec,
+        expires_at=None if expires_in is None else utcnow() + expires_in,
+        shape=legacy_shape(spec),
+        template_version=1,
+        generator_version=spec.generator_version,
     )
 
 
@@ -112,7 +122,7 @@ async def test_non_retryable_failure_compensates_and_ends_failed(
 ) -> None:
     cpo_id = await insert_cpo(db, "FL1")
     temporal = await Client.connect(stack.temporal_address)
-    acts = ProvisioningActivities(db)
+    acts = ProvisioningActivities(db, TEST_CHARGER_KEY)
     async with Worker(
         temporal,
         task_queue=QUEUE,

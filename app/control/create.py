@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import delete
@@ -18,13 +18,14 @@ from app.control.quotas import quota_problem
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
 from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
 from app.lifecycle.models import CpoStatus, CpoWorkflowInput
-from app.network import catalog
-from app.network.generator import NetworkSpec, network_shape
+from app.network.blueprint import Blueprint, resolve_blueprint
+from app.network.catalog import validate_overrides
+from app.network.generator import NetworkShape, NetworkSpec, network_shape
 from app.network.party import reserve
 from app.ocpi.roam import credentials_payload, curl_snippet
 from app.security.tokens import hash_token, new_token
 from app.store.db import utcnow
-from app.store.tables import Cpo, CredentialToken, PartyReservation
+from app.store.tables import Cpo, CpoBlueprint, CredentialToken, PartyReservation
 from app.web.auth import WRITE, Principal, authenticate
 from app.web.http import from_validation_error, issue, model_response, unprocessable
 from app.web.urls import cpo_url, ocpi_root, ocpi_versions_url, status_url
@@ -41,6 +42,20 @@ class _OverQuota(Exception):
         self.response = response
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """Everything the create decides before touching the database."""
+
+    principal: Principal
+    body: CreateCpoRequest
+    blueprint: Blueprint
+    spec: NetworkSpec  # with the requested party; the reserved one may differ
+    shape: NetworkShape
+    token_a: str
+    now: datetime
+    expires_at: datetime | None
+
+
 async def create_cpo(request: Request) -> Response:
     principal = authenticate(request, WRITE)
     raw = await request.body()
@@ -48,36 +63,39 @@ async def create_cpo(request: Request) -> Response:
         body = CreateCpoRequest.model_validate_json(raw or b"null")
     except ValidationError as exc:
         return from_validation_error(exc, "body")
-    template = catalog.get_template(body.template)
-    if template is None:
+    # The template is resolved once, here: the CPO keeps this snapshot for life (catalog edits are new
+    # versions and never reach it), and the workflow's input carries the shape derived from it.
+    blueprint = resolve_blueprint(body.template, body.country_code)
+    if blueprint is None:
         return JSONResponse(
             {"detail": f"unknown template {body.template!r}", "template": body.template}, status_code=404
         )
-    problems = catalog.validate_overrides(template, body.overrides)
+    problems = validate_overrides(blueprint.template, body.overrides)
     if problems:
         return unprocessable([issue(["body", "overrides", key], msg, "override_invalid") for key, msg in problems])
-
     overrides = body.overrides or {}
-    seed = body.seed if body.seed is not None else secrets.randbelow(RANDOM_SEED_BOUND)
-    now = utcnow()
-    expires_at = None if body.ttl_seconds is None else now + timedelta(seconds=body.ttl_seconds)
-    token_a = new_token()
-    role = body.role.value.upper()
-    draft = NetworkSpec(
-        template=template.slug,
-        seed=seed,
+    spec = NetworkSpec(
+        template=blueprint.template.slug,
+        seed=body.seed if body.seed is not None else secrets.randbelow(RANDOM_SEED_BOUND),
         country_code=body.country_code,
         party_id=body.party_id,
         name_prefix=body.name_prefix,
         locations=overrides.get("locations"),
         chargers_per_location=overrides.get("chargers_per_location"),
     )
-    shape = network_shape(draft)
-
+    now = utcnow()
+    draft = _Draft(
+        principal=principal,
+        body=body,
+        blueprint=blueprint,
+        spec=spec,
+        shape=network_shape(spec, blueprint),
+        token_a=new_token(),
+        now=now,
+        expires_at=None if body.ttl_seconds is None else now + timedelta(seconds=body.ttl_seconds),
+    )
     try:
-        cpo = await _insert_cpo(
-            request, principal, body, template.version, seed, shape, now, expires_at, token_a, role, overrides or None
-        )
+        cpo = await _insert_cpo(request, draft)
     except _OverQuota as exc:
         return exc.response
     except _PartyExhausted:
@@ -87,87 +105,71 @@ async def create_cpo(request: Request) -> Response:
             "party_namespace_exhausted",
         )
     assert cpo.id is not None
-    spec = NetworkSpec(
-        template=template.slug,
-        seed=seed,
-        country_code=cpo.country_code,
-        party_id=cpo.party_id,
-        name_prefix=body.name_prefix,
-        locations=draft.locations,
-        chargers_per_location=draft.chargers_per_location,
-    )
     inp = CpoWorkflowInput(
         cpo_id=cpo.id,
         org=principal.org,
-        spec=spec,
-        expires_at=expires_at,
-        shape=shape,
-        template_version=template.version,
+        spec=replace(spec, party_id=cpo.party_id),
+        expires_at=draft.expires_at,
+        shape=draft.shape,
+        template_version=blueprint.template.version,
+        generator_version=spec.generator_version,
     )
-    failure = await _start_or_undo(request, inp, template.slug)
-    if isinstance(failure, Response):
-        return failure
-    run_id = failure
+    started = await _start_or_undo(request, inp, blueprint.template.slug)
+    if isinstance(started, Response):
+        return started
     async with database(request).session() as session, session.begin():
         db_cpo = await session.get(Cpo, cpo.id)
         if db_cpo is not None and db_cpo.workflow_run_id is None:
-            db_cpo.workflow_run_id = run_id
+            db_cpo.workflow_run_id = started
+    return model_response(_accepted(request, draft, cpo, started), 202, headers={"Location": status_url(cpo.id)})
 
+
+def _accepted(request: Request, draft: _Draft, cpo: Cpo, run_id: str) -> CpoAcceptedResponse:
+    assert cpo.id is not None
+    version = draft.body.ocpi_version
     versions_url = ocpi_versions_url(request, cpo.id)
-    credentials_url = f"{ocpi_root(request, cpo.id)}/{body.ocpi_version}/credentials"
-    accepted = CpoAcceptedResponse(
+    credentials_url = f"{ocpi_root(request, cpo.id)}/{version}/credentials"
+    return CpoAcceptedResponse(
         cpo_id=str(cpo.id),
         party=party(cpo),
         name_prefix=cpo.name_prefix,
         template=cpo.template,
         template_version=cpo.template_version,
         party_id_requested=cpo.requested_party_id if cpo.requested_party_id != cpo.party_id else None,
-        token_a=token_a,
+        token_a=draft.token_a,
         ocpi_peer_url=versions_url,
         roam_helper=RoamHelper(
             credentials_payload=credentials_payload(
-                token_a, versions_url, cpo.country_code, cpo.party_id, role, cpo.name_prefix, body.ocpi_version
+                draft.token_a, versions_url, cpo.country_code, cpo.party_id, cpo.role, cpo.name_prefix, version
             ),
-            curl_snippet=curl_snippet(token_a, credentials_url, body.ocpi_version),
+            curl_snippet=curl_snippet(draft.token_a, credentials_url, version),
         ),
         workflow_run_id=run_id,
         status=CpoStatus.PENDING,
         status_url=status_url(cpo.id),
         destroy_url=cpo_url(cpo.id),
-        expires_at=expires_at,
+        expires_at=draft.expires_at,
     )
-    return model_response(accepted, 202, headers={"Location": status_url(cpo.id)})
 
 
-async def _insert_cpo(
-    request: Request,
-    principal: Principal,
-    body: CreateCpoRequest,
-    template_version: int,
-    seed: int,
-    shape: Any,
-    now: Any,
-    expires_at: Any,
-    token_a: str,
-    role: str,
-    overrides: dict[str, int] | None,
-) -> Cpo:
-    """CPO row + party reservation + Token A hash in one transaction (all or nothing)."""
+async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
+    """CPO row + blueprint + party reservation + Token A hash in one transaction (all or nothing)."""
+    body, shape, org = draft.body, draft.shape, draft.principal.org
     for attempt in range(3):
         try:
             async with database(request).session() as session, session.begin():
                 # The INSERT comes first so SQLite takes its write lock before we read reservations.
                 cpo = Cpo(
-                    org=principal.org,
+                    org=org,
                     country_code=body.country_code,
                     party_id=body.party_id,
                     requested_party_id=body.party_id,
-                    role=role,
+                    role=body.role.value.upper(),
                     name_prefix=body.name_prefix,
-                    template=body.template,
-                    template_version=template_version,
-                    seed=seed,
-                    overrides=overrides,
+                    template=draft.blueprint.template.slug,
+                    template_version=draft.blueprint.template.version,
+                    seed=draft.spec.seed,
+                    overrides=body.overrides or None,
                     ocpi_version=body.ocpi_version,
                     ttl_seconds=body.ttl_seconds,
                     status=CpoStatus.PENDING.value,
@@ -175,9 +177,9 @@ async def _insert_cpo(
                     chargers=shape.chargers,
                     evses=shape.evses,
                     connectors=shape.connectors,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=expires_at,
+                    created_at=draft.now,
+                    updated_at=draft.now,
+                    expires_at=draft.expires_at,
                 )
                 session.add(cpo)
                 await session.flush()
@@ -185,15 +187,18 @@ async def _insert_cpo(
                 # Checked inside the insert's transaction (SQLite holds the write lock by now), so two
                 # concurrent creates cannot both squeeze under the quota.
                 over = await quota_problem(
-                    session, request.app.state.settings, principal.org, shape.chargers, exclude_cpo_id=cpo.id
+                    session, request.app.state.settings, org, shape.chargers, exclude_cpo_id=cpo.id
                 )
                 if over is not None:
                     raise _OverQuota(over)
-                party_id = await reserve(session, principal.org, body.country_code, body.party_id, cpo.id)
+                party_id = await reserve(session, org, body.country_code, body.party_id, cpo.id)
                 if party_id is None:
                     raise _PartyExhausted
                 cpo.party_id = party_id
-                session.add(CredentialToken(cpo_id=cpo.id, token_hash=hash_token(token_a), kind="A", created_at=now))
+                session.add(CpoBlueprint(cpo_id=cpo.id, data=draft.blueprint.model_dump(mode="json")))
+                session.add(
+                    CredentialToken(cpo_id=cpo.id, token_hash=hash_token(draft.token_a), kind="A", created_at=draft.now)
+                )
             return cpo
         except IntegrityError:
             if attempt == 2:  # a concurrent create kept winning the same candidate
@@ -229,4 +234,5 @@ async def _undo_insert(request: Request, cpo_id: int) -> None:
     async with database(request).session() as session, session.begin():
         await session.execute(delete(CredentialToken).where(CredentialToken.cpo_id == cpo_id))
         await session.execute(delete(PartyReservation).where(PartyReservation.cpo_id == cpo_id))
+        await session.execute(delete(CpoBlueprint).where(CpoBlueprint.cpo_id == cpo_id))  # type: ignore[arg-type]
         await session.execute(delete(Cpo).where(Cpo.id == cpo_id))

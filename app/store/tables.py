@@ -45,6 +45,15 @@ class Cpo(SQLModel, table=True):
     destroyed_at: datetime | None = None
 
 
+class CpoBlueprint(SQLModel, table=True):
+    """The CPO's resolved template snapshot (app.network.blueprint), written once at create: what its
+    activities regenerate the network from, whatever the live catalog says later."""
+
+    __tablename__ = "cpo_blueprint"
+    cpo_id: int = Field(primary_key=True)
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class PartyReservation(SQLModel, table=True):
     """A live CPO holds (org, country, party) exclusively; the row goes when the CPO is torn down."""
 
