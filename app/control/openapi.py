@@ -74,6 +74,7 @@ SCHEMA_DESCRIPTIONS = {
     "TemplateCapsOut": "What `overrides` may set for this template.",
     "TemplateList": "Every template that can be provisioned.",
     "TemplateNotFound": "The template slug is unknown; `template` echoes it.",
+    "QuotaExceeded": "A create refused by a per-org quota: which quota, and its limit.",
     "TemplateOut": "A template: its default shape, override caps, OCPP versions and power types.",
     "Topology": "Row counts of the provisioned network.",
     "ValidationErrorOut": "The request was invalid; every issue names its location.",
@@ -97,6 +98,7 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         s.HttpError,
         s.CodedHttpError,
         s.TemplateNotFound,
+        s.QuotaExceeded,
         s.ValidationErrorOut,
         OcpiLogPage,
     ]
@@ -126,10 +128,26 @@ _422 = _json(
 )
 _413 = _json("The request body is larger than `CPOLAB_MAX_BODY` bytes (1 MiB); it was not read.", s.HttpError)
 _503 = _json(
-    "The workflow backend is unreachable (`workflow_backend_unavailable`) or, on create, every candidate "
-    "party_id is taken (`party_namespace_exhausted`). Nothing was created or changed.",
+    "The workflow backend is unreachable or no worker answered in time (`workflow_backend_unavailable`; "
+    "answered within `CPOLAB_TEMPORAL_RPC_TIMEOUT`, 2.5 s), or, on create, every candidate party_id is taken "
+    "(`party_namespace_exhausted`) or a workflow of the new CPO's id already exists in the Temporal namespace "
+    "(`workflow_id_conflict`: the database and the namespace are out of step). Nothing was created or changed; "
+    "retry later.",
     s.CodedHttpError,
 )
+_429 = _json(
+    "Creating this CPO would exceed one of your org's quotas: `quota` names it (`live_cpos` or "
+    "`live_chargers`) and `limit` gives its value. Nothing was created.",
+    s.QuotaExceeded,
+)
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Up to 128 printable characters. A retry with the same key (e.g. after a 503) attaches to the "
+    "same workflow update instead of applying a second one.",
+    "schema": {"type": "string", "maxLength": 128},
+}
 
 CPO_ID = {
     "name": "cpo_id",
@@ -228,6 +246,7 @@ def _paths() -> dict[str, Any]:
                     "404": _json("Unknown template; `template` echoes the slug.", s.TemplateNotFound),
                     "413": _413,
                     "422": _422,
+                    "429": _429,
                     "503": _503,
                 },
                 scope="cpos:write",
@@ -269,6 +288,7 @@ def _paths() -> dict[str, Any]:
                 scope="cpos:write",
                 description="Sets `expires_at` to now + `ttl_seconds` (null: never expires), on the CPO's "
                 "durable timer.",
+                parameters=[IDEMPOTENCY_KEY],
                 body={
                     "required": True,
                     "content": {JSON: {"schema": _ref(s.UpdateCpoRequest), "example": {"ttl_seconds": 7200}}},
@@ -284,7 +304,8 @@ def _paths() -> dict[str, Any]:
                     "503": _503,
                 },
                 scope="cpos:write",
-                description="Idempotent: repeat it freely.",
+                description="Idempotent: repeat it freely. A live CPO whose workflow was terminated or lost is "
+                "torn down by the platform (202 as well).",
             ),
         },
         "/ocpi/cpos/{cpo_id}/status": {

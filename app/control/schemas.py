@@ -221,6 +221,13 @@ class CodedHttpError(BaseModel):
     code: Literal["workflow_backend_unavailable", "party_namespace_exhausted"]
 
 
+class QuotaExceeded(BaseModel):
+    detail: str
+    code: Literal["quota_exceeded"]
+    quota: Literal["live_cpos", "live_chargers"]
+    limit: int
+
+
 class TemplateNotFound(BaseModel):
     detail: str
     template: str
