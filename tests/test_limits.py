@@ -22,9 +22,10 @@ from app.ocpi import log as traffic
 from app.security.tokens import hash_token, new_token
 from app.store.db import Database, utcnow
 from app.store.ocpi_tables import OcpiLogRow
-from app.store.tables import Cpo, CredentialToken
+from app.store.tables import CredentialToken
 from app.web.limits import json_too_deep
 from tests.emsp_peer import b64
+from tests.rows import cpo_row
 from tests.stack import Stack
 
 MAX_BODY = 1024 * 1024  # the default: the API below runs with it
@@ -46,22 +47,7 @@ class Api:
         """A READY CPO row with a live Token A; returns (cpo_id, token A)."""
         token, now = new_token(), utcnow()
         async with self.db.session() as session, session.begin():
-            cpo = Cpo(
-                org=org,
-                country_code="DE",
-                party_id="LIM",
-                requested_party_id="LIM",
-                role="CPO",
-                name_prefix="Limits",
-                template="city-small",
-                template_version=1,
-                seed=1,
-                ocpi_version="2.2.1",
-                status="READY",
-                chargers=6,
-                created_at=now,
-                updated_at=now,
-            )
+            cpo = cpo_row(org, "LIM", "READY", name_prefix="Limits", template="city-small", chargers=6)
             session.add(cpo)
             await session.flush()
             assert cpo.id is not None

@@ -13,8 +13,8 @@ import pytest
 
 from app.control.quotas import quota_problem
 from app.settings import Settings
-from app.store.db import Database, utcnow
-from app.store.tables import Cpo
+from app.store.db import Database
+from tests.rows import cpo_row
 from tests.stack import Stack, free_port, wait_http, wait_status
 
 SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
@@ -31,24 +31,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def add_cpo(db: Database, org: str, status: str, chargers: int) -> int:
-    now = utcnow()
     async with db.session() as session, session.begin():
-        cpo = Cpo(
-            org=org,
-            country_code="DE",
-            party_id="QUO",
-            requested_party_id="QUO",
-            role="CPO",
-            name_prefix="Quota",
-            template="city-small",
-            template_version=1,
-            seed=1,
-            ocpi_version="2.2.1",
-            status=status,
-            chargers=chargers,
-            created_at=now,
-            updated_at=now,
-        )
+        cpo = cpo_row(org, "QUO", status, name_prefix="Quota", template="city-small", chargers=chargers)
         session.add(cpo)
         await session.flush()
         assert cpo.id is not None

@@ -21,17 +21,15 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.service import RPCError
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
-from activities import pods
-from activities.provisioning import ProvisioningActivities
 from app.lifecycle.models import ExtendTtl, ReconcileInput
 from app.network import catalog
 from app.network.generator import NetworkSpec
 from app.network.legacy import legacy_shape
 from app.store.db import Database
 from tests.stack import Stack, wait_status
-from tests.test_workflow_faults import TEST_CHARGER_KEY, broken_routing, insert_cpo, search_attributes, workflow_input
+from tests.test_workflow_faults import faulty_worker, insert_cpo, search_attributes, workflow_input
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
@@ -139,22 +137,7 @@ async def _record_paths(stack: Stack, db: Database, temporal: Client) -> dict[st
 
     # FAILED: a non-retryable activity failure compensates (a worker with a broken routing step).
     cpo_id = await insert_cpo(db, "RP7")
-    acts = ProvisioningActivities(db, TEST_CHARGER_KEY)
-    async with Worker(
-        temporal,
-        task_queue="replay-faults",
-        workflows=[CpoWorkflow],
-        activities=[
-            acts.record_status,
-            acts.create_network,
-            acts.create_location_batch,
-            broken_routing,
-            acts.teardown_network,
-            acts.count_network,
-            pods.start_charger_pods,
-            pods.stop_charger_pods,
-        ],
-    ):
+    async with faulty_worker(temporal, db, "replay-faults"):
         handle = await temporal.start_workflow(
             CpoWorkflow.run,
             workflow_input(cpo_id, "RP7", None),

@@ -15,8 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from app.lifecycle.models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput, ExtendTtl, workflow_id
 from app.network.generator import NetworkSpec
-from app.store.db import Database, utcnow
+from app.store.db import Database
 from app.store.tables import Cpo
+from tests.rows import cpo_row
 from worker import make_worker
 from workflows.cpo import CpoWorkflow
 
@@ -51,23 +52,8 @@ async def db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database
 
 
 async def start_cpo(env: WorkflowEnvironment, db: Database, ttl: timedelta | None) -> tuple[int, WorkflowHandle]:
-    now = utcnow()
     async with db.session() as session, session.begin():
-        cpo = Cpo(
-            org="ttl",
-            country_code="FR",
-            party_id="TTL",
-            requested_party_id="TTL",
-            role="CPO",
-            name_prefix="ttl",
-            template="small-urban-ac",
-            template_version=1,
-            seed=1,
-            ocpi_version="2.2.1",
-            status="PENDING",
-            created_at=now,
-            updated_at=now,
-        )
+        cpo = cpo_row("ttl", "TTL", country_code="FR", name_prefix="ttl")
         session.add(cpo)
     assert cpo.id is not None
     current = await env.get_current_time()

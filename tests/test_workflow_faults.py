@@ -21,7 +21,8 @@ from app.lifecycle.models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWo
 from app.network.generator import NetworkSpec
 from app.network.legacy import legacy_shape
 from app.store.db import Database, utcnow
-from app.store.tables import Cpo, CredentialToken, PartyReservation
+from app.store.tables import CredentialToken, PartyReservation
+from tests.rows import cpo_row
 from tests.stack import Stack, wait_status
 from workflows.cpo import CpoWorkflow
 
@@ -39,24 +40,16 @@ async def db(stack: Stack) -> AsyncIterator[Database]:
 async def insert_cpo(db: Database, party: str) -> int:
     now = utcnow()
     async with db.session() as session, session.begin():
-        cpo = Cpo(
-            org="acme",
+        cpo = cpo_row(
+            "acme",
+            party,
             country_code="ES",
-            party_id=party,
-            requested_party_id=party,
-            role="CPO",
             name_prefix="fault",
-            template="small-urban-ac",
-            template_version=1,
             seed=5,
-            ocpi_version="2.2.1",
-            status="PENDING",
             locations=2,
             chargers=6,
             evses=6,
             connectors=6,
-            created_at=now,
-            updated_at=now,
         )
         session.add(cpo)
         await session.flush()
@@ -117,15 +110,12 @@ async def broken_routing(batch: LocationBatch) -> int:
     raise ApplicationError("routing table rejected the identity", type="RoutingRejected", non_retryable=True)
 
 
-async def test_non_retryable_failure_compensates_and_ends_failed(
-    stack: Stack, db: Database, client: httpx.AsyncClient
-) -> None:
-    cpo_id = await insert_cpo(db, "FL1")
-    temporal = await Client.connect(stack.temporal_address)
+def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
+    """A worker whose routing step fails for good: provisioning must compensate and end FAILED."""
     acts = ProvisioningActivities(db, TEST_CHARGER_KEY)
-    async with Worker(
+    return Worker(
         temporal,
-        task_queue=QUEUE,
+        task_queue=queue,
         workflows=[CpoWorkflow],
         activities=[
             acts.record_status,
@@ -137,7 +127,15 @@ async def test_non_retryable_failure_compensates_and_ends_failed(
             pods.start_charger_pods,
             pods.stop_charger_pods,
         ],
-    ):
+    )
+
+
+async def test_non_retryable_failure_compensates_and_ends_failed(
+    stack: Stack, db: Database, client: httpx.AsyncClient
+) -> None:
+    cpo_id = await insert_cpo(db, "FL1")
+    temporal = await Client.connect(stack.temporal_address)
+    async with faulty_worker(temporal, db, QUEUE):
         handle = await temporal.start_workflow(
             CpoWorkflow.run,
             workflow_input(cpo_id, "FL1", None),

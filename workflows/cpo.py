@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         StatusRecord,
         Step,
     )
+    from app.network.generator import NetworkShape, NetworkSpec
     from app.network.legacy import legacy_shape
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
@@ -63,13 +64,20 @@ class _DestroyRequested(Exception):
     """Raised inside provisioning when a destroy arrives, to stop and tear down what exists."""
 
 
+def _legacy_shape(spec: NetworkSpec) -> NetworkShape:
+    """Runs started before the input carried its shape derive it from the catalog (the only catalog
+    read left). The data files are pinned and read-only, so this is deterministic; the sandbox blocks
+    the file reads that pycountry does lazily, hence the unrestricted block."""
+    with workflow.unsafe.sandbox_unrestricted():
+        return legacy_shape(spec)
+
+
 @workflow.defn
 class CpoWorkflow:
     @workflow.init
     def __init__(self, inp: CpoWorkflowInput) -> None:
         self.inp = inp
-        # Runs started before the input carried its shape derive it (the only catalog read left).
-        self.shape = inp.shape if inp.shape is not None else legacy_shape(inp.spec)
+        self.shape = inp.shape if inp.shape is not None else _legacy_shape(inp.spec)
         self.status = CpoStatus.PENDING if inp.resume is None else CpoStatus.READY
         self.progress: Progress | None = inp.resume.progress if inp.resume else None
         self.error: CpoError | None = None

@@ -196,17 +196,7 @@ async def post_credentials(request: Request, ctx: OcpiContext) -> Response:
     assert ctx.db is not None
     async with ctx.db.session() as session, session.begin():
         # Consume Token A atomically: of two concurrent POSTs with the same A, only one registers.
-        consumed = await session.execute(
-            update(CredentialToken)
-            .where(
-                CredentialToken.cpo_id == ctx.cpo_id,
-                CredentialToken.token_hash == hash_token(ctx.token),
-                CredentialToken.revoked_at.is_(None),  # type: ignore[union-attr]
-            )
-            .values(revoked_at=now)
-        )
-        if consumed.rowcount != 1:  # type: ignore[attr-defined]
-            raise OcpiError(2000, "Token A has already been used", http_status=401)
+        await _consume_presented_token(session, ctx, now, "Token A has already been used")
         peer = OcpiPeer(cpo_id=ctx.cpo_id, version=ctx.version, created_at=now, **_peer_fields(creds, api, now))
         session.add(peer)
         await session.flush()
@@ -251,7 +241,14 @@ async def delete_credentials(request: Request, ctx: OcpiContext) -> Response:
     return ocpi_response()
 
 
-async def _consume_presented_token(session: Any, ctx: OcpiContext, now: datetime) -> None:
+async def _consume_presented_token(
+    session: Any,
+    ctx: OcpiContext,
+    now: datetime,
+    lost_race: str = "this token was replaced or revoked by a concurrent credentials PUT or DELETE: "
+    "use the token that request returned",
+) -> None:
+    """Revoke the presented token if it is still live; a request that finds it gone lost a race (401)."""
     result = await session.execute(
         update(CredentialToken)
         .where(
@@ -262,12 +259,7 @@ async def _consume_presented_token(session: Any, ctx: OcpiContext, now: datetime
         .values(revoked_at=now)
     )
     if result.rowcount != 1:
-        raise OcpiError(
-            2000,
-            "this token was replaced or revoked by a concurrent credentials PUT or DELETE: "
-            "use the token that request returned",
-            http_status=401,
-        )
+        raise OcpiError(2000, lost_race, http_status=401)
 
 
 def _registered_peer(ctx: OcpiContext) -> OcpiPeer:
