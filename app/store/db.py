@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,13 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _schema_lock_path(engine: AsyncEngine) -> Path | None:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    return Path(f"{database}.schema-lock")
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -55,8 +64,22 @@ class Database:
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def create_schema(self) -> None:
-        """Idempotent. API and workers start together and race here: the loser of a CREATE TABLE
-        race retries, and the existence check then skips what the winner made."""
+        """Idempotent. API and workers start together and race here. On a SQLite file they take turns
+        (an exclusive lock on a file beside the database: SQLite's own locking does not cover the
+        check-then-CREATE of create_all); elsewhere the loser of a CREATE TABLE race retries, and the
+        existence check then skips what the winner made."""
+        lock_path = _schema_lock_path(self.engine)
+        if lock_path is None:
+            await self._create_all()
+            return
+        with lock_path.open("a") as lock:
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+            try:
+                await self._create_all()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    async def _create_all(self) -> None:
         for attempt in range(5):
             try:
                 async with self.engine.begin() as conn:
