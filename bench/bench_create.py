@@ -99,13 +99,16 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (databases and process logs)")
 
 
-def run_main(coro: Any) -> None:
-    """asyncio.run with SIGTERM treated like Ctrl-C, so the benchmark's `finally` still stops its stack.
-
-    Benchmarks create far more CPOs from one org than a tenant may keep live: the stacks they start
-    (which inherit this environment) get quotas out of the way."""
+def lift_quotas() -> None:
+    """Benchmarks create far more CPOs from one org than a tenant may keep live: the stacks they start
+    (which inherit this environment) get the per-org quotas out of the way."""
     os.environ.setdefault("CPOLAB_QUOTA_LIVE_CPOS", "1000000")
     os.environ.setdefault("CPOLAB_QUOTA_LIVE_CHARGERS", "1000000000")
+
+
+def run_main(coro: Any) -> None:
+    """asyncio.run with SIGTERM treated like Ctrl-C, so the benchmark's `finally` still stops its stack."""
+    lift_quotas()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(coro)
