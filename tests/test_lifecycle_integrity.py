@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
 import time
 from datetime import timedelta
@@ -19,8 +20,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput, ReconcileReport
-from app.store.db import utcnow
+from activities.provisioning import ProvisioningActivities
+from app.lifecycle.models import RECONCILER_SCHEDULE_ID, CpoStatus, ReconcileInput, ReconcileReport, StatusRecord
+from app.store.db import Database, utcnow
+from tests.rows import cpo_row
 from tests.stack import Stack, free_port, wait_http, wait_status
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
@@ -288,3 +291,49 @@ async def test_temporal_down_bounds_hold_end_to_end(stack: Stack, outage: str) -
         api.wait(timeout=15)
         if server is not None:
             server.close()
+
+
+async def test_a_write_waiting_on_the_sqlite_lock_is_not_retried_on_top_of_itself(
+    stack: Stack, temporal: Client
+) -> None:
+    """The DB activities heartbeat while they wait: holding SQLite's write lock for longer than the
+    10 s heartbeat timeout delays provisioning but never makes Temporal start a second attempt."""
+    async with stack.client(org="lock-org") as c:
+        cpo_id = await create(c, "LCK", overrides={"locations": 40, "chargers_per_location": 25})
+        await wait_status(c, cpo_id, {"PROVISIONING"})
+        with sqlite3.connect(stack.db_path, timeout=30) as conn:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock; WAL readers (status) carry on
+            await asyncio.sleep(15)
+            conn.rollback()
+        final = await wait_status(c, cpo_id, {"READY", "FAILED"}, timeout=120)
+        assert final["status"] == "READY", final
+    history = await temporal.get_workflow_handle(f"cpo-{cpo_id}").fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts and set(attempts) == {1}, attempts
+
+
+async def test_status_writes_never_move_a_row_out_of_teardown(stack: Stack) -> None:
+    """A late READY write (a retried record, or extend_ttl racing a DELETE) finds the row DESTROYING
+    or DESTROYED and changes nothing; DESTROYING may still become DESTROYED."""
+    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    acts = ProvisioningActivities(db, b"test-charger-key")
+    try:
+        async with db.session() as session, session.begin():
+            row = cpo_row("guard-org", "GRD", "DESTROYING")
+            session.add(row)
+        assert row.id is not None
+        later = utcnow() + timedelta(hours=5)
+        await acts.record_status(
+            StatusRecord(cpo_id=row.id, status=CpoStatus.READY, expires_at=later, set_expires_at=True)
+        )
+        assert stack.query("SELECT status, expires_at FROM cpo WHERE id = ?", row.id) == [("DESTROYING", None)]
+        await acts.record_status(StatusRecord(cpo_id=row.id, status=CpoStatus.DESTROYED))
+        await acts.record_status(StatusRecord(cpo_id=row.id, status=CpoStatus.READY))
+        await acts.record_status(StatusRecord(cpo_id=row.id, status=CpoStatus.FAILED))
+        assert stack.query("SELECT status FROM cpo WHERE id = ?", row.id) == [("DESTROYED",)]
+    finally:
+        await db.dispose()
