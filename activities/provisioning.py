@@ -10,31 +10,24 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlmodel import SQLModel
+from sqlalchemy import func, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from app.lifecycle.models import ALLOWED_FROM, BatchResult, CpoStatus, LocationBatch, NetworkRequest, StatusRecord
+from app.lifecycle.models import ALLOWED_FROM, GONE, BatchResult, LocationBatch, NetworkRequest, StatusRecord
 from app.network.blueprint import Blueprint
 from app.network.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
 from app.network.legacy import legacy_blueprint
 from app.ocpi.static import evse_static, location_static, tariff_static
 from app.security.passwords import charger_password, password_hash
-from app.store.db import Database, utcnow
+from app.store.db import Database, delete_owned_rows, utcnow
 from app.store.tables import Charger, ChargerRoute, Connector, Cpo, CpoBlueprint, Evse, Location, Tariff
 
 CPO_MISSING = "CpoMissing"
 # Provisioning writes refuse a CPO that is being (or was) torn down: a write racing a teardown
 # workflow must not leave rows behind it.
 CPO_GONE = "CpoGone"
-GONE = frozenset({CpoStatus.DESTROYING.value, CpoStatus.DESTROYED.value, CpoStatus.FAILED.value})
-
-
-def _owned_tables() -> list[Any]:
-    """Every table keyed by cpo_id except the CPO row itself (new modules are covered automatically)."""
-    return [t for t in reversed(SQLModel.metadata.sorted_tables) if "cpo_id" in t.c and t.name != Cpo.__tablename__]
 
 
 class ProvisioningActivities:
@@ -137,12 +130,8 @@ class ProvisioningActivities:
     @activity.defn
     async def teardown_network(self, cpo_id: int) -> int:
         """Delete everything the CPO owns (network, tokens, party reservation). Returns rows deleted."""
-        deleted = 0
         async with heartbeating(), self.db.session() as session, session.begin():
-            for table in _owned_tables():
-                result = await session.execute(delete(table).where(table.c.cpo_id == cpo_id))
-                deleted += result.rowcount or 0
-        return deleted
+            return await delete_owned_rows(session, cpo_id)
 
     @activity.defn
     async def count_network(self, cpo_id: int) -> BatchResult:

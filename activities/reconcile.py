@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, select
-from sqlmodel import SQLModel
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.heartbeat import heartbeating
 from app.lifecycle.client import start_teardown
 from app.lifecycle.models import TERMINAL, CpoStatus, ReconcileInput, ReconcileReport, workflow_id
-from app.store.db import Database, utcnow
+from app.store.db import Database, delete_owned_rows, utcnow
 from app.store.tables import Cpo
 
 log = logging.getLogger("cpolab.reconciler")
@@ -88,8 +87,6 @@ class ReconcileActivities:
             cpo = await session.get(Cpo, cpo_id)
             if cpo is None or cpo.status != CpoStatus.PENDING or cpo.workflow_run_id is not None:
                 return False  # it moved on meanwhile
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                if "cpo_id" in table.c:
-                    await session.execute(delete(table).where(table.c.cpo_id == cpo_id))
+            await delete_owned_rows(session, cpo_id)
             await session.delete(cpo)
         return True

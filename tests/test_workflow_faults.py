@@ -70,7 +70,6 @@ def workflow_input(cpo_id: int, party: str, expires_in: timedelta | None) -> Cpo
         expires_at=None if expires_in is None else utcnow() + expires_in,
         shape=legacy_shape(spec),
         template_version=1,
-        generator_version=spec.generator_version,
     )
 
 

@@ -24,8 +24,8 @@ from app.network.generator import NetworkShape, NetworkSpec, network_shape
 from app.network.party import reserve
 from app.ocpi.roam import credentials_payload, curl_snippet
 from app.security.tokens import hash_token, new_token
-from app.store.db import utcnow
-from app.store.tables import Cpo, CpoBlueprint, CredentialToken, PartyReservation
+from app.store.db import delete_owned_rows, utcnow
+from app.store.tables import Cpo, CpoBlueprint, CredentialToken
 from app.web.auth import WRITE, Principal, authenticate
 from app.web.http import from_validation_error, issue, model_response, unprocessable
 from app.web.urls import cpo_url, ocpi_root, ocpi_versions_url, status_url
@@ -112,7 +112,6 @@ async def create_cpo(request: Request) -> Response:
         expires_at=draft.expires_at,
         shape=draft.shape,
         template_version=blueprint.template.version,
-        generator_version=spec.generator_version,
     )
     started = await _start_or_undo(request, inp, blueprint.template.slug)
     if isinstance(started, Response):
@@ -232,7 +231,5 @@ async def _start_or_undo(request: Request, inp: CpoWorkflowInput, template: str)
 
 async def _undo_insert(request: Request, cpo_id: int) -> None:
     async with database(request).session() as session, session.begin():
-        await session.execute(delete(CredentialToken).where(CredentialToken.cpo_id == cpo_id))
-        await session.execute(delete(PartyReservation).where(PartyReservation.cpo_id == cpo_id))
-        await session.execute(delete(CpoBlueprint).where(CpoBlueprint.cpo_id == cpo_id))  # type: ignore[arg-type]
-        await session.execute(delete(Cpo).where(Cpo.id == cpo_id))
+        await delete_owned_rows(session, cpo_id)
+        await session.execute(delete(Cpo).where(Cpo.id == cpo_id))  # type: ignore[arg-type]

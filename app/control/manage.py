@@ -11,7 +11,7 @@ from app.control.common import cpo_call, database, gateway, owned_cpo, unavailab
 from app.control.read import detail_response
 from app.control.schemas import DeleteResponse, UpdateCpoRequest
 from app.control.temporal_gateway import BackendUnavailable, TtlRejected
-from app.lifecycle.models import TERMINAL, CpoStatus
+from app.lifecycle.models import GONE, TERMINAL, CpoStatus
 from app.store.tables import Cpo
 from app.web.auth import WRITE
 from app.web.http import from_validation_error, issue, model_response
@@ -27,7 +27,7 @@ async def update_cpo(request: Request) -> Response:
     except ValidationError as exc:
         return from_validation_error(exc, "body")
     cpo = await owned_cpo(request, call.principal, cpo_id)
-    if cpo.status in TERMINAL or cpo.status == CpoStatus.DESTROYING:
+    if cpo.status in GONE:
         raise HTTPException(409, f"CPO {cpo_id} is {cpo.status}; its TTL can no longer change")
     # A client retry with the same Idempotency-Key attaches to the same workflow update.
     update_id = _idempotency_key(request)

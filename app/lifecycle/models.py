@@ -28,6 +28,8 @@ class CpoStatus(StrEnum):
 
 TERMINAL = frozenset({CpoStatus.FAILED, CpoStatus.DESTROYED})
 LIVE = frozenset({CpoStatus.PENDING, CpoStatus.PROVISIONING, CpoStatus.READY})
+# Being or already torn down: no OCPI platform, no TTL change, no provisioning write.
+GONE = TERMINAL | {CpoStatus.DESTROYING}
 
 # Which stored statuses a status write may replace: nothing moves a row out of DESTROYING (except to
 # DESTROYED), and nothing moves it out of DESTROYED or FAILED (a late retry or a racing extend_ttl).
@@ -120,10 +122,10 @@ class CpoWorkflowInput:
     # Chargers written per activity: small enough for one short SQLite transaction, large enough
     # that a 10k-charger CPO needs ~40 activities (well inside one workflow history).
     batch_chargers: int = 250
-    # Resolved at create time (None only in runs started before this field existed).
+    # Resolved at create time (None only in runs started before these fields existed); the
+    # generator version travels in `spec`.
     shape: NetworkShape | None = None
     template_version: int | None = None
-    generator_version: int | None = None
     # Set when a READY run continued as new: skip provisioning and keep waiting.
     resume: Resume | None = None
     # Continue-as-new once the history has this many events (or the server suggests it).

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.settings import get_settings
@@ -107,9 +106,8 @@ class _Writer:
                 log.exception("dropping %d OCPI log entries", len(rows))
 
     async def _count_rejected(self, session: AsyncSession, rejected: dict[int, tuple[int, datetime]]) -> None:
-        dialect = postgresql if self.db.engine.dialect.name == "postgresql" else sqlite
         table = OcpiRejectedCount.__table__  # type: ignore[attr-defined]
-        stmt = dialect.insert(table)
+        stmt = self.db.upsert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.cpo_id],
             set_={"rejected": table.c.rejected + stmt.excluded.rejected, "last_at": stmt.excluded.last_at},

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from app.lifecycle.models import GONE
 from app.ocpi import log as traffic
 from app.security.tokens import hash_token
 from app.store.db import Database, utcnow
@@ -39,8 +40,6 @@ logger = logging.getLogger("cpolab.ocpi")
 
 # Modules that carry OCPI routing headers (configuration modules never do).
 FUNCTIONAL_MODULES = frozenset({"locations", "sessions", "cdrs", "tariffs", "tokens", "commands", "chargingprofiles"})
-# A CPO being torn down (or that never came up) has no OCPI platform.
-GONE_STATUSES = frozenset({"FAILED", "DESTROYING", "DESTROYED"})
 MAX_ID_HEADER = 255
 
 
@@ -236,7 +235,7 @@ async def _dispatch(
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     db: Database = request.app.state.db
     cpo, cred, peer, token = await _resolve(db, cpo_id, token_candidates(request.headers.get("authorization")))
-    if cpo is None or cpo.status in GONE_STATUSES:
+    if cpo is None or cpo.status in GONE:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     ex.cpo = cpo
     ex.authenticated = cred is not None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -92,11 +92,26 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+    def upsert(self, table: Any) -> Any:
+        """This dialect's INSERT, which knows ON CONFLICT (SQLite and Postgres spell it alike)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
     def insert_ignore(self, table: type[SQLModel]) -> Any:
         """INSERT … ON CONFLICT DO NOTHING: replays of an activity leave existing rows untouched.
 
         Execute it with the rows as parameters (`session.execute(stmt, rows)`): one prepared statement
         run per row (executemany) costs far less CPU than compiling a multi-row VALUES clause.
         """
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+        return self.upsert(table.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+
+
+async def delete_owned_rows(session: AsyncSession, cpo_id: int) -> int:
+    """Delete every row a CPO owns: each table keyed by cpo_id (network, tokens, party reservation,
+    blueprint, OCPI peers and log; new tables are covered automatically), not the CPO row itself.
+    Returns the rows deleted."""
+    deleted = 0
+    for table in reversed(SQLModel.metadata.sorted_tables):
+        if "cpo_id" in table.c:
+            deleted += (await session.execute(delete(table).where(table.c.cpo_id == cpo_id))).rowcount or 0
+    return deleted
