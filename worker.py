@@ -30,6 +30,7 @@ from activities.reconcile import ReconcileActivities
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
+from app.store.migrate import SchemaNotAtHead, require_at_head
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
@@ -82,7 +83,11 @@ async def ensure_reconciler_schedule(client: Client, settings: Settings) -> None
 async def run_worker(stop: asyncio.Event) -> None:
     settings = get_settings()
     db = Database(settings.database_url)
-    await db.create_schema()
+    try:
+        await require_at_head(db)  # activities written for another schema must not run on this one
+    except SchemaNotAtHead as exc:
+        await db.dispose()
+        raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     await ensure_reconciler_schedule(client, settings)
     async with make_worker(client, db, settings.task_queue, settings.charger_key()):

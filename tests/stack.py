@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 
 from app.tools.devstack import temporal_command, wait_for_temporal
 from app.web.auth import ALL_SCOPES, mint_token
+from tests.databases import AppDatabase, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef0123456789"
@@ -31,10 +31,15 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, workdir: Path, *, temporal_db: bool = False) -> None:
+    def __init__(self, workdir: Path, *, temporal_db: bool = False, database: AppDatabase | None = None) -> None:
+        """`database`: an already migrated app database; default a SQLite file in `workdir`, migrated by
+        start() (benchmarks)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.db_path = workdir / "cpolab.db"
+        self.database = database or AppDatabase(
+            f"sqlite+aiosqlite:///{workdir / 'cpolab.db'}", f"sqlite:///{workdir / 'cpolab.db'}"
+        )
+        self._migrated = database is not None
         self.temporal_port = free_port()
         self.api_port = free_port()
         self.temporal_address = f"127.0.0.1:{self.temporal_port}"
@@ -48,7 +53,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "CPOLAB_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
+            "CPOLAB_DATABASE_URL": self.database.url,
             "CPOLAB_TEMPORAL_ADDRESS": self.temporal_address,
             "CPOLAB_JWT_SECRET": SECRET,
             # eMSP peers of the tests listen on loopback.
@@ -110,7 +115,14 @@ class Stack:
         )
         await wait_http(f"{self.api_url}/healthz")
 
+    @property
+    def database_url(self) -> str:
+        return self.database.url
+
     async def start(self) -> Stack:
+        if not self._migrated:
+            migrate(self.database.url)
+            self._migrated = True
         await self.start_temporal()
         self.start_worker()
         await self.start_api()
@@ -126,6 +138,7 @@ class Stack:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        self.database.dispose()
 
     def token(self, org: str = "acme", scopes: tuple[str, ...] = ALL_SCOPES, ttl: int = 3600) -> str:
         return mint_token(SECRET, org=org, sub="tester", scopes=scopes, ttl_seconds=ttl)
@@ -137,12 +150,10 @@ class Stack:
         return httpx.AsyncClient(base_url=self.api_url, headers=self.headers(org), timeout=30, **kw)  # type: ignore[arg-type]
 
     def count(self, table: str, cpo_id: int) -> int:
-        with sqlite3.connect(self.db_path, timeout=30) as conn:
-            return conn.execute(f"SELECT count(*) FROM {table} WHERE cpo_id = ?", (cpo_id,)).fetchone()[0]
+        return int(self.database.query(f"SELECT count(*) FROM {table} WHERE cpo_id = ?", cpo_id)[0][0])
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.db_path, timeout=30) as conn:
-            return conn.execute(sql, args).fetchall()
+        return self.database.query(sql, *args)
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:

@@ -109,7 +109,7 @@ async def test_terminated_provisioning_cpo_is_torn_down_by_status(stack: Stack, 
 
 async def test_workflow_id_already_taken_undoes_the_insert(stack: Stack, temporal: Client) -> None:
     """An app database reset under a kept Temporal namespace: `cpo-N` exists already."""
-    next_id = int(stack.query("SELECT seq FROM sqlite_sequence WHERE name = 'cpo'")[0][0]) + 1
+    next_id = stack.database.last_cpo_id() + 1
     await temporal.start_workflow(
         CpoWorkflow.run, id=f"cpo-{next_id}", task_queue="nobody-polls-this", args=[None]
     )  # never runs: only its id matters
@@ -204,25 +204,26 @@ async def test_api_killed_mid_burst_then_reconciler_leaves_no_zombie(stack: Stac
 
 
 def _insert_orphan(stack: Stack) -> int:
-    now = utcnow().replace(tzinfo=None) - timedelta(minutes=5)
-    with __import__("sqlite3").connect(stack.db_path, timeout=30) as conn:
-        cur = conn.execute(
-            "INSERT INTO cpo (org, country_code, party_id, requested_party_id, role, name_prefix, template,"
-            " template_version, seed, ocpi_version, status, locations, chargers, evses, connectors, created_at,"
-            " updated_at) VALUES ('burst-org', 'BE', 'ORF', 'ORF', 'CPO', 'orphan', 'small-urban-ac', 1, 1,"
-            " '2.2.1', 'PENDING', 1, 1, 1, 1, ?, ?)",
-            (now, now),
-        )
-        cpo_id = int(cur.lastrowid or 0)
-        conn.execute(
-            "INSERT INTO party_reservation (org, country_code, party_id, cpo_id) VALUES ('burst-org', 'BE', 'ORF', ?)",
-            (cpo_id,),
-        )
-        conn.execute(
-            "INSERT INTO credential_token (cpo_id, token_hash, kind, created_at) VALUES (?, ?, 'A', ?)",
-            (cpo_id, f"orphan-{cpo_id}", now),
-        )
-    return cpo_id
+    now = utcnow() - timedelta(minutes=5)
+    (cpo_id,) = stack.query(
+        "INSERT INTO cpo (org, country_code, party_id, requested_party_id, role, name_prefix, template,"
+        " template_version, seed, ocpi_version, status, locations, chargers, evses, connectors, created_at,"
+        " updated_at) VALUES ('burst-org', 'BE', 'ORF', 'ORF', 'CPO', 'orphan', 'small-urban-ac', 1, 1,"
+        " '2.2.1', 'PENDING', 1, 1, 1, 1, ?, ?) RETURNING id",
+        now,
+        now,
+    )[0]
+    stack.query(
+        "INSERT INTO party_reservation (org, country_code, party_id, cpo_id) VALUES ('burst-org', 'BE', 'ORF', ?)",
+        cpo_id,
+    )
+    stack.query(
+        "INSERT INTO credential_token (cpo_id, token_hash, kind, created_at) VALUES (?, ?, 'A', ?)",
+        cpo_id,
+        f"orphan-{cpo_id}",
+        now,
+    )
+    return int(cpo_id)
 
 
 async def test_reconciler_schedule_exists(stack: Stack, temporal: Client) -> None:
@@ -293,6 +294,7 @@ async def test_temporal_down_bounds_hold_end_to_end(stack: Stack, outage: str) -
             server.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_write_waiting_on_the_sqlite_lock_is_not_retried_on_top_of_itself(
     stack: Stack, temporal: Client
 ) -> None:
@@ -301,7 +303,7 @@ async def test_a_write_waiting_on_the_sqlite_lock_is_not_retried_on_top_of_itsel
     async with stack.client(org="lock-org") as c:
         cpo_id = await create(c, "LCK", overrides={"locations": 40, "chargers_per_location": 25})
         await wait_status(c, cpo_id, {"PROVISIONING"})
-        with sqlite3.connect(stack.db_path, timeout=30) as conn:
+        with sqlite3.connect(stack.database.url.split(":///", 1)[1], timeout=30) as conn:
             conn.execute("BEGIN IMMEDIATE")  # the write lock; WAL readers (status) carry on
             await asyncio.sleep(15)
             conn.rollback()
@@ -319,7 +321,7 @@ async def test_a_write_waiting_on_the_sqlite_lock_is_not_retried_on_top_of_itsel
 async def test_status_writes_never_move_a_row_out_of_teardown(stack: Stack) -> None:
     """A late READY write (a retried record, or extend_ttl racing a DELETE) finds the row DESTROYING
     or DESTROYED and changes nothing; DESTROYING may still become DESTROYED."""
-    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    db = Database(stack.database_url)
     acts = ProvisioningActivities(db, b"test-charger-key")
     try:
         async with db.session() as session, session.begin():

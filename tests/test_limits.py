@@ -24,6 +24,7 @@ from app.store.db import Database, utcnow
 from app.store.ocpi_tables import OcpiLogRow
 from app.store.tables import CredentialToken
 from app.web.limits import json_too_deep
+from tests.databases import DatabaseFactory
 from tests.emsp_peer import b64
 from tests.rows import cpo_row
 from tests.stack import Stack
@@ -59,8 +60,8 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
-    stack = Stack(Path(tmp_path_factory.mktemp("limits")))
+async def api(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) -> AsyncIterator[Api]:
+    stack = Stack(Path(tmp_path_factory.mktemp("limits")), database=databases.new("limits"))
     env = {
         **stack.env,
         "CPOLAB_TRAFFIC_LOG_MAX_ROWS": str(MAX_ROWS),
@@ -68,8 +69,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     }
     db = None
     try:
-        await stack.start_api(env=env)  # creates the schema
-        db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+        await stack.start_api(env=env)
+        db = Database(stack.database_url)
         yield Api(stack, db)
     finally:
         if db is not None:
@@ -290,10 +291,9 @@ async def test_traffic_log_keeps_at_most_max_rows_and_max_age(api: Api, http: ht
     assert page["total"] == 0 and page["data"] == []
 
 
-async def test_flush_prunes_rows_past_the_age_and_the_count(tmp_path: Path):
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+async def test_flush_prunes_rows_past_the_age_and_the_count(databases: DatabaseFactory):
+    db = Database(databases.new("log").url)
     try:
-        await db.create_schema()
         writer = traffic._Writer(db, traffic.Retention(max_rows=5, max_age_s=60))
         now = utcnow()
         for i in range(3):  # too old
@@ -327,10 +327,9 @@ def _entry(cpo_id: int, at: object, request_id: str) -> dict[str, object]:
     }
 
 
-async def test_one_flush_prunes_a_bounded_number_of_cpos_and_the_next_one_the_rest(tmp_path: Path):
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}")
+async def test_one_flush_prunes_a_bounded_number_of_cpos_and_the_next_one_the_rest(databases: DatabaseFactory):
+    db = Database(databases.new("log").url)
     try:
-        await db.create_schema()
         writer = traffic._Writer(db, traffic.Retention(max_rows=1, max_age_s=3600))
         cpos = range(1, traffic.MAX_PRUNES_PER_FLUSH + 6)
         now = utcnow()

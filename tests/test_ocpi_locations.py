@@ -219,7 +219,7 @@ async def test_date_window_is_inclusive_from_exclusive_to(win: Peer, stack: Stac
     status change does), then check both window edges and that Link repeats every filter."""
     t1 = datetime(2031, 1, 1, 12, 0, 0, tzinfo=UTC)
     t2 = t1 + timedelta(seconds=10)
-    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    db = Database(stack.database_url)
     try:
         async with db.session() as session, session.begin():
             assert await set_evse_status(session, win.cpo_id, "LOC00002-C01-1", "AVAILABLE", t1)
@@ -446,7 +446,7 @@ async def test_211_cpo_renders_211_shapes(
 
 
 async def test_set_evse_status_bumps_the_parent(small: Peer, stack: Stack, http: httpx.AsyncClient) -> None:
-    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    db = Database(stack.database_url)
     uid = "LOC00004-C02-1"
     try:
         async with db.session() as session, session.begin():
@@ -484,7 +484,7 @@ async def test_set_evse_status_bumps_the_parent(small: Peer, stack: Stack, http:
 
 async def test_bump_location_after_a_child_change(small: Peer, stack: Stack, http: httpx.AsyncClient) -> None:
     before = (await http.get(f"{small.base}/locations/LOC00001", headers=small.headers)).json()["data"]
-    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    db = Database(stack.database_url)
     try:
         async with db.session() as session, session.begin():
             assert await bump_location(session, small.cpo_id, "NOPE", datetime.now(UTC)) is None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -219,20 +219,17 @@ async def test_sessions_and_cdrs_lists(reg: Registered, stack: Stack):
         assert "link" not in resp.headers and resp.headers["ocpi-from-party-id"] == "MOD"
         err(await reg.ocpi.request("GET", f"{reg.base}/{module}", params={"date_from": "yesterday"}), 200, 2001)
     # Nothing produces sessions yet: seed three rows to check the paging contract on this module.
-    with sqlite3.connect(stack.db_path, timeout=30) as conn:
-        for i in range(3):
-            data = json.dumps({"id": f"S{i}", "country_code": "DE", "party_id": "MOD", "status": "COMPLETED"})
-            conn.execute(
-                "INSERT INTO ocpi_session (cpo_id, id, status, data, created_at, last_updated) VALUES (?,?,?,?,?,?)",
-                (
-                    reg.id,
-                    f"S{i}",
-                    "COMPLETED",
-                    data,
-                    f"2024-01-0{i + 1} 00:00:00.000000",
-                    f"2024-02-0{i + 1} 00:00:00.000000",
-                ),
-            )
+    for i in range(3):
+        data = json.dumps({"id": f"S{i}", "country_code": "DE", "party_id": "MOD", "status": "COMPLETED"})
+        stack.query(
+            "INSERT INTO ocpi_session (cpo_id, id, status, data, created_at, last_updated) VALUES (?,?,?,?,?,?)",
+            reg.id,
+            f"S{i}",
+            "COMPLETED",
+            data,
+            datetime(2024, 1, i + 1, tzinfo=UTC),
+            datetime(2024, 2, i + 1, tzinfo=UTC),
+        )
     resp = await reg.ocpi.request(
         "GET", f"{reg.base}/sessions", params={"limit": 2, "date_from": "2024-02-01T00:00:00Z"}
     )
@@ -252,7 +249,7 @@ async def test_sessions_and_cdrs_lists(reg: Registered, stack: Stack):
 async def test_pushes_reach_the_emsp_and_failures_are_logged_once(
     reg: Registered, stack: Stack, peer: EmspPeer, client: httpx.AsyncClient, http: httpx.AsyncClient
 ):
-    db = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    db = Database(stack.database_url)
     try:
         location_id, evse_uid, _ = network(stack, reg.id)
         before = len(peer.received)

@@ -25,6 +25,7 @@ from app.ocpi.egress import EgressPolicy, is_own_address
 from app.settings import Settings
 from app.store.db import Database
 from app.store.ocpi_tables import OcpiLogRow
+from tests.databases import DatabaseFactory
 from tests.emsp_peer import EmspPeer, OcpiClient, credentials_url, err, new_cpo, ok, register
 from tests.hostile_peer import HostilePeer, gzip_bomb
 from tests.stack import Stack
@@ -44,9 +45,8 @@ async def hostile() -> AsyncIterator[HostilePeer]:
 
 
 @pytest.fixture(scope="module")
-async def db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('outbound')}/log.db")
-    await database.create_schema()
+async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
+    database = Database(databases.new("outbound").url)
     try:
         yield database
     finally:

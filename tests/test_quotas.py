@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from app.control.quotas import quota_problem
 from app.settings import Settings
 from app.store.db import Database
+from tests.databases import DatabaseFactory
 from tests.rows import cpo_row
 from tests.stack import Stack, free_port, wait_http, wait_status
 
@@ -21,9 +21,8 @@ SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'quota.db'}")
-    await database.create_schema()
+async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
+    database = Database(databases.new("quota").url)
     try:
         yield database
     finally:

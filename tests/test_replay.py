@@ -46,7 +46,7 @@ TINY = {
 
 @pytest.fixture
 async def db(stack: Stack) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    database = Database(stack.database_url)
     yield database
     await database.dispose()
 

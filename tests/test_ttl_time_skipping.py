@@ -17,6 +17,7 @@ from app.lifecycle.models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput,
 from app.network.generator import NetworkSpec
 from app.store.db import Database
 from app.store.tables import Cpo
+from tests.databases import DatabaseFactory
 from tests.rows import cpo_row
 from worker import make_worker
 from workflows.cpo import CpoWorkflow
@@ -44,9 +45,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="module")
-async def db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ttl')}/cpolab.db")
-    await database.create_schema()
+async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
+    database = Database(databases.new("ttl").url)
     yield database
     await database.dispose()
 

@@ -32,7 +32,7 @@ TEST_CHARGER_KEY = b"test-charger-key"
 
 @pytest.fixture
 async def db(stack: Stack) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{stack.db_path}")
+    database = Database(stack.database_url)
     yield database
     await database.dispose()
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
 from app.store import ocpi_tables as ocpi_models  # noqa: F401
 from app.store import tables as models  # noqa: F401  (registers every table on SQLModel.metadata)
+
+# Every table of the app: what the migrations must produce (migrations/env.py, `alembic check`).
+metadata = SQLModel.metadata
 
 
 def utcnow() -> datetime:
@@ -27,13 +27,6 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _schema_lock_path(engine: AsyncEngine) -> Path | None:
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:":
-        return None
-    return Path(f"{database}.schema-lock")
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -62,32 +55,6 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
-
-    async def create_schema(self) -> None:
-        """Idempotent. API and workers start together and race here. On a SQLite file they take turns
-        (an exclusive lock on a file beside the database: SQLite's own locking does not cover the
-        check-then-CREATE of create_all); elsewhere the loser of a CREATE TABLE race retries, and the
-        existence check then skips what the winner made."""
-        lock_path = _schema_lock_path(self.engine)
-        if lock_path is None:
-            await self._create_all()
-            return
-        with lock_path.open("a") as lock:
-            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
-            try:
-                await self._create_all()
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-    async def _create_all(self) -> None:
-        for attempt in range(5):
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(SQLModel.metadata.create_all)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError):
-                if attempt == 4:
-                    raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -51,7 +51,10 @@ class OcpiToken(SQLModel, table=True):
 
 class OcpiSession(SQLModel, table=True):
     __tablename__ = "ocpi_session"
-    __table_args__ = (Index("ix_ocpi_session_cpo_order", "cpo_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_ocpi_session_cpo_order", "cpo_id", "created_at", "id"),
+        Index("ix_ocpi_session_cpo_updated", "cpo_id", "last_updated"),  # date_from/date_to pulls
+    )
     cpo_id: int = Field(primary_key=True)
     id: str = Field(primary_key=True)
     status: str
@@ -62,7 +65,10 @@ class OcpiSession(SQLModel, table=True):
 
 class OcpiCdr(SQLModel, table=True):
     __tablename__ = "ocpi_cdr"
-    __table_args__ = (Index("ix_ocpi_cdr_cpo_order", "cpo_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_ocpi_cdr_cpo_order", "cpo_id", "created_at", "id"),
+        Index("ix_ocpi_cdr_cpo_updated", "cpo_id", "last_updated"),  # date_from/date_to pulls
+    )
     cpo_id: int = Field(primary_key=True)
     id: str = Field(primary_key=True)
     data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -78,6 +78,8 @@ class CredentialToken(SQLModel, table=True):
 
 
 class Tariff(SQLModel, table=True):
+    # OCPI GET tariffs pages by cpo_id with a date_from/date_to window on last_updated.
+    __table_args__ = (Index("ix_tariff_cpo_updated", "cpo_id", "last_updated"),)
     cpo_id: int = Field(primary_key=True)
     id: str = Field(primary_key=True)
     currency: str

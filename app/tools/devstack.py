@@ -2,6 +2,7 @@
 
 Temporal persists to ./var/temporal.db (WAL) and the app to ./var/cpolab.db, so a second
 `make run` resumes the same CPOs, workflows and TTL timers. Ctrl-C stops everything cleanly.
+It migrates the app database to head first (`python -m app.store.migrate upgrade`).
 It refuses to start when one of its ports is taken, generates the JWT secret once (var/jwt-secret),
 restarts a crashed worker with backoff, and prints one line per CPO lifecycle event.
 Tests reuse `temporal_command` / `wait_for_temporal` to start the same server on free ports.
@@ -303,6 +304,11 @@ def main() -> None:
             f"cannot start: {', '.join(busy)} already in use (another `make run`?). Stop it, or pick free "
             "ports with CPOLAB_API_PORT, CPOLAB_UI_PORT and CPOLAB_TEMPORAL_ADDRESS."
         )
+
+    # The one place the schema is created or altered, before any process that uses it starts.
+    migrated = subprocess.run([sys.executable, "-m", "app.store.migrate", "upgrade"], env=env, check=False)
+    if migrated.returncode != 0:
+        raise SystemExit("database migration failed (see above); nothing was started")
 
     core: list[subprocess.Popen[bytes]] = []
     pool: list[Supervised] = []

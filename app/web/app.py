@@ -55,8 +55,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
+        # No schema work here: `python -m app.store.migrate upgrade` owns it (/readyz reports a lag).
         app.state.db = Database(settings.database_url)
-        await app.state.db.create_schema()
         app.state.temporal = TemporalGateway(settings)
         try:
             yield
