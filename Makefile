@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test test-sqlite test-postgres lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,19 @@ install-dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/python -m app.tools.devstack
 
-# What CI runs: lint, format check, then the whole suite.
+# What CI runs: lint, format check, the whole suite on SQLite, then every test that touches the
+# database again on a real PostgreSQL (started by the tests; needs Debian's `postgresql` package).
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --db sqlite
+	$(BIN)/python -m pytest -q -p no:cacheprovider --db postgres
+
+test-sqlite: install-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider --db sqlite
+
+test-postgres: install-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider --db postgres
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import BACKENDS, PostgresServer, DatabaseFactory
+from tests.databases import BACKENDS, DatabaseFactory, PostgresServer
 from tests.emsp_peer import EmspPeer
 from tests.stack import Stack, free_port
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -137,3 +138,46 @@ async def test_create_answers_429_naming_the_quota(stack: Stack) -> None:
     finally:
         api.send_signal(signal.SIGTERM)
         api.wait(timeout=15)
+
+
+async def test_concurrent_creates_cannot_squeeze_past_the_quota(stack: Stack) -> None:
+    """12 simultaneous creates of one org over two API processes, quota 3: exactly 3 accepted. On
+    Postgres this needs the per-org lock (no single-writer database to serialize them)."""
+    ports = [free_port(), free_port()]
+    env = {**stack.env, "CPOLAB_QUOTA_LIVE_CPOS": "3"}
+    apis = [
+        stack._spawn(
+            f"api-race-{i}",
+            [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+        )
+        for i, port in enumerate(ports)
+    ]
+    tiny = {"template": "small-urban-ac", "country_code": "IE", "name_prefix": "race"}
+    one = {"locations": 1, "chargers_per_location": 1}
+    try:
+        for port in ports:
+            await wait_http(f"http://127.0.0.1:{port}/healthz")
+        clients = [
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=stack.headers("race-org"), timeout=30)
+            for p in ports
+        ]
+        try:
+            answers = await asyncio.gather(
+                *[
+                    clients[i % 2].post("/ocpi/cpos", json={**tiny, "party_id": "RCA", "overrides": one})
+                    for i in range(12)
+                ]
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [202] * 3 + [429] * 9, [r.text for r in answers]
+        assert stack.query("SELECT count(*) FROM cpo WHERE org = 'race-org'") == [(3,)]
+        parties = stack.query("SELECT party_id FROM party_reservation WHERE org = 'race-org' ORDER BY party_id")
+        assert len({p for (p,) in parties}) == 3  # each got its own mangled party id
+    finally:
+        for api in apis:
+            api.send_signal(signal.SIGTERM)
+            api.wait(timeout=15)

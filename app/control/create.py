@@ -24,7 +24,7 @@ from app.network.generator import NetworkShape, NetworkSpec, network_shape
 from app.network.party import reserve
 from app.ocpi.roam import credentials_payload, curl_snippet
 from app.security.tokens import hash_token, new_token
-from app.store.db import delete_owned_rows, utcnow
+from app.store.db import delete_owned_rows, serialize_on, utcnow
 from app.store.tables import Cpo, CpoBlueprint, CredentialToken
 from app.web.auth import WRITE, Principal, authenticate
 from app.web.http import from_validation_error, issue, model_response, unprocessable
@@ -157,7 +157,9 @@ async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
     for attempt in range(3):
         try:
             async with database(request).session() as session, session.begin():
-                # The INSERT comes first so SQLite takes its write lock before we read reservations.
+                # Creates of one org take turns from here (quota and party reservation are per org):
+                # Postgres by an advisory lock; on SQLite the INSERT below takes the write lock first.
+                await serialize_on(session, f"cpo-create:{org}")
                 cpo = Cpo(
                     org=org,
                     country_code=body.country_code,
@@ -183,8 +185,8 @@ async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
                 session.add(cpo)
                 await session.flush()
                 assert cpo.id is not None
-                # Checked inside the insert's transaction (SQLite holds the write lock by now), so two
-                # concurrent creates cannot both squeeze under the quota.
+                # Checked inside the serialized transaction, so two concurrent creates cannot both
+                # squeeze under the quota.
                 over = await quota_problem(
                     session, request.app.state.settings, org, shape.chargers, exclude_cpo_id=cpo.id
                 )

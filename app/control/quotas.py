@@ -23,8 +23,8 @@ async def quota_problem(
 ) -> JSONResponse | None:
     """A 429 naming the quota the new CPO (with `new_chargers` chargers) would exceed, else None.
 
-    Race-free when run in the transaction that inserts the new row, after the INSERT (SQLite then
-    holds its write lock): pass that row's id as `exclude_cpo_id` so it is not counted twice.
+    Race-free when run in the transaction that inserts the new row, after `serialize_on` the org:
+    pass that row's id as `exclude_cpo_id` so it is not counted twice.
     """
     stmt = select(func.count(), func.coalesce(func.sum(_cpo.chargers), 0)).where(
         _cpo.org == org, _cpo.status.not_in([s.value for s in TERMINAL])

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
-    Integer,
     Select,
     String,
     Table,
@@ -223,8 +223,8 @@ def _page_statements(with_from: bool, with_to: bool) -> tuple[Select[Any], Selec
         select(L.c.id, _STAMP, count.correlate(None).scalar_subquery().label("total"))
         .where(*where)
         .order_by(L.c.idx)
-        .offset(bindparam("offset", type_=Integer))
-        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=BigInteger))
+        .limit(bindparam("limit", type_=BigInteger))
     )
     return page, count
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
@@ -71,6 +71,14 @@ class Database:
         run per row (executemany) costs far less CPU than compiling a multi-row VALUES clause.
         """
         return self.upsert(table.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+
+
+async def serialize_on(session: AsyncSession, key: str) -> None:
+    """Make transactions that call this with the same key run one after another, from here to their
+    end: a transaction-scoped advisory lock on Postgres. SQLite needs nothing: it has one writer at a
+    time, and the caller's INSERT before its reads has taken that lock already."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 async def delete_owned_rows(session: AsyncSession, cpo_id: int) -> int:
