@@ -201,7 +201,13 @@ def test_jwt_secret_is_required_not_defaulted(service: str) -> None:
 
 
 def _uvicorn_limits(command: list[str]) -> dict[str, str]:
-    flags = ("--http", "--h11-max-incomplete-event-size", "--limit-concurrency", "--timeout-keep-alive")
+    flags = (
+        "--http",
+        "--h11-max-incomplete-event-size",
+        "--limit-concurrency",
+        "--timeout-keep-alive",
+        "--timeout-graceful-shutdown",
+    )
     return {flag: command[command.index(flag) + 1] for flag in flags if flag in command}
 
 
@@ -213,6 +219,7 @@ def test_uvicorn_limits_are_the_same_in_the_image_compose_and_make_run() -> None
         "--h11-max-incomplete-event-size": str(devstack.MAX_HEADER_BYTES),
         "--limit-concurrency": str(devstack.MAX_CONNECTIONS),
         "--timeout-keep-alive": str(devstack.KEEP_ALIVE_S),
+        "--timeout-graceful-shutdown": str(devstack.GRACEFUL_SHUTDOWN_S),
     }
     cmd = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"][-1]
     assert _uvicorn_limits(cmd) == wanted
