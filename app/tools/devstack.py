@@ -294,6 +294,7 @@ def main() -> None:
         secret_note = "CPOLAB_JWT_SECRET from your environment"
     env.setdefault("CPOLAB_DEV_MODE", "1")
     env.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")  # eMSPs under test usually run on this machine
+    env.setdefault("CPOLAB_LOG_LEVEL", "WARNING")  # this console prints its own lifecycle lines
     embedded_db = f"sqlite+aiosqlite:///{var / 'cpolab.db'}"
     env.setdefault("CPOLAB_DATABASE_URL", embedded_db)
     # Lifecycle lines are read from the embedded SQLite database only (not from a Postgres you pointed it at).

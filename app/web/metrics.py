@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -80,8 +81,14 @@ class HttpMetrics:
             # The router stores the matched route in the scope it was handed (this same dict).
             route = getattr(scope.get("route"), "path", None) or UNROUTED
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            counter, latency = _series(method, route, status)
+            counter.inc()
+            latency.observe(time.perf_counter() - started)
+
+
+@lru_cache(maxsize=4096)  # the label sets are bounded; .labels() costs more than the update itself
+def _series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route)
 
 
 class CpoCounts:
