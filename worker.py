@@ -2,6 +2,10 @@
 
 Scale by starting more of these (about one per core); they share the `provisioning` task queue.
 At start each worker makes sure the reconciler's Schedule exists (idempotent).
+
+SIGTERM / SIGINT: the worker stops polling, lets running activities finish for up to
+CPOLAB_WORKER_SHUTDOWN_GRACE seconds, then cancels them (Temporal retries them on another worker)
+and exits 0. CPOLAB_WORKER_METRICS_PORT serves the Temporal SDK's Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from activities import pods
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
+from app.observability.logging import configure_logging
+from app.observability.temporal import LogContextInterceptor, metrics_runtime
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
@@ -38,7 +44,9 @@ from workflows.teardown import CpoTeardownWorkflow
 log = logging.getLogger("cpolab.worker")
 
 
-def make_worker(client: Client, db: Database, task_queue: str, charger_key: bytes) -> Worker:
+def make_worker(
+    client: Client, db: Database, task_queue: str, charger_key: bytes, shutdown_grace: float = 10.0
+) -> Worker:
     acts = ProvisioningActivities(db, charger_key)
     reconcile = ReconcileActivities(db, client, task_queue)
     return Worker(
@@ -57,7 +65,8 @@ def make_worker(client: Client, db: Database, task_queue: str, charger_key: byte
             reconcile.reconcile,
         ],
         max_concurrent_activities=20,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=timedelta(seconds=shutdown_grace),
+        interceptors=[LogContextInterceptor()],
     )
 
 
@@ -88,23 +97,29 @@ async def run_worker(stop: asyncio.Event) -> None:
     except SchemaNotAtHead as exc:
         await db.dispose()
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, runtime=metrics_runtime(settings)
+    )
     await ensure_reconciler_schedule(client, settings)
-    async with make_worker(client, db, settings.task_queue, settings.charger_key()):
+    worker = make_worker(client, db, settings.task_queue, settings.charger_key(), settings.worker_shutdown_grace)
+    async with worker:  # leaving it is worker.shutdown(): stop polling, drain, cancel after the grace
         log.info("worker polling %r on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
+        log.info("worker stopping: no new tasks; in-flight activities get %g s", settings.worker_shutdown_grace)
     await db.dispose()
+    log.info("worker stopped")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="cpolab Temporal worker")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default=None, help="overrides CPOLAB_LOG_LEVEL")
     args = parser.parse_args()
+    settings = get_settings()
     try:
-        get_settings().require_secrets()  # activities derive charger passwords from it
+        settings.require_secrets()  # activities derive charger passwords from it
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format, args.log_level or settings.log_level)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -7,6 +7,7 @@ last-writer-wins with a guard against resurrecting a destroyed CPO.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +24,8 @@ from app.ocpi.static import evse_static, location_static, tariff_static
 from app.security.passwords import charger_password, password_hash
 from app.store.db import Database, delete_owned_rows, utcnow
 from app.store.tables import Charger, ChargerRoute, Connector, Cpo, CpoBlueprint, Evse, Location, Tariff
+
+log = logging.getLogger("cpolab.provisioning")
 
 CPO_MISSING = "CpoMissing"
 # Provisioning writes refuse a CPO that is being (or was) torn down: a write racing a teardown
@@ -59,7 +62,7 @@ class ProvisioningActivities:
         """Guarded write: one UPDATE whose WHERE admits only the allowed previous statuses, so a late
         retry or a racing extend_ttl can never move a row out of DESTROYING, DESTROYED or FAILED."""
         async with self.db.session() as session, session.begin():
-            await self._require_cpo(session, rec.cpo_id, live=False)
+            before = (await self._require_cpo(session, rec.cpo_id, live=False)).status
             values: dict[str, Any] = {"status": rec.status.value, "updated_at": utcnow()}
             if rec.progress is not None:
                 values["progress"] = asdict(rec.progress)
@@ -72,9 +75,12 @@ class ProvisioningActivities:
             if rec.set_expires_at:
                 values["expires_at"] = rec.expires_at
             allowed = [s.value for s in ALLOWED_FROM[rec.status]]
-            await session.execute(
+            result = await session.execute(
                 update(Cpo).where(Cpo.id == rec.cpo_id, Cpo.status.in_(allowed)).values(**values)  # type: ignore[attr-defined]
             )
+        if result.rowcount and before != rec.status.value:  # transitions only, not progress updates
+            error = f" ({rec.error.code}: {rec.error.message})" if rec.error is not None else ""
+            log.info("CPO %s is %s%s", rec.cpo_id, rec.status.value, error)
 
     @activity.defn
     async def create_network(self, req: NetworkRequest) -> int:

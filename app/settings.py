@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,20 @@ class Settings(BaseSettings):
     # ---- lifecycle reconciler ----
     reconcile_interval: int = Field(60, gt=0)  # seconds between runs of the reconciler schedule
     reconcile_grace: int = Field(60, gt=0)  # a row this old with no workflow is an orphan
+
+    # ---- operations (README "Operations") ----
+    # `json`: one JSON object per log line with cpo_id / workflow_id / correlation_id when known.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # the worker's --log-level wins
+    # Prometheus /metrics on the API (unauthenticated, like /healthz: keep it off the public path).
+    metrics_enabled: bool = True
+    readiness_timeout: float = Field(2.0, gt=0, le=30)  # seconds each /readyz check may take
+    # The Temporal SDK's Prometheus endpoint of each worker (http://host:port/metrics); 0 = off.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
+    # SIGTERM: the worker stops polling, then gives running activities this long to finish before
+    # cancelling them (Temporal retries them elsewhere). Keep it below the orchestrator's kill grace.
+    worker_shutdown_grace: float = Field(10.0, gt=0, le=300)
 
     # ---- `make run` only ----
     api_port: int = 8000

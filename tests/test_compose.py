@@ -201,7 +201,13 @@ def test_jwt_secret_is_required_not_defaulted(service: str) -> None:
 
 
 def _uvicorn_limits(command: list[str]) -> dict[str, str]:
-    flags = ("--http", "--h11-max-incomplete-event-size", "--limit-concurrency", "--timeout-keep-alive")
+    flags = (
+        "--http",
+        "--h11-max-incomplete-event-size",
+        "--limit-concurrency",
+        "--timeout-keep-alive",
+        "--timeout-graceful-shutdown",
+    )
     return {flag: command[command.index(flag) + 1] for flag in flags if flag in command}
 
 
@@ -213,6 +219,7 @@ def test_uvicorn_limits_are_the_same_in_the_image_compose_and_make_run() -> None
         "--h11-max-incomplete-event-size": str(devstack.MAX_HEADER_BYTES),
         "--limit-concurrency": str(devstack.MAX_CONNECTIONS),
         "--timeout-keep-alive": str(devstack.KEEP_ALIVE_S),
+        "--timeout-graceful-shutdown": str(devstack.GRACEFUL_SHUTDOWN_S),
     }
     cmd = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"][-1]
     assert _uvicorn_limits(cmd) == wanted
@@ -352,3 +359,23 @@ def test_dockerfile_cmd_and_compose_commands_run_things_that_exist() -> None:
         else:
             assert command[0] == "python" and (ROOT / command[1]).is_file()
             assert 'if __name__ == "__main__"' in (ROOT / command[1]).read_text()
+
+
+# ---- shutdown ---------------------------------------------------------------------------------
+
+
+def _duration_s(spec: str) -> float:
+    """Compose durations: `30s`, `1m30s`, `500ms`."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", spec)
+    assert parts and "".join(n + u for n, u in parts) == spec, f"unreadable duration {spec!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_worker_stop_grace_outlasts_its_shutdown_grace() -> None:
+    # SIGTERM → the worker drains for worker_shutdown_grace, then cancels and exits; compose must not
+    # SIGKILL it before (compose's own default is 10 s).
+    stop_grace = _duration_s(str(SERVICES["worker"].get("stop_grace_period", "10s")))
+    default = Settings.model_fields["worker_shutdown_grace"].default
+    drain = float(_env("worker").get("CPOLAB_WORKER_SHUTDOWN_GRACE", default))
+    assert stop_grace >= drain + 5, f"stop_grace_period {stop_grace} s leaves no margin over the {drain} s drain"

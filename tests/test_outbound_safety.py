@@ -55,7 +55,7 @@ async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
 
 async def get(db: Database, url: str, settings: Settings = LOOSE, cpo_id: int = 1) -> client.CallResult:
     return await client.call(
-        db, cpo_id=cpo_id, method="GET", url=url, token="B-token", version="2.2.1", settings=settings
+        db, cpo_id=cpo_id, method="GET", url=url, token="B-token", version="2.2.1", module="versions", settings=settings
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -17,11 +18,12 @@ from app.control.common import database, gateway, party, unavailable
 from app.control.quotas import quota_problem
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
 from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
-from app.lifecycle.models import CpoStatus, CpoWorkflowInput
+from app.lifecycle.models import CpoStatus, CpoWorkflowInput, workflow_id
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.catalog import validate_overrides
 from app.network.generator import NetworkShape, NetworkSpec, network_shape
 from app.network.party import reserve
+from app.observability.logging import bind
 from app.ocpi.roam import credentials_payload, curl_snippet
 from app.security.tokens import hash_token, new_token
 from app.store.db import delete_owned_rows, serialize_on, utcnow
@@ -29,6 +31,8 @@ from app.store.tables import Cpo, CpoBlueprint, CredentialToken
 from app.web.auth import WRITE, Principal, authenticate
 from app.web.http import from_validation_error, issue, model_response, unprocessable
 from app.web.urls import cpo_url, ocpi_root, ocpi_versions_url, status_url
+
+log = logging.getLogger("cpolab.control")
 
 RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
 
@@ -105,6 +109,7 @@ async def create_cpo(request: Request) -> Response:
             "party_namespace_exhausted",
         )
     assert cpo.id is not None
+    bind(cpo_id=cpo.id, workflow_id=workflow_id(cpo.id))
     inp = CpoWorkflowInput(
         cpo_id=cpo.id,
         org=principal.org,
@@ -120,6 +125,7 @@ async def create_cpo(request: Request) -> Response:
         db_cpo = await session.get(Cpo, cpo.id)
         if db_cpo is not None and db_cpo.workflow_run_id is None:
             db_cpo.workflow_run_id = started
+    log.info("CPO %s created: org %s, template %s, %s chargers", cpo.id, principal.org, cpo.template, cpo.chargers)
     return model_response(_accepted(request, draft, cpo, started), 202, headers={"Location": status_url(cpo.id)})
 
 

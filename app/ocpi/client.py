@@ -34,6 +34,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from app.observability.metrics import count_ocpi_call
 from app.ocpi import log as traffic
 from app.ocpi.body import BodyRejected, excerpt, parse_json, read_body
 from app.ocpi.egress import EgressPolicy, EgressRefused, UnresolvableHost, UrlRefused, check_url, redact
@@ -220,12 +221,14 @@ async def call(
     url: str,
     token: str,
     version: str,
+    module: str,
     body: Any = None,
     correlation_id: str | None = None,
     routing: Routing | None = None,
     settings: Settings | None = None,
 ) -> CallResult:
-    """One OCPI request to a peer. Never raises for transport or protocol problems: `error` says what
+    """One OCPI request to a peer (`module`: the OCPI module called, a metrics label). Never raises
+    for transport or protocol problems: `error` says what
     went wrong (refused URL or address, deadline, size, non-2xx, not an envelope, status_code outside
     1xxx, network), for the log and the caller."""
     settings = settings or get_settings()
@@ -245,6 +248,7 @@ async def call(
     at = utcnow()
     started = time.perf_counter()
     result = await _exchange(settings, cpo_id, method, url, headers, content)
+    count_ocpi_call(module, result.error)
     traffic.record(
         db,
         cpo_id=cpo_id,

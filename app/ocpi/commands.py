@@ -193,6 +193,7 @@ async def _post_result(ctx: OcpiContext, response_url: str, result: dict[str, An
         url=response_url,
         token=ctx.peer.token_b,
         version=ctx.version,
+        module="commands",
         body=result,
         correlation_id=ctx.correlation_id,
         routing=client.Routing(ctx.cpo.country_code, ctx.cpo.party_id, ctx.peer.country_code, ctx.peer.party_id),

@@ -12,6 +12,7 @@ with the code in the envelope; POST when registered / PUT or DELETE when not →
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,8 @@ from app.store.db import utcnow
 from app.store.ocpi_tables import OcpiPeer
 from app.store.tables import CredentialToken
 from app.web.urls import ocpi_versions_url
+
+log = logging.getLogger("cpolab.ocpi.credentials")
 
 # Credentials tokens: printable ASCII U+0021–U+007E, at most 64 characters.
 TokenStr = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
@@ -128,8 +131,10 @@ class PeerApi(BaseModel):
 async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
     """GET the peer's versions and the details of our version, with the Token B from the body."""
     assert ctx.db is not None
-    common = dict(db=ctx.db, cpo_id=ctx.cpo_id, token=creds.token, version=ctx.version)
-    versions = await client.call(method="GET", url=creds.url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
+    common = dict(
+        db=ctx.db, cpo_id=ctx.cpo_id, token=creds.token, version=ctx.version, correlation_id=ctx.correlation_id
+    )
+    versions = await client.call(method="GET", url=creds.url, module="versions", **common)  # type: ignore[arg-type]
     if not versions.ok or not isinstance(versions.data, list):
         raise OcpiError(3001, f"GET {creds.url} failed: {versions.error or 'data is not a list of versions'}")
     offered = {v.get("version"): v.get("url") for v in versions.data if isinstance(v, dict)}
@@ -139,7 +144,7 @@ async def fetch_peer_api(ctx: OcpiContext, creds: PeerCredentials) -> PeerApi:
         message = f"no common OCPI version: this CPO speaks {ctx.version}, you offer {listed}"
         raise OcpiError(3002, excerpt(message))
     _check_peer_url(f"the URL of version {ctx.version}", version_url)
-    details = await client.call(method="GET", url=version_url, correlation_id=ctx.correlation_id, **common)  # type: ignore[arg-type]
+    details = await client.call(method="GET", url=version_url, module="version_details", **common)  # type: ignore[arg-type]
     data = details.data
     if not details.ok or not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
         raise OcpiError(3001, f"GET {version_url} failed: {details.error or 'data has no endpoints list'}")
@@ -201,6 +206,7 @@ async def post_credentials(request: Request, ctx: OcpiContext) -> Response:
         session.add(peer)
         await session.flush()
         session.add(_token_row(ctx.cpo_id, token_c, peer.id, now))
+    log.info("CPO %s: eMSP %s/%s registered (OCPI %s)", ctx.cpo_id, peer.country_code, peer.party_id, ctx.version)
     return ocpi_response(own_credentials(request, ctx, token_c))
 
 

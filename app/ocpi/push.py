@@ -72,6 +72,7 @@ async def _push(
             url=url,
             token=peer.token_b,
             version=peer.version,
+            module=module,
             body=body,
             routing=routing,
         )

@@ -26,7 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from app.lifecycle.models import GONE
+from app.lifecycle.models import GONE, workflow_id
+from app.observability.logging import bind
 from app.ocpi import log as traffic
 from app.security.tokens import hash_token
 from app.store.db import Database, utcnow
@@ -218,6 +219,7 @@ class _Exchange:
         self.at = utcnow()
         self.request_id = _message_id(request, "x-request-id")
         self.correlation_id = _message_id(request, "x-correlation-id")
+        bind(correlation_id=self.correlation_id)
         self.cpo: Cpo | None = None
         self.peer: OcpiPeer | None = None
         self.authenticated = False  # a live token of this CPO was presented (even if refused here)
@@ -238,6 +240,7 @@ async def _dispatch(
     if cpo is None or cpo.status in GONE:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     ex.cpo = cpo
+    bind(cpo_id=cpo_id, workflow_id=workflow_id(cpo_id))
     ex.authenticated = cred is not None
     version = request.path_params.get("version")
     if version is not None and version != cpo.ocpi_version:

@@ -43,6 +43,9 @@ MAX_BACKOFF_S = 30.0
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers; larger → 400 and the connection is closed
 MAX_CONNECTIONS = 512  # open connections + in-flight requests; above → 503
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
+# SIGTERM: stop accepting, let in-flight requests finish for up to this long, then cancel them (open
+# WebSockets would otherwise hold the shutdown forever). Below the orchestrator's kill grace period.
+GRACEFUL_SHUTDOWN_S = 15
 
 
 def temporal_binary() -> str:
@@ -167,6 +170,8 @@ def uvicorn_command(port: int, host: str = "127.0.0.1") -> list[str]:
         str(MAX_CONNECTIONS),
         "--timeout-keep-alive",
         str(KEEP_ALIVE_S),
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_S),
         "--log-level",
         "warning",
         "--no-access-log",
@@ -290,6 +295,7 @@ def main() -> None:
         secret_note = "CPOLAB_JWT_SECRET from your environment"
     env.setdefault("CPOLAB_DEV_MODE", "1")
     env.setdefault("CPOLAB_EGRESS_ALLOW_LOOPBACK", "1")  # eMSPs under test usually run on this machine
+    env.setdefault("CPOLAB_LOG_LEVEL", "WARNING")  # this console prints its own lifecycle lines
     embedded_db = f"sqlite+aiosqlite:///{var / 'cpolab.db'}"
     env.setdefault("CPOLAB_DATABASE_URL", embedded_db)
     # Lifecycle lines are read from the embedded SQLite database only (not from a Postgres you pointed it at).

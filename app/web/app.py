@@ -1,4 +1,5 @@
-"""Builds the Starlette application: control plane, OpenAPI/docs, error handlers, lifespan."""
+"""Builds the Starlette application: control plane, OpenAPI/docs, ops endpoints (health, metrics),
+error handlers, lifespan."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from starlette.routing import Route
 from app.control import openapi
 from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
+from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
 from app.ocpi.transport import ocpi_response
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
+from app.web import health, metrics
 from app.web.limits import RequestLimits
 
 log = logging.getLogger("cpolab.api")
@@ -37,10 +40,6 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
 async def home(request: Request) -> Response:
     return RedirectResponse("/docs", status_code=307)
 
@@ -51,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.require_secrets()  # no public default: a missing or weak secret lets anyone mint tokens
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab API refuses to start: {exc}") from None
+    configure_logging(settings.log_format, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # No schema work here: `python -m app.store.migrate upgrade` owns it (/readyz reports a lag).
         app.state.db = Database(settings.database_url)
         app.state.temporal = TemporalGateway(settings)
+        app.state.cpo_counts = metrics.CpoCounts()
         try:
             yield
         finally:
@@ -66,7 +67,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/", home, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
+        # Ops endpoints, not part of the public API (no OpenAPI entry); README "Operations".
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        *([Route("/metrics", metrics.metrics, methods=["GET"])] if settings.metrics_enabled else []),
         *control_plane.routes,
         *openapi.routes,
         *ocpi_routes.routes,
@@ -80,7 +84,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     return Starlette(
         routes=routes,
-        middleware=[limits],
+        # Outermost first: every request is counted and gets a log context, even a 413 of the limits.
+        middleware=[Middleware(metrics.HttpMetrics), limits],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )

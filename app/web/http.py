@@ -9,6 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.lifecycle.models import workflow_id
+from app.observability.logging import bind
+
 MAX_ID = 2**63 - 1
 
 
@@ -34,6 +37,8 @@ def require_path_id(request: Request, name: str = "cpo_id") -> int:
     """Positive integer path ids; anything else is a 422 naming the parameter (never a 404 or 500)."""
     raw = request.path_params[name]
     if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
+        if name == "cpo_id":
+            bind(cpo_id=int(raw), workflow_id=workflow_id(int(raw)))  # for the request's log lines
         return int(raw)
     raise HTTPException(422, [issue(["path", name], "must be a positive integer", "int_parsing")])
 
