@@ -10,10 +10,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from app.store.db import Database
-from app.store.migrate import BASELINE, current_revision, downgrade, head_revision, upgrade
+from app.store.migrate import BASELINE, alembic_config, current_revision, downgrade, head_revision, upgrade
 from tests.databases import ROOT, DatabaseFactory
 from tests.stack import SECRET
 
@@ -58,15 +59,16 @@ async def _assert_rows_kept(db: Database) -> None:
     assert tuple(cpo) == ("mig-org", "READY", 7) and tuple(tariff) == ("EUR",)
 
 
-async def test_upgrade_from_the_previous_revision_keeps_rows_and_adds_the_indexes(databases: DatabaseFactory):
+async def test_upgrade_from_the_previous_revision_keeps_rows(databases: DatabaseFactory):
     target = databases.new("previous", migrated=False)
     db = Database(target.url)
     try:
-        previous = "0001"
+        previous = ScriptDirectory.from_config(alembic_config()).get_revision(head_revision()).down_revision
+        assert isinstance(previous, str)
+        await upgrade(db, BASELINE)
+        await _seed_baseline_rows(db)
         await upgrade(db, previous)
         assert await current_revision(db) == previous
-        await _seed_baseline_rows(db)
-        assert "ix_tariff_cpo_updated" not in await _indexes(db, "tariff")
 
         out = _migrate("upgrade", target.url)  # the command make run / compose run
         assert out.returncode == 0, out.stderr
@@ -75,8 +77,12 @@ async def test_upgrade_from_the_previous_revision_keeps_rows_and_adds_the_indexe
         assert "ix_tariff_cpo_updated" in await _indexes(db, "tariff")
         assert "ix_ocpi_session_cpo_updated" in await _indexes(db, "ocpi_session")
         assert "ix_ocpi_cdr_cpo_updated" in await _indexes(db, "ocpi_cdr")
+        async with db.engine.begin() as conn:  # 0003: any signed 64-bit seed fits (Postgres INTEGER did not)
+            await conn.execute(text("UPDATE cpo SET seed = :seed WHERE id = 41"), {"seed": 2**63 - 1})
+            assert (await conn.execute(text("SELECT seed FROM cpo WHERE id = 41"))).scalar_one() == 2**63 - 1
+            await conn.execute(text("UPDATE cpo SET seed = 7 WHERE id = 41"))
 
-        await downgrade(db, previous)  # every revision can be rolled back, rows intact
+        await downgrade(db, BASELINE)  # every revision can be rolled back, rows intact
         assert "ix_tariff_cpo_updated" not in await _indexes(db, "tariff")
         await _assert_rows_kept(db)
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -25,7 +25,7 @@ class Cpo(SQLModel, table=True):
     name_prefix: str
     template: str
     template_version: int
-    seed: int
+    seed: int = Field(sa_type=BigInteger)  # the API accepts any signed 64-bit seed
     overrides: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
     ocpi_version: str
     ttl_seconds: int | None = None
