@@ -106,11 +106,7 @@ async def run_worker(stop: asyncio.Event) -> None:
     except SchemaNotAtHead as exc:
         await db.dispose()
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
-    try:
-        client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
-    except ConfigurationError as exc:
-        await db.dispose()
-        raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
+    client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
     await ensure_reconciler_schedule(client, settings)
     worker = make_worker(
         client,
@@ -136,6 +132,7 @@ def main() -> None:
     settings = get_settings()
     try:
         settings.require_secrets()  # activities derive charger passwords from it
+        temporal_client.tls_config(settings)  # an unreadable certificate stops the worker here, named
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
     configure_logging(settings.log_format, args.log_level or settings.log_level)
