@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# cpolab runtime image: one image, two roles (see docker-compose.yml):
-#   api     uvicorn api:app --host 0.0.0.0 --port 8000 + limits   (the default CMD)
-#   worker  python worker.py
+# cpolab runtime image: one image, three roles (see docker-compose.yml):
+#   migrate  python -m app.store.migrate upgrade                    (one-shot, before the others)
+#   api      uvicorn api:app --host 0.0.0.0 --port 8000 + limits   (the default CMD)
+#   worker   python worker.py
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,6 +18,9 @@ COPY api.py worker.py ./
 COPY app ./app
 COPY workflows ./workflows
 COPY activities ./activities
+# Alembic revisions (a package, installed too) and the alembic CLI's config.
+COPY migrations ./migrations
+COPY alembic.ini ./
 RUN pip install ".[postgres]" \
     && rm -rf build ./*.egg-info
 

@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 from activities import pods
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
+from app.lifecycle import temporal_client
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
 from app.observability.logging import configure_logging
 from app.observability.temporal import LogContextInterceptor, metrics_runtime
@@ -45,7 +46,14 @@ log = logging.getLogger("cpolab.worker")
 
 
 def make_worker(
-    client: Client, db: Database, task_queue: str, charger_key: bytes, shutdown_grace: float = 10.0
+    client: Client,
+    db: Database,
+    task_queue: str,
+    charger_key: bytes,
+    shutdown_grace: float = 10.0,
+    *,
+    max_concurrent_activities: int = 20,
+    max_concurrent_workflow_tasks: int = 100,
 ) -> Worker:
     acts = ProvisioningActivities(db, charger_key)
     reconcile = ReconcileActivities(db, client, task_queue)
@@ -64,7 +72,8 @@ def make_worker(
             pods.stop_charger_pods,
             reconcile.reconcile,
         ],
-        max_concurrent_activities=20,
+        max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=shutdown_grace),
         interceptors=[LogContextInterceptor()],
     )
@@ -97,11 +106,17 @@ async def run_worker(stop: asyncio.Event) -> None:
     except SchemaNotAtHead as exc:
         await db.dispose()
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
-    client = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, runtime=metrics_runtime(settings)
-    )
+    client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
     await ensure_reconciler_schedule(client, settings)
-    worker = make_worker(client, db, settings.task_queue, settings.charger_key(), settings.worker_shutdown_grace)
+    worker = make_worker(
+        client,
+        db,
+        settings.task_queue,
+        settings.charger_key(),
+        settings.worker_shutdown_grace,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+    )
     async with worker:  # leaving it is worker.shutdown(): stop polling, drain, cancel after the grace
         log.info("worker polling %r on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
@@ -117,6 +132,7 @@ def main() -> None:
     settings = get_settings()
     try:
         settings.require_secrets()  # activities derive charger passwords from it
+        temporal_client.tls_config(settings)  # an unreadable certificate stops the worker here, named
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
     configure_logging(settings.log_format, args.log_level or settings.log_level)

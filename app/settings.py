@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     # call (start, signal, update) gives up with a 503: a bound on the whole call, SDK retries included.
     status_query_timeout: float = Field(0.8, gt=0, le=30)
     temporal_rpc_timeout: float = Field(2.5, gt=0, le=60)
+    # A TLS-secured cluster / Temporal Cloud (app/lifecycle/temporal_client.py). TLS is on when
+    # temporal_tls is set or any of the settings below is. Certificates and keys: a path to a PEM
+    # file, or the PEM text itself; a missing or unreadable file stops the process at start.
+    temporal_tls: bool = False
+    temporal_tls_client_cert: str = ""  # mTLS client certificate (needs the key too)
+    temporal_tls_client_key: str = ""
+    temporal_tls_server_ca: str = ""  # empty: the system's root CAs
+    temporal_tls_server_name: str = ""  # name to verify on the server's certificate, if not the host's
+    temporal_api_key: str = ""  # Temporal Cloud API key (sent as a bearer token over TLS)
 
     # ---- secrets ----
     # HS256 key of control-plane tokens. No default: outside dev mode the API and workers refuse to
@@ -87,6 +96,9 @@ class Settings(BaseSettings):
     # SIGTERM: the worker stops polling, then gives running activities this long to finish before
     # cancelling them (Temporal retries them elsewhere). Keep it below the orchestrator's kill grace.
     worker_shutdown_grace: float = Field(10.0, gt=0, le=300)
+    # Slots per worker process: activities (DB batches) and workflow tasks run at once.
+    worker_max_concurrent_activities: int = Field(20, gt=0)
+    worker_max_concurrent_workflow_tasks: int = Field(100, gt=0)
 
     # ---- `make run` only ----
     api_port: int = 8000

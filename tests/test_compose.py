@@ -4,37 +4,35 @@ app/settings.py, search attributes against app.lifecycle.models, and the image's
 
 from __future__ import annotations
 
-import ast
 import fnmatch
+import os
 import re
 import shlex
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from app.lifecycle.models import SEARCH_ATTRIBUTES
 from app.settings import Settings
+from tests.compose_file import (
+    COMPOSE,
+    ROOT,
+    SERVICES,
+    depends,
+    duration_s,
+    environment,
+    healthcheck_argv,
+    local_argv,
+    option,
+    project_services,
+)
+from tests.compose_file import INTERPOLATION as _INTERPOLATION
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-
-
-def _depends(service: str) -> dict[str, dict[str, Any]]:
-    deps = SERVICES[service].get("depends_on", {})
-    assert isinstance(deps, dict), f"{service}: depends_on must be a mapping with conditions, got {deps!r}"
-    return deps
-
-
-def _env(service: str) -> dict[str, str]:
-    env = SERVICES[service].get("environment", {})
-    assert isinstance(env, dict), f"{service}: use the mapping form of environment"
-    return {k: str(v) for k, v in env.items()}
 
 
 def _container_ports(service: str) -> set[int]:
@@ -43,11 +41,6 @@ def _container_ports(service: str) -> set[int]:
         plain = _INTERPOLATION.sub("HOST", str(spec))  # "${BIND:-127.0.0.1}:7233:7233" → "HOST:7233:7233"
         out.add(int(plain.split(":")[-1].split("/")[0]))
     return out
-
-
-def _settings_env_names() -> set[str]:
-    """Every CPOLAB_* variable the settings model reads."""
-    return {f"CPOLAB_{name.upper()}" for name in Settings.model_fields}
 
 
 def _bind_mounts(service: str) -> list[tuple[Path, str]]:
@@ -80,7 +73,9 @@ def _exec_form(args: str) -> list[str]:
 
 
 def test_expected_services_exist() -> None:
-    assert {"postgresql", "temporal", "temporal-namespace", "temporal-ui", "api", "worker"} <= set(SERVICES)
+    temporal = {"temporal-schema", "temporal", "temporal-namespace", "temporal-ui"}
+    assert {"postgresql", *temporal, "migrate", "api", "worker"} <= set(SERVICES)
+    assert set(project_services()) == {"migrate", "api", "worker"}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -91,7 +86,7 @@ def test_every_service_has_an_image_or_a_build(service: str) -> None:
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_depends_on_targets_exist_with_meaningful_conditions(service: str) -> None:
-    for target, dep in _depends(service).items():
+    for target, dep in depends(service).items():
         assert target in SERVICES, f"{service} depends on unknown service {target}"
         assert dep.get("condition") in CONDITIONS, f"{service} → {target}: condition {dep.get('condition')!r}"
         if dep["condition"] == "service_healthy":
@@ -104,24 +99,36 @@ def test_start_order_has_no_cycle() -> None:
     done: set[str] = set()
     pending = set(SERVICES)
     while pending:
-        ready = {s for s in pending if set(_depends(s)) <= done}
+        ready = {s for s in pending if set(depends(s)) <= done}
         assert ready, f"dependency cycle among {sorted(pending)}"
         done |= ready
         pending -= ready
 
 
 def test_start_order_matches_the_design() -> None:
-    assert _depends("temporal")["postgresql"]["condition"] == "service_healthy"
-    schema_jobs = [s for s, d in _depends("temporal").items() if d["condition"] == "service_completed_successfully"]
+    assert depends("temporal")["postgresql"]["condition"] == "service_healthy"
+    schema_jobs = [s for s, d in depends("temporal").items() if d["condition"] == "service_completed_successfully"]
     assert schema_jobs, "temporal must wait for a schema job (temporalio/server does not set up its database)"
     assert all("admin-tools" in SERVICES[j]["image"] for j in schema_jobs)
-    assert _depends("temporal-namespace")["temporal"]["condition"] == "service_healthy"
-    assert _depends("temporal-ui")["temporal"]["condition"] == "service_healthy"
+    assert depends("temporal-namespace")["temporal"]["condition"] == "service_healthy"
+    assert depends("temporal-ui")["temporal"]["condition"] == "service_healthy"
+    # The app's schema job: after Postgres accepts connections, and only that.
+    assert depends("migrate") == {"postgresql": {"condition": "service_healthy"}}
     for app in ("api", "worker"):
-        deps = _depends(app)
+        deps = depends(app)
+        assert deps["postgresql"]["condition"] == "service_healthy"
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["temporal"]["condition"] == "service_healthy"
         assert deps["temporal-namespace"]["condition"] == "service_completed_successfully"
-        assert deps["postgresql"]["condition"] == "service_healthy"
+
+
+def test_one_shot_jobs_never_restart_and_long_running_services_always_come_back() -> None:
+    done = "service_completed_successfully"
+    one_shots = {target for s in SERVICES for target, dep in depends(s).items() if dep["condition"] == done}
+    assert one_shots == {"temporal-schema", "temporal-namespace", "migrate"}
+    for name, spec in SERVICES.items():
+        wanted = {"no"} if name in one_shots else {"unless-stopped", "always"}
+        assert spec.get("restart") in wanted, f"{name}: restart {spec.get('restart')!r}"
 
 
 # ---- images, ports, healthchecks --------------------------------------------------------------
@@ -130,7 +137,7 @@ def test_start_order_matches_the_design() -> None:
 def test_temporal_runs_on_postgres() -> None:
     temporal = SERVICES["temporal"]
     assert temporal["image"].startswith(("temporalio/server:", "temporalio/auto-setup:"))
-    env = _env("temporal")
+    env = environment("temporal")
     assert env["DB"] == "postgres12"
     assert env["POSTGRES_SEEDS"] == "postgresql"
     assert env["BIND_ON_IP"] == "0.0.0.0"
@@ -141,18 +148,36 @@ def test_temporal_runs_on_postgres() -> None:
 def test_ports() -> None:
     assert 7233 in _container_ports("temporal")
     assert 8080 in _container_ports("temporal-ui")
-    assert 8000 in _container_ports("api")
+    assert _container_ports("api") == {int(option(SERVICES["api"]["command"], "--port"))}
     assert not SERVICES["worker"].get("ports"), "replicated workers cannot publish host ports"
+    assert not SERVICES["migrate"].get("ports")
 
 
-def test_healthchecks_on_postgres_temporal_and_api() -> None:
-    for service in ("postgresql", "temporal", "api"):
+def test_api_can_scale_on_one_host() -> None:
+    # A fixed host port would let only one replica start: publish a range (one port per replica).
+    for spec in SERVICES["api"]["ports"]:
+        plain = _INTERPOLATION.sub(lambda m: m.group(3) or "", str(spec))  # defaults filled in
+        host = plain.split(":")[-2]
+        low, _, high = host.partition("-")
+        assert high and int(high) > int(low), f"api publishes the single host port {host!r}: --scale api=2 would fail"
+    for name in ("api", "worker"):
+        assert "container_name" not in SERVICES[name], f"{name}: a container_name forbids --scale"
+    assert SERVICES["worker"]["deploy"]["replicas"] == 2
+
+
+def test_healthchecks() -> None:
+    for service in ("postgresql", "temporal", "api", "worker"):
         check = SERVICES[service].get("healthcheck")
         assert check and check.get("test"), f"{service} needs a healthcheck"
         assert check["test"][0] in ("CMD", "CMD-SHELL")
     assert "pg_isready" in " ".join(SERVICES["postgresql"]["healthcheck"]["test"])
     assert "7233" in " ".join(SERVICES["temporal"]["healthcheck"]["test"])
-    assert "/healthz" in " ".join(SERVICES["api"]["healthcheck"]["test"])
+    # The API's check asks /readyz on the port its command listens on; the worker's reads the SDK
+    # metrics endpoint the worker is told to serve (unpublished).
+    api_check = healthcheck_argv("api")
+    assert api_check[-1] == f"http://127.0.0.1:{option(SERVICES['api']['command'], '--port')}/readyz"
+    assert int(environment("worker")["CPOLAB_WORKER_METRICS_PORT"]) > 0
+    assert "9000" not in " ".join(str(p) for p in SERVICES["worker"].get("ports", []))
 
 
 def test_postgres_data_lives_in_a_named_volume() -> None:
@@ -162,42 +187,15 @@ def test_postgres_data_lives_in_a_named_volume() -> None:
 
 
 def test_ui_points_at_temporal() -> None:
-    assert _env("temporal-ui")["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert environment("temporal-ui")["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 
-def test_api_and_worker_share_the_project_image() -> None:
-    api, worker = SERVICES["api"], SERVICES["worker"]
-    assert api["build"]["context"] == "." and api["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
-    assert api["image"] == worker["image"]
-    assert api["command"][:6] == ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000"]
-    assert worker["command"] == ["python", "worker.py"]
-    assert worker["deploy"]["replicas"] == 2
-    assert "container_name" not in worker
-
-
-# ---- app configuration ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("service", ["api", "worker"])
-def test_app_env_names_are_the_ones_settings_reads(service: str) -> None:
-    known = _settings_env_names()
-    assert {"CPOLAB_DATABASE_URL", "CPOLAB_TEMPORAL_ADDRESS", "CPOLAB_JWT_SECRET"} <= known
-    env = _env(service)
-    unknown = {k for k in env if k.startswith("CPOLAB_")} - known
-    assert not unknown, f"{service} sets variables app/settings.py never reads: {sorted(unknown)}"
-    assert env["CPOLAB_TEMPORAL_ADDRESS"] == "temporal:7233"
-    url = env["CPOLAB_DATABASE_URL"]
-    assert url.startswith("postgresql+asyncpg://"), url
-    assert re.search(r"@postgresql:5432/cpolab$", url), url
-
-
-@pytest.mark.parametrize("service", ["api", "worker"])
-def test_jwt_secret_is_required_not_defaulted(service: str) -> None:
-    # Both refuse to start without it (the worker derives charger passwords from it).
-    value = _env(service)["CPOLAB_JWT_SECRET"]
-    match = _INTERPOLATION.fullmatch(value)
-    assert match and match.group(1) == "CPOLAB_JWT_SECRET" and match.group(2) == ":?", value
-    assert Settings.model_fields["jwt_secret"].default == ""
+def test_the_app_services_share_one_image_built_here() -> None:
+    images = {SERVICES[s]["image"] for s in project_services()}
+    assert len(images) == 1
+    for name in project_services():
+        build = SERVICES[name]["build"]
+        assert build["context"] == "." and build.get("dockerfile", "Dockerfile") == "Dockerfile"
 
 
 def _uvicorn_limits(command: list[str]) -> dict[str, str]:
@@ -228,10 +226,13 @@ def test_uvicorn_limits_are_the_same_in_the_image_compose_and_make_run() -> None
 
 
 def test_no_secret_has_a_default() -> None:
+    # Required secrets fail the `up` when unset (:?); optional ones (charger secret, Temporal API key)
+    # may default to empty, never to a value.
     text = (ROOT / "docker-compose.yml").read_text()
-    for name, op, _ in _INTERPOLATION.findall(text):
+    for name, op, arg in _INTERPOLATION.findall(text):
         if re.search(r"PASSWORD|SECRET|TOKEN|KEY", name):
-            assert op == ":?", f"${{{name}}} must be required (:?), not defaulted"
+            assert op == ":?" or (op == ":-" and arg == ""), f"${{{name}}} must be required (:?) or empty"
+    assert environment("api")["CPOLAB_JWT_SECRET"].startswith("${CPOLAB_JWT_SECRET:?")
 
 
 def test_app_database_is_created_by_the_postgres_init_script() -> None:
@@ -241,7 +242,7 @@ def test_app_database_is_created_by_the_postgres_init_script() -> None:
     assert scripts, "no init script for the cpolab database"
     text = "\n".join(s.read_text() for s in scripts)
     assert "CREATE DATABASE" in text and "cpolab" in text
-    assert "CPOLAB_DB_PASSWORD" in _env("postgresql")
+    assert "CPOLAB_DB_PASSWORD" in environment("postgresql")
 
 
 # ---- Temporal namespace and search attributes ------------------------------------------------
@@ -260,7 +261,7 @@ def _script_in(service: str) -> Path:
 def test_namespace_job_registers_exactly_the_apps_search_attributes() -> None:
     job = SERVICES["temporal-namespace"]
     assert "temporalio/admin-tools" in job["image"]
-    assert _env("temporal-namespace")["NAMESPACE"] == "default"
+    assert environment("temporal-namespace")["NAMESPACE"] == "default"
     script = _script_in("temporal-namespace").read_text()
     assert "operator namespace create" in script and "operator search-attribute create" in script
     declared = re.search(r'^SEARCH_ATTRIBUTES="([^"]*)"', script, re.M)
@@ -285,7 +286,7 @@ def test_bind_mount_sources_exist(service: str) -> None:
 
 
 def test_temporal_dynamic_config_is_mounted() -> None:
-    path = _env("temporal")["DYNAMIC_CONFIG_FILE_PATH"]
+    path = environment("temporal")["DYNAMIC_CONFIG_FILE_PATH"]
     for source, target in _bind_mounts("temporal"):
         if path.startswith(target.rstrip("/") + "/"):
             config = source / path[len(target.rstrip("/")) + 1 :]
@@ -341,41 +342,113 @@ def test_dockerfile_copies_what_the_project_needs_and_nothing_ignored() -> None:
     assert {"pyproject.toml", "README.md", "api.py", "worker.py", "app", "workflows", "activities"} <= copied
 
 
-def test_dockerfile_cmd_and_compose_commands_run_things_that_exist() -> None:
-    cmds = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"]
-    assert cmds and cmds[-1][:2] == ["uvicorn", "api:app"]
-    for command in (cmds[-1], SERVICES["api"]["command"], SERVICES["worker"]["command"]):
-        if command[0] == "uvicorn":
-            module, attr = command[1].split(":")
-            tree = ast.parse((ROOT / f"{module}.py").read_text())
-            names = {
-                t.id
-                for node in ast.walk(tree)
-                if isinstance(node, ast.Assign)
-                for t in node.targets
-                if isinstance(t, ast.Name)
-            }
-            assert attr in names, f"{module}.py defines no {attr}"
-        else:
-            assert command[0] == "python" and (ROOT / command[1]).is_file()
-            assert 'if __name__ == "__main__"' in (ROOT / command[1]).read_text()
+def _commands_of_the_image() -> list[tuple[str, list[str]]]:
+    """(what, argv) of every command the image runs: its CMD, each app service's command and healthcheck."""
+    cmd = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"][-1]
+    out = [("Dockerfile CMD", cmd)]
+    for name in project_services():
+        out.append((f"{name} command", SERVICES[name]["command"]))
+        if "healthcheck" in SERVICES[name]:
+            out.append((f"{name} healthcheck", healthcheck_argv(name)))
+    return out
+
+
+def _program_source(command: list[str]) -> str:
+    """The top-level path in the build context that holds what `command` runs."""
+    if command[0] == "uvicorn":
+        return command[command.index("uvicorn") + 1].split(":")[0].split(".")[0] + ".py"
+    if command[1] == "-m":
+        return command[2].split(".")[0]
+    return command[1]
+
+
+@pytest.mark.parametrize("what,command", _commands_of_the_image(), ids=lambda v: v if isinstance(v, str) else "")
+def test_image_commands_run_entry_points_that_exist_and_accept_their_arguments(what: str, command: list[str]) -> None:
+    # Shipped in the image …
+    copied = {shlex.split(args)[0].rstrip("/") for instr, args in _dockerfile() if instr == "COPY"}
+    copied |= {src for instr, args in _dockerfile() if instr == "COPY" for src in shlex.split(args)[:-1]}
+    assert _program_source(command) in copied, f"{what}: {_program_source(command)} is not COPYed into the image"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CPOLAB_JWT_SECRET": "x" * 40}
+    # … the target exists (uvicorn's own importer resolves `module:attribute`) …
+    if command[0] == "uvicorn":
+        target = command[1]
+        probe = f"from uvicorn.importer import import_from_string; import_from_string({target!r})"
+        subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    elif command[1] == "-m":
+        probe = f"import importlib; m = importlib.import_module({command[2]!r}); assert callable(m.main)"
+        subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    else:
+        assert 'if __name__ == "__main__"' in (ROOT / command[1]).read_text()
+    # … and its argument parser accepts every argument.
+    done = _parse_only(command, env)
+    assert done.returncode == 0, f"{what}: {done.stderr[-2000:]}"
+
+
+# Runs a Python entry point up to its argparse parse_args() and stops there with 0: a wrong subcommand,
+# choice or option exits 2 exactly as it would in the container.
+_PARSE_ONLY = """
+import argparse, runpy, sys
+parse = argparse.ArgumentParser.parse_args
+def parse_then_stop(self, args=None, namespace=None):
+    parse(self, args, namespace)
+    raise SystemExit(0)
+argparse.ArgumentParser.parse_args = parse_then_stop
+args = sys.argv[1:]
+if args[0] == "-m":
+    sys.argv = args[1:]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = args
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
+
+def _parse_only(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    argv = local_argv(command)
+    # click (uvicorn) checks option names before it acts on --help.
+    argv = [*argv, "--help"] if command[0] == "uvicorn" else [sys.executable, "-c", _PARSE_ONLY, *argv[1:]]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["python", "-m", "app.store.migrate", "upgrad"],
+        ["python", "worker.py", "--log-levle", "INFO"],
+        ["python", "-m", "app.observability.healthcheck", "wroker"],
+        ["uvicorn", "api:app", "--timeout-gracefull-shutdown", "15"],
+    ],
+    ids=lambda argv: argv[-2],
+)
+def test_the_argument_check_catches_a_wrong_argument(bad: list[str]) -> None:
+    done = _parse_only(bad, {**os.environ, "PYTHONPATH": str(ROOT), "CPOLAB_JWT_SECRET": "x" * 40})
+    assert done.returncode == 2, done.stderr
+
+
+def test_image_installs_every_package_the_project_declares() -> None:
+    # pip install "." packs what packages.find includes: each of those packages must be in the context.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    copied = {src.rstrip("/") for instr, args in _dockerfile() if instr == "COPY" for src in shlex.split(args)[:-1]}
+    for pattern in project["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
+        assert package in copied, f"package {package} is not COPYed into the image"
+    assert {f"{module}.py" for module in project["py-modules"]} <= copied
+    assert "alembic.ini" in copied
 
 
 # ---- shutdown ---------------------------------------------------------------------------------
 
 
-def _duration_s(spec: str) -> float:
-    """Compose durations: `30s`, `1m30s`, `500ms`."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", spec)
-    assert parts and "".join(n + u for n, u in parts) == spec, f"unreadable duration {spec!r}"
-    return sum(float(n) * units[u] for n, u in parts)
+def test_api_stop_grace_outlasts_uvicorns_drain() -> None:
+    drain = float(option(SERVICES["api"]["command"], "--timeout-graceful-shutdown"))
+    assert duration_s(str(SERVICES["api"].get("stop_grace_period", "10s"))) >= drain + 5
 
 
 def test_worker_stop_grace_outlasts_its_shutdown_grace() -> None:
     # SIGTERM → the worker drains for worker_shutdown_grace, then cancels and exits; compose must not
     # SIGKILL it before (compose's own default is 10 s).
-    stop_grace = _duration_s(str(SERVICES["worker"].get("stop_grace_period", "10s")))
-    default = Settings.model_fields["worker_shutdown_grace"].default
-    drain = float(_env("worker").get("CPOLAB_WORKER_SHUTDOWN_GRACE", default))
+    stop_grace = duration_s(str(SERVICES["worker"].get("stop_grace_period", "10s")))
+    value = environment("worker").get("CPOLAB_WORKER_SHUTDOWN_GRACE", "")
+    match = _INTERPOLATION.fullmatch(value)
+    drain = float(match.group(3) if match else value or Settings.model_fields["worker_shutdown_grace"].default)
     assert stop_grace >= drain + 5, f"stop_grace_period {stop_grace} s leaves no margin over the {drain} s drain"

@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
+from app.lifecycle import temporal_client
 from app.lifecycle.client import start_teardown
 from app.lifecycle.models import (
     SA_CPO_ID,
@@ -83,9 +84,8 @@ class TemporalGateway:
                 if self._client is None:
                     budget_ms = int(self.settings.temporal_rpc_timeout * 1000)
                     try:
-                        self._client = await Client.connect(
-                            self.settings.temporal_address,
-                            namespace=self.settings.temporal_namespace,
+                        self._client = await temporal_client.connect(
+                            self.settings,
                             lazy=True,
                             # The SDK retries unavailable servers on its own; keep that inside our deadline.
                             retry_config=RetryConfig(max_retries=3, max_elapsed_time_millis=budget_ms),

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from app.control import openapi
 from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
+from app.lifecycle import temporal_client
 from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
 from app.ocpi import routes as ocpi_routes
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     try:
         settings.require_secrets()  # no public default: a missing or weak secret lets anyone mint tokens
+        temporal_client.tls_config(settings)  # an unreadable certificate stops the API now, not at a request
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab API refuses to start: {exc}") from None
     configure_logging(settings.log_format, settings.log_level)
