@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -42,6 +43,8 @@ from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
 
 log = logging.getLogger("cpolab.worker")
+# Shared with bench/noop_worker.py, so the bench's baseline runs under the same worker settings.
+WORKER_OPTIONS: dict[str, Any] = {"max_concurrent_activities": 20}
 
 
 def make_worker(
@@ -58,15 +61,16 @@ def make_worker(
             acts.create_network,
             acts.create_location_batch,
             acts.register_routing_batch,
+            acts.provision_network,
             acts.teardown_network,
             acts.count_network,
             pods.start_charger_pods,
             pods.stop_charger_pods,
             reconcile.reconcile,
         ],
-        max_concurrent_activities=20,
         graceful_shutdown_timeout=timedelta(seconds=shutdown_grace),
         interceptors=[LogContextInterceptor()],
+        **WORKER_OPTIONS,
     )
 
 
