@@ -60,6 +60,13 @@ class ProvisioningActivities:
         return Blueprint.model_validate(row.data)
 
     async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
+        if live:
+            # Lock the row before reading its status, so the check holds until this transaction
+            # commits: on SQLite the first DML opens the transaction (pysqlite runs a leading SELECT
+            # outside it), on Postgres the row lock makes a teardown's DESTROYING write wait for this
+            # commit. Without it a batch could read PROVISIONING, lose the race to a teardown, and
+            # commit its rows after the teardown's delete (a cancel during provisioning leaked a batch).
+            await session.execute(update(Cpo).where(Cpo.id == cpo_id).values(id=Cpo.id))  # type: ignore[arg-type]
         cpo = await session.get(Cpo, cpo_id)
         if cpo is None:
             raise ApplicationError(f"CPO {cpo_id} has no database row", type=CPO_MISSING, non_retryable=True)
