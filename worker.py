@@ -66,6 +66,7 @@ def make_worker(
             acts.create_network,
             acts.create_location_batch,
             acts.register_routing_batch,
+            acts.provision_network,
             acts.teardown_network,
             acts.count_network,
             pods.start_charger_pods,

@@ -16,7 +16,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from app.lifecycle.models import ALLOWED_FROM, GONE, BatchResult, LocationBatch, NetworkRequest, StatusRecord
+from app.lifecycle.models import (
+    ALLOWED_FROM,
+    GONE,
+    BatchResult,
+    LocationBatch,
+    NetworkRequest,
+    StatusRecord,
+    WholeNetwork,
+)
 from app.network.blueprint import Blueprint
 from app.network.generator import LocationPlan, NetworkSpec, TariffPlan, generate_locations, generate_tariffs
 from app.network.legacy import legacy_blueprint
@@ -31,6 +39,8 @@ CPO_MISSING = "CpoMissing"
 # Provisioning writes refuse a CPO that is being (or was) torn down: a write racing a teardown
 # workflow must not leave rows behind it.
 CPO_GONE = "CpoGone"
+# The rows written differ from the plan (duplicates or gaps): never report READY over them.
+NETWORK_MISMATCH = "NetworkMismatch"
 
 
 class ProvisioningActivities:
@@ -50,6 +60,13 @@ class ProvisioningActivities:
         return Blueprint.model_validate(row.data)
 
     async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
+        if live:
+            # Lock the row before reading its status, so the check holds until this transaction
+            # commits: on SQLite the first DML opens the transaction (pysqlite runs a leading SELECT
+            # outside it), on Postgres the row lock makes a teardown's DESTROYING write wait for this
+            # commit. Without it a batch could read PROVISIONING, lose the race to a teardown, and
+            # commit its rows after the teardown's delete (a cancel during provisioning leaked a batch).
+            await session.execute(update(Cpo).where(Cpo.id == cpo_id).values(id=Cpo.id))  # type: ignore[arg-type]
         cpo = await session.get(Cpo, cpo_id)
         if cpo is None:
             raise ApplicationError(f"CPO {cpo_id} has no database row", type=CPO_MISSING, non_retryable=True)
@@ -85,15 +102,13 @@ class ProvisioningActivities:
     @activity.defn
     async def create_network(self, req: NetworkRequest) -> int:
         """Party/network level rows: the CPO's tariffs. Returns how many tariffs the network has."""
-        now = utcnow()
         async with heartbeating():
-            tariffs = generate_tariffs(req.spec, await self._blueprint(req.cpo_id, req.spec))
-            rows = [_tariff_row(req.cpo_id, req.spec, t, now) for t in tariffs]
+            rows = _tariff_rows(req.cpo_id, req.spec, await self._blueprint(req.cpo_id, req.spec))
             async with self.db.session() as session, session.begin():
                 await self._require_cpo(session, req.cpo_id)
                 if rows:
                     await session.execute(self.db.insert_ignore(Tariff), rows)
-        return len(tariffs)
+        return len(rows)
 
     @activity.defn
     async def create_location_batch(self, batch: LocationBatch) -> BatchResult:
@@ -103,35 +118,50 @@ class ProvisioningActivities:
             rows = _network_rows(batch.cpo_id, batch.spec, plans, self.charger_key)
             async with self.db.session() as session, session.begin():
                 await self._require_cpo(session, batch.cpo_id)
-                for table in (Location, Evse, Connector, Charger):
-                    if rows[table]:
-                        await session.execute(self.db.insert_ignore(table), rows[table])
-        return BatchResult(
-            locations=len(rows[Location]),
-            chargers=len(rows[Charger]),
-            evses=len(rows[Evse]),
-            connectors=len(rows[Connector]),
-        )
+                await self._insert_network(session, rows)
+        return _result(rows)
 
     @activity.defn
     async def register_routing_batch(self, batch: LocationBatch) -> int:
         """Charger identity (+ OCPP EVSE number) → cpo / location / EVSE, for the CSMS endpoint."""
         bp = await self._blueprint(batch.cpo_id, batch.spec)
-        routes = [
-            {
-                "cpo_id": batch.cpo_id,
-                "identity": evse.charger_identity,
-                "ocpp_evse_id": evse.ocpp_evse_id,
-                "location_id": loc.id,
-                "evse_uid": evse.uid,
-            }
-            for loc in generate_locations(batch.spec, bp, batch.start, batch.stop)
-            for evse in loc.evses
-        ]
+        routes = _routes(batch.cpo_id, generate_locations(batch.spec, bp, batch.start, batch.stop))
         async with heartbeating(), self.db.session() as session, session.begin():
             await self._require_cpo(session, batch.cpo_id)
             await session.execute(self.db.insert_ignore(ChargerRoute), routes)
         return len(routes)
+
+    @activity.defn
+    async def provision_network(self, req: WholeNetwork) -> BatchResult:
+        """A small network whole, in ONE transaction: tariffs, locations, routing, and the count check
+        before the commit, so either the complete, checked network is there or nothing is. What the
+        three steps and `count_network` do for a big network in one round trip instead of five."""
+        async with heartbeating():
+            bp = await self._blueprint(req.cpo_id, req.spec)
+            tariffs = _tariff_rows(req.cpo_id, req.spec, bp)
+            plans = generate_locations(req.spec, bp, 0, req.expected.locations)
+            rows = _network_rows(req.cpo_id, req.spec, plans, self.charger_key)
+            routes = _routes(req.cpo_id, plans)
+            async with self.db.session() as session, session.begin():
+                await self._require_cpo(session, req.cpo_id)
+                if tariffs:
+                    await session.execute(self.db.insert_ignore(Tariff), tariffs)
+                await self._insert_network(session, rows)
+                if routes:
+                    await session.execute(self.db.insert_ignore(ChargerRoute), routes)
+                got = await _count(session, req.cpo_id)
+                if got != req.expected:  # raising rolls the whole network back
+                    raise ApplicationError(
+                        f"network rows {got} differ from the plan {req.expected}",
+                        type=NETWORK_MISMATCH,
+                        non_retryable=True,
+                    )
+        return got
+
+    async def _insert_network(self, session: Any, rows: dict[type, list[dict[str, Any]]]) -> None:
+        for table in (Location, Evse, Connector, Charger):
+            if rows[table]:
+                await session.execute(self.db.insert_ignore(table), rows[table])
 
     @activity.defn
     async def teardown_network(self, cpo_id: int) -> int:
@@ -143,13 +173,45 @@ class ProvisioningActivities:
     async def count_network(self, cpo_id: int) -> BatchResult:
         """Rows actually present, for the READY check (catches a plan/DB mismatch before users do)."""
         async with heartbeating(), self.db.session() as session:
-            counts = {}
-            for table in (Location, Charger, Evse, Connector):
-                stmt = select(func.count()).select_from(table).where(table.cpo_id == cpo_id)  # type: ignore[attr-defined]
-                counts[table] = (await session.execute(stmt)).scalar_one()
-        return BatchResult(
-            locations=counts[Location], chargers=counts[Charger], evses=counts[Evse], connectors=counts[Connector]
-        )
+            return await _count(session, cpo_id)
+
+
+async def _count(session: Any, cpo_id: int) -> BatchResult:
+    counts = {}
+    for table in (Location, Charger, Evse, Connector):
+        stmt = select(func.count()).select_from(table).where(table.cpo_id == cpo_id)  # type: ignore[attr-defined]
+        counts[table] = (await session.execute(stmt)).scalar_one()
+    return BatchResult(
+        locations=counts[Location], chargers=counts[Charger], evses=counts[Evse], connectors=counts[Connector]
+    )
+
+
+def _result(rows: dict[type, list[dict[str, Any]]]) -> BatchResult:
+    return BatchResult(
+        locations=len(rows[Location]),
+        chargers=len(rows[Charger]),
+        evses=len(rows[Evse]),
+        connectors=len(rows[Connector]),
+    )
+
+
+def _routes(cpo_id: int, plans: list[LocationPlan]) -> list[dict[str, Any]]:
+    return [
+        {
+            "cpo_id": cpo_id,
+            "identity": evse.charger_identity,
+            "ocpp_evse_id": evse.ocpp_evse_id,
+            "location_id": loc.id,
+            "evse_uid": evse.uid,
+        }
+        for loc in plans
+        for evse in loc.evses
+    ]
+
+
+def _tariff_rows(cpo_id: int, spec: NetworkSpec, bp: Blueprint) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [_tariff_row(cpo_id, spec, t, now) for t in generate_tariffs(spec, bp)]
 
 
 def _tariff_row(cpo_id: int, spec: NetworkSpec, tariff: TariffPlan, now: Any) -> dict[str, Any]:

@@ -143,8 +143,8 @@ class CpuMeter:
 
     _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, stack: Stack) -> None:
-        self.procs = {
+    def __init__(self, stack: Stack, procs: dict[str, Any] | None = None) -> None:
+        self.procs = procs or {
             "temporal": stack.temporal,
             **{f"worker {i + 1}": w for i, w in enumerate(stack.workers)},
             "api": stack.api,
@@ -167,10 +167,14 @@ class CpuMeter:
         out["bench client"] = user + system
         return out
 
-    def report(self) -> str:
+    def used(self) -> dict[str, float]:
+        """CPU seconds per process since the meter started."""
         end = self._snapshot()
+        return {k: end[k] - self.start[k] for k in end if k in self.start}
+
+    def report(self) -> str:
+        used = self.used()
         wall = time.perf_counter() - self.t0
-        used = {k: end[k] - self.start[k] for k in end if k in self.start}
         parts = ", ".join(f"{k} {v:.1f} s ({100 * v / wall:.0f}%)" for k, v in used.items())
         return f"CPU over {wall:.1f} s wall (100% = one core, the box has 2): {parts}; total {sum(used.values()):.1f} s"
 

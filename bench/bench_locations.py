@@ -1,15 +1,18 @@
-"""Benchmark: `GET locations?limit=100` on a 1,000-location CPO, 20 concurrent clients, ~10 s.
+"""Benchmark: `GET locations?limit=100` on a 1,000-location CPO, 20 concurrent clients, ~10 s,
+beside a static body of the same size served by the same uvicorn/Starlette stack in the same run.
 
 Starts a real stack (Temporal dev server, worker, one uvicorn API process) in a temp dir, provisions
 the CPO, registers with the independent eMSP test peer (real A→B→C handshake), walks every page once
 (cold: renders and caches), then hammers the 10 pages round-robin with 20 concurrent keep-alive
-httpx clients spread over client processes.
+httpx clients spread over client processes. Then the same clients hammer bench/static_app.py (one
+precomputed page, the same uvicorn flags as the API) and the ratio is printed (target ≥ 60 %).
 
     .venv/bin/python -m bench.bench_locations [--seconds 10] [--clients 20] [--procs 2]
-        [--locations 1000] [--chargers-per-location 6]
+        [--locations 1000] [--chargers-per-location 6] [--database-url URL]
 
-Prints pages/s, latency p50/p99 and the response size. The clients share the box with the server,
-so the figure is a floor for the server alone.
+`--database-url` runs the stack on an existing, migrated app database (e.g. Postgres,
+postgresql+asyncpg://…) instead of a fresh SQLite file. Prints pages/s, latency p50/p99 and the
+response size. The clients share the box with the server, so the figures are floors for the server.
 """
 
 from __future__ import annotations
@@ -19,18 +22,23 @@ import asyncio
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from tests.emsp_peer import EmspPeer
-from tests.ocpi_locations_support import create_big_cpo, handshake, walk
-from tests.stack import Stack
+from tests.databases import AppDatabase  # noqa: E402
+from tests.emsp_peer import EmspPeer  # noqa: E402
+from tests.ocpi_locations_support import create_big_cpo, handshake, walk  # noqa: E402
+from tests.stack import Stack, free_port, wait_http  # noqa: E402
 
 
 async def _hammer(base: str, headers: dict[str, str], pages: int, clients: int, seconds: float, seed: int) -> list:
@@ -69,6 +77,53 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class _Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+def _start_static(stack: Stack, body: Path) -> _Server:
+    """bench/static_app.py under exactly the uvicorn flags tests.stack gives the API."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bench.static_app:app", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--log-level", "warning", "--no-access-log"]
+    env = {**stack.env, "BENCH_STATIC_BODY": str(body)}
+    return _Server(subprocess.Popen(cmd, cwd=ROOT, env=env), port)
+
+
+async def _measure(
+    label: str, base: str, headers: dict[str, str], pages: int, args: argparse.Namespace, server: Any
+) -> float:
+    """Hammer `base` with the clients for args.seconds; print and return pages/s."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    per_proc = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)]
+    procs = [
+        ctx.Process(target=_client_proc, args=(base, headers, pages, n, args.seconds, i * 7, q))
+        for i, n in enumerate(per_proc)
+        if n
+    ]
+    cpu = _cpu_seconds(server.pid)
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    cpu = _cpu_seconds(server.pid) - cpu
+    latencies = sorted(x for r in results for x in r[0])
+    errors = sum(r[1] for r in results)
+    rate = len(latencies) / args.seconds
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    print(
+        f"{label}: GET ?limit=100, {args.clients} clients / {len(procs)} procs, {args.seconds:.0f} s: "
+        f"{rate:.0f} pages/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors ({len(latencies)} requests); "
+        f"server CPU {cpu / len(latencies) * 1000:.2f} ms per page"
+    )
+    return rate
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -76,10 +131,15 @@ async def main() -> None:
     ap.add_argument("--procs", type=int, default=2, help="client processes the clients are spread over")
     ap.add_argument("--locations", type=int, default=1000)
     ap.add_argument("--chargers-per-location", type=int, default=6)
+    ap.add_argument("--database-url", help="an existing migrated app database (default: a fresh SQLite file)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-locations-") as tmp:
-        stack = Stack(Path(tmp))
+        database = None
+        if args.database_url:
+            sync_url = args.database_url.replace("+asyncpg", "+psycopg").replace("+aiosqlite", "")
+            database = AppDatabase(args.database_url, sync_url)
+        stack = Stack(Path(tmp), database=database)
         emsp = EmspPeer(party_id="BEM")
         try:
             await stack.start()
@@ -108,37 +168,19 @@ async def main() -> None:
                     f"{size / 1024:.0f} KiB per page"
                 )
 
-            ctx = multiprocessing.get_context("spawn")
-            q = ctx.Queue()
-            per_proc = [
-                args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)
-            ]
-            procs = [
-                ctx.Process(target=_client_proc, args=(base, headers, len(cold), n, args.seconds, i * 7, q))
-                for i, n in enumerate(per_proc)
-                if n
-            ]
-            api_cpu = _cpu_seconds(stack.api.pid) if stack.api else 0.0
-            for p in procs:
-                p.start()
-            results = [q.get() for _ in procs]
-            for p in procs:
-                p.join()
-            api_cpu = (_cpu_seconds(stack.api.pid) if stack.api else 0.0) - api_cpu
-            latencies = sorted(x for r in results for x in r[0])
-            errors = sum(r[1] for r in results)
-            rate = len(latencies) / args.seconds
-            p50 = latencies[len(latencies) // 2] * 1000
-            p99 = latencies[int(len(latencies) * 0.99)] * 1000
-            print(
-                f"GET locations?limit=100, {args.clients} clients / {len(procs)} procs, {args.seconds:.0f} s: "
-                f"{rate:.0f} pages/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors "
-                f"({len(latencies)} requests)"
-            )
-            print(
-                f"API process CPU: {api_cpu:.1f} s over the run = {api_cpu / len(latencies) * 1000:.2f} ms per page "
-                f"(≈ {len(latencies) / api_cpu:.0f} pages/s per core for the server alone)"
-            )
+            page = await _measure("locations", base, headers, len(cold), args, stack.api)
+            static_file = Path(tmp) / "static-page.json"
+            static_file.write_bytes(cold[0].content)
+            static_proc = _start_static(stack, static_file)
+            try:
+                static_base = f"http://127.0.0.1:{static_proc.port}"
+                await wait_http(f"{static_base}/healthz")
+                static = await _measure("static body, same size", static_base, {}, len(cold), args, static_proc.proc)
+            finally:
+                static_proc.proc.terminate()
+                static_proc.proc.wait(timeout=15)
+            verdict = "MET" if page >= 0.6 * static else "MISSED"
+            print(f"ratio locations / static: {100 * page / static:.0f} % (target ≥ 60 %: {verdict})")
         finally:
             await emsp.stop()
             stack.stop()

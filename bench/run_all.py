@@ -1,5 +1,6 @@
 """Run the benchmarks one after another (`make bench`): create latency, POST → READY, status polling,
-the OCPI credentials handshake and OCPI locations pages/s. Each starts and stops its own stack, so they
+the OCPI credentials handshake and OCPI locations pages/s,
+and the cost per CPO and per page beside minimal baselines. Each starts and stops its own stack, so they
 never share CPU with one another.
 
     .venv/bin/python bench/run_all.py                # full run, in-memory Temporal (~3 min)
@@ -28,6 +29,8 @@ BENCHES = {
         ["--workers", "2"],
         ["--workers", "2", "--rates", "5", "10", "--duration", "6", "--per-client", "8"],
     ),
+    # Tiny CPOs beside a no-op-activity baseline on the same server, 2 workers each (issue 7).
+    "cost": ("bench.bench_cost", [], ["--duration", "10", "--paced-duration", "10"]),
     "ready": ("bench.bench_ready", [], ["--runs", "5", "--sizes", "6", "60", "600", "1000"]),
     "status": ("bench.bench_status", [], ["--duration", "8"]),
     "handshake": ("bench.bench_handshake", [], []),

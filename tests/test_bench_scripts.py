@@ -17,3 +17,13 @@ def test_bench_handshake_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage:") and "--n" in out.stdout, out.stdout
+
+
+def test_bench_cost_runs_as_a_script(tmp_path: Path) -> None:
+    """bench_cost imports the bench-only baseline workflow; --help proves the imports resolve."""
+    script = ROOT / "bench" / "bench_cost.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:") and "--starters" in out.stdout, out.stdout

@@ -17,11 +17,20 @@ from temporalio.worker import Worker
 
 from activities import pods
 from activities.provisioning import ProvisioningActivities
-from app.lifecycle.models import SA_CPO_ID, SA_ORG, SA_STATE, SA_TEMPLATE, CpoWorkflowInput, LocationBatch
+from app.lifecycle.models import (
+    SA_CPO_ID,
+    SA_ORG,
+    SA_STATE,
+    SA_TEMPLATE,
+    BatchResult,
+    CpoWorkflowInput,
+    LocationBatch,
+    WholeNetwork,
+)
 from app.network.generator import NetworkSpec
 from app.network.legacy import legacy_shape
 from app.store.db import Database, utcnow
-from app.store.tables import CredentialToken, PartyReservation
+from app.store.tables import CredentialToken, Location, PartyReservation
 from tests.rows import cpo_row
 from tests.stack import Stack, wait_status
 from workflows.cpo import CpoWorkflow
@@ -59,7 +68,9 @@ async def insert_cpo(db: Database, party: str) -> int:
     return cpo.id
 
 
-def workflow_input(cpo_id: int, party: str, expires_in: timedelta | None) -> CpoWorkflowInput:
+def workflow_input(
+    cpo_id: int, party: str, expires_in: timedelta | None, *, batch_chargers: int = 250
+) -> CpoWorkflowInput:
     """What the API would pass: the shape resolved up front (the rows carry no blueprint, so the
     activities fall back to the catalog, as for CPOs created before blueprints)."""
     spec = NetworkSpec(template="small-urban-ac", seed=5, country_code="ES", party_id=party, name_prefix="fault")
@@ -70,6 +81,7 @@ def workflow_input(cpo_id: int, party: str, expires_in: timedelta | None) -> Cpo
         expires_at=None if expires_in is None else utcnow() + expires_in,
         shape=legacy_shape(spec),
         template_version=1,
+        batch_chargers=batch_chargers,
     )
 
 
@@ -104,9 +116,19 @@ async def test_real_time_ttl_expiry_destroys(stack: Stack, db: Database, client:
     assert found == [f"cpo-{cpo_id}"]
 
 
+def _routing_rejected() -> ApplicationError:
+    return ApplicationError("routing table rejected the identity", type="RoutingRejected", non_retryable=True)
+
+
 @activity.defn(name="register_routing_batch")
 async def broken_routing(batch: LocationBatch) -> int:
-    raise ApplicationError("routing table rejected the identity", type="RoutingRejected", non_retryable=True)
+    raise _routing_rejected()
+
+
+@activity.defn(name="provision_network")
+async def broken_network(req: WholeNetwork) -> BatchResult:
+    """A small network's single step includes the routing, so the same rejection fails it."""
+    raise _routing_rejected()
 
 
 def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
@@ -121,6 +143,7 @@ def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
             acts.create_network,
             acts.create_location_batch,
             broken_routing,
+            broken_network,
             acts.teardown_network,
             acts.count_network,
             pods.start_charger_pods,
@@ -129,28 +152,40 @@ def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
     )
 
 
+# 6 chargers: one activity writes the whole network; with 1 charger per batch, the batched steps do.
+@pytest.mark.parametrize(("batch_chargers", "step"), [(250, "create_network"), (1, "register_routing")])
 async def test_non_retryable_failure_compensates_and_ends_failed(
-    stack: Stack, db: Database, client: httpx.AsyncClient
+    stack: Stack, db: Database, client: httpx.AsyncClient, batch_chargers: int, step: str
 ) -> None:
-    cpo_id = await insert_cpo(db, "FL1")
+    party = f"FL{batch_chargers % 10}"
+    cpo_id = await insert_cpo(db, party)
     temporal = await Client.connect(stack.temporal_address)
     async with faulty_worker(temporal, db, QUEUE):
         handle = await temporal.start_workflow(
             CpoWorkflow.run,
-            workflow_input(cpo_id, "FL1", None),
+            workflow_input(cpo_id, party, None, batch_chargers=batch_chargers),
             id=f"cpo-{cpo_id}",
             task_queue=QUEUE,
             search_attributes=search_attributes(cpo_id),
         )
         with pytest.raises(WorkflowFailureError):
             await handle.result()
+        history = await handle.fetch_history()
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    # The path the size picks: one activity for a small network, the batched steps otherwise.
+    assert ("provision_network" in scheduled) == (step == "create_network")
+    assert ("register_routing_batch" in scheduled) == (step == "register_routing")
     status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
     assert status["status"] == "FAILED"
     assert status["error"] == {
         "code": "RoutingRejected",
         "message": "routing table rejected the identity",
         "retryable": False,
-        "step": "register_routing",
+        "step": step,
     }
     # Compensation removed what the first steps wrote, and freed the party id and tokens.
     for table in ("tariff", "location", "evse", "connector", "charger", "party_reservation", "credential_token"):
@@ -158,3 +193,29 @@ async def test_non_retryable_failure_compensates_and_ends_failed(
     # DELETE on a FAILED CPO is a clean no-op.
     resp = await client.delete(f"/ocpi/cpos/{cpo_id}")
     assert resp.status_code == 200 and resp.json()["status"] == "FAILED"
+
+
+async def test_small_network_whose_rows_differ_from_the_plan_fails_in_its_one_step(
+    stack: Stack, db: Database, client: httpx.AsyncClient
+) -> None:
+    """The single step checks the counts before it commits: a stray row makes it fail for good (no
+    retry can fix it), the CPO ends FAILED at create_network and compensation removes everything."""
+    cpo_id = await insert_cpo(db, "MM1")
+    async with db.session() as session, session.begin():
+        stray = Location(cpo_id=cpo_id, id="STRAY", idx=999, name="stray", city="x", data={}, last_updated=utcnow())
+        session.add(stray)
+    temporal = await Client.connect(stack.temporal_address)
+    handle = await temporal.start_workflow(
+        CpoWorkflow.run,
+        workflow_input(cpo_id, "MM1", None),
+        id=f"cpo-{cpo_id}",
+        task_queue="provisioning",
+        search_attributes=search_attributes(cpo_id),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    error = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()["error"]
+    assert error["code"] == "NetworkMismatch" and error["step"] == "create_network" and not error["retryable"]
+    assert "locations=3" in error["message"] and "locations=2" in error["message"]
+    for table in ("tariff", "location", "evse", "connector", "charger", "charger_route", "party_reservation"):
+        assert stack.count(table, cpo_id) == 0, table

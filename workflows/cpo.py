@@ -21,13 +21,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
-from workflows.teardown import CLEANUP_RETRY, WRITE_TIMEOUTS, run_teardown
+from workflows.bookkeeping import Bookkeeping
+from workflows.teardown import WRITE_TIMEOUTS, run_teardown
 
 with workflow.unsafe.imports_passed_through():
     from activities import pods
-    from activities.provisioning import CPO_GONE, CPO_MISSING, ProvisioningActivities
+    from activities.provisioning import CPO_GONE, CPO_MISSING, NETWORK_MISMATCH, ProvisioningActivities
     from app.lifecycle.models import (
-        SA_STATE,
         STEPS,
         TERMINAL,
         BatchResult,
@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
         NetworkRequest,
         Progress,
         Resume,
-        StatusRecord,
         Step,
+        WholeNetwork,
     )
     from app.network.generator import NetworkShape, NetworkSpec
     from app.network.legacy import legacy_shape
@@ -56,7 +56,9 @@ WRITE_RETRY = RetryPolicy(
     non_retryable_error_types=[CPO_MISSING, CPO_GONE],
 )
 MAX_PARALLEL_BATCHES = 4
-PATCH_LOCAL_STATUS = "status-records-as-local-activities"
+# A network that fits one batch is written by one activity (`_provision_in_one_activity`); runs
+# started before keep their five steps and per-step records.
+PATCH_ONE_ACTIVITY = "small-network-in-one-activity"
 T = TypeVar("T")
 
 
@@ -73,7 +75,7 @@ def _legacy_shape(spec: NetworkSpec) -> NetworkShape:
 
 
 @workflow.defn
-class CpoWorkflow:
+class CpoWorkflow(Bookkeeping):
     @workflow.init
     def __init__(self, inp: CpoWorkflowInput) -> None:
         self.inp = inp
@@ -181,6 +183,55 @@ class CpoWorkflow:
         self._publish()
         await self._record()
 
+        if self._fits_one_batch() and workflow.patched(PATCH_ONE_ACTIVITY):
+            await self._provision_in_one_activity()
+        else:
+            await self._provision_in_batches()
+
+        online = await self._step(
+            Step.START_CHARGER_PODS,
+            workflow.execute_activity(
+                pods.start_charger_pods,
+                NetworkRequest(self.inp.cpo_id, self.inp.spec),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=WRITE_RETRY,
+                summary="charger pods",
+            ),
+            # The READY record right after carries the same progress: one row write, not two.
+            record=not workflow.patched(PATCH_ONE_ACTIVITY),
+        )
+        assert self.progress is not None
+        self.progress.chargers_online = online
+        self.progress.current_step = None
+
+        self.provisioned_at = workflow.now()
+        await self._transition(CpoStatus.READY, provisioned=True)
+
+    def _fits_one_batch(self) -> bool:
+        return self.shape.locations <= self._locations_per_batch()
+
+    def _locations_per_batch(self) -> int:
+        return max(1, self.inp.batch_chargers // max(1, self.shape.chargers_per_location))
+
+    async def _provision_in_one_activity(self) -> None:
+        """Network, locations, routing and the count check as one activity in one transaction: for a
+        small network the round trips, not the rows, were the cost (bench/bench_cost.py). The row is
+        not written between the steps (no one could see the intermediate record: the status endpoint
+        asks the workflow while it provisions); the READY record carries the final progress."""
+        want = self._planned_counts()
+        got: BatchResult = await self._step(
+            Step.CREATE_NETWORK,
+            self._write(
+                ProvisioningActivities.provision_network, WholeNetwork(self.inp.cpo_id, self.inp.spec, want), "network"
+            ),
+            record=False,
+        )
+        assert self.progress is not None
+        self.progress.steps_done = STEPS.index(Step.START_CHARGER_PODS)
+        self.progress.locations_done = got.locations
+        self.progress.chargers_done = got.chargers
+
+    async def _provision_in_batches(self) -> None:
         await self._step(
             Step.CREATE_NETWORK,
             self._write(
@@ -202,24 +253,7 @@ class CpoWorkflow:
         )
         await self._verify_counts()
 
-        online = await self._step(
-            Step.START_CHARGER_PODS,
-            workflow.execute_activity(
-                pods.start_charger_pods,
-                NetworkRequest(self.inp.cpo_id, self.inp.spec),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=WRITE_RETRY,
-                summary="charger pods",
-            ),
-        )
-        assert self.progress is not None
-        self.progress.chargers_online = online
-        self.progress.current_step = None
-
-        self.provisioned_at = workflow.now()
-        await self._transition(CpoStatus.READY, provisioned=True)
-
-    async def _step(self, step: Step, work: Awaitable[T]) -> T:
+    async def _step(self, step: Step, work: Awaitable[T], *, record: bool = True) -> T:
         """Run one provisioning step; a destroy that arrived meanwhile stops provisioning here."""
         assert self.progress is not None
         self.progress.current_step = step.value
@@ -228,7 +262,8 @@ class CpoWorkflow:
         self.progress.steps_done += 1
         if self.destroy_requested:
             raise _DestroyRequested
-        await self._record()
+        if record:
+            await self._record()
         return result
 
     def _write(self, fn: Callable[..., Any], arg: Any, summary: str) -> Awaitable[Any]:
@@ -242,7 +277,7 @@ class CpoWorkflow:
         Failures are collected per batch (gather with return_exceptions) so no sibling's result is
         lost; compensation deletes by cpo_id anyway, so nothing half-written can leak.
         """
-        per_batch = max(1, self.inp.batch_chargers // max(1, self.shape.chargers_per_location))
+        per_batch = self._locations_per_batch()
         ranges = [(s, min(s + per_batch, self.shape.locations)) for s in range(0, self.shape.locations, per_batch)]
         for i in range(0, len(ranges), MAX_PARALLEL_BATCHES):
             window = ranges[i : i + MAX_PARALLEL_BATCHES]
@@ -265,16 +300,17 @@ class CpoWorkflow:
     async def _verify_counts(self) -> None:
         """Never report READY over a network that differs from the plan (no duplicates, no gaps)."""
         got = await self._write(ProvisioningActivities.count_network, self.inp.cpo_id, "verify counts")
-        want = BatchResult(
-            locations=self.shape.locations,
-            chargers=self.shape.chargers,
-            evses=self.shape.evses,
-            connectors=self.shape.connectors,
-        )
+        want = self._planned_counts()
         if got != want:
             raise ApplicationError(
-                f"network rows {got} differ from the plan {want}", type="NetworkMismatch", non_retryable=True
+                f"network rows {got} differ from the plan {want}", type=NETWORK_MISMATCH, non_retryable=True
             )
+
+    def _planned_counts(self) -> BatchResult:
+        shape = self.shape
+        return BatchResult(
+            locations=shape.locations, chargers=shape.chargers, evses=shape.evses, connectors=shape.connectors
+        )
 
     async def _wait_for_expiry_or_destroy(self) -> bool:
         """Until the TTL expires or a destroy arrives (False), or the history is long enough to
@@ -329,60 +365,3 @@ class CpoWorkflow:
             await self._transition(CpoStatus.DESTROYING)
         await run_teardown(self.inp.cpo_id)
         await self._transition(final, destroyed=True)
-
-    # ---- bookkeeping --------------------------------------------------------------------------
-
-    def _publish(self) -> None:
-        """Progress for the Web UI: free markdown details + one search-attribute upsert per change."""
-        self.updated_at = workflow.now()
-        p = self.progress
-        detail = f"**{self.status.value}**"
-        if p is not None:
-            detail += (
-                f" — step {p.steps_done}/{p.steps_total} `{p.current_step or '-'}`, "
-                f"locations {p.locations_done}/{p.locations_total}, chargers {p.chargers_done}/{p.chargers_total}"
-            )
-        if self.error is not None:
-            detail += f"\n\nerror `{self.error.code}` at `{self.error.step}`: {self.error.message}"
-        workflow.set_current_details(detail)
-        if workflow.info().typed_search_attributes.get(SA_STATE) != self.status.value:
-            workflow.upsert_search_attributes([SA_STATE.value_set(self.status.value)])
-
-    async def _transition(self, status: CpoStatus, *, provisioned: bool = False, destroyed: bool = False) -> None:
-        """Database first, then the queried state: whoever sees the new status via the query also
-        sees it in the row (GET, DELETE), never the other way round."""
-        await self._record(status, provisioned=provisioned, destroyed=destroyed)
-        self.status = status
-        self._publish()
-
-    async def _record(
-        self,
-        status: CpoStatus | None = None,
-        *,
-        provisioned: bool = False,
-        destroyed: bool = False,
-        set_expires_at: bool = False,
-    ) -> None:
-        status = status or self.status
-        rec = StatusRecord(
-            cpo_id=self.inp.cpo_id,
-            status=status,
-            progress=self.progress,
-            error=self.error,
-            provisioned_at=self.provisioned_at if provisioned else None,
-            destroyed_at=workflow.now() if destroyed and status == CpoStatus.DESTROYED else None,
-            expires_at=self.expires_at,
-            set_expires_at=set_expires_at,
-        )
-        options: dict[str, Any] = {
-            "start_to_close_timeout": timedelta(seconds=30),
-            "retry_policy": CLEANUP_RETRY,
-            "summary": f"status {status.value}",
-        }
-        # A local activity: a single-row UPDATE needs no task-queue round trip, and the six status
-        # records per CPO were a third of the server's work per create (bench/bench_create.py).
-        # Runs started before this change keep their regular activities (patch marker).
-        if workflow.patched(PATCH_LOCAL_STATUS):
-            await workflow.execute_local_activity_method(ProvisioningActivities.record_status, rec, **options)
-        else:
-            await workflow.execute_activity_method(ProvisioningActivities.record_status, rec, **options)

@@ -168,6 +168,16 @@ class BatchResult:
 
 
 @dataclass
+class WholeNetwork:
+    """A network small enough for one batch, written by one activity: what to write and what the
+    rows must add up to before the transaction may commit."""
+
+    cpo_id: int
+    spec: NetworkSpec
+    expected: BatchResult
+
+
+@dataclass
 class StatusRecord:
     """What an activity writes to the CPO row at each milestone (the status endpoint's fallback)."""
 
