@@ -62,11 +62,15 @@ class ProvisioningActivities:
     async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
         if live:
             # Lock the row before reading its status, so the check holds until this transaction
-            # commits: on SQLite the first DML opens the transaction (pysqlite runs a leading SELECT
-            # outside it), on Postgres the row lock makes a teardown's DESTROYING write wait for this
-            # commit. Without it a batch could read PROVISIONING, lose the race to a teardown, and
+            # commits. Without it a batch could read PROVISIONING, lose the race to a teardown, and
             # commit its rows after the teardown's delete (a cancel during provisioning leaked a batch).
-            await session.execute(update(Cpo).where(Cpo.id == cpo_id).values(id=Cpo.id))  # type: ignore[arg-type]
+            # Postgres: a shared row lock, so parallel batches of one CPO don't wait for each other
+            # but a teardown's DESTROYING write waits for them. SQLite: the first DML opens the
+            # transaction (pysqlite runs a leading SELECT outside it) and takes the one write lock.
+            if session.bind.dialect.name == "postgresql":
+                await session.execute(select(Cpo.id).where(Cpo.id == cpo_id).with_for_update(read=True))
+            else:
+                await session.execute(update(Cpo).where(Cpo.id == cpo_id).values(id=Cpo.id))  # type: ignore[arg-type]
         cpo = await session.get(Cpo, cpo_id)
         if cpo is None:
             raise ApplicationError(f"CPO {cpo_id} has no database row", type=CPO_MISSING, non_retryable=True)
