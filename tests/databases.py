@@ -161,9 +161,10 @@ class AppDatabase:
 
     def last_cpo_id(self) -> int:
         sql = (
-            "SELECT last_value FROM cpo_id_seq"
+            # last_value is the start value until the first nextval (is_called false).
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM cpo_id_seq"
             if self.dialect == "postgresql"
-            else "SELECT seq FROM sqlite_sequence WHERE name = 'cpo'"
+            else "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'cpo'"
         )
         return int(self.query(sql)[0][0])
 

@@ -317,9 +317,9 @@ def test_ids_unique_and_well_formed(template: str):
 def test_stress_10k_ids_unique_and_fast():
     s = spec("stress-10k", country_code="DE", party_id="S10", name_prefix="stress")
     generate_locations(s, bp(s), 0, 1)  # geonames loads once per process; time the generation itself
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes on a loaded box don't count
     locs = all_locations(s)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert sum(len(loc.chargers) for loc in locs) == 10_000
     _check_network(locs, s)
     assert elapsed < 2.0

@@ -35,21 +35,39 @@ async def _indexes(db: Database, table: str) -> set[str]:
         return await conn.run_sync(lambda c: {ix["name"] for ix in inspect(c).get_indexes(table)})
 
 
+_CPO_INSERT = (
+    "INSERT INTO cpo ({id}org, country_code, party_id, requested_party_id, role, name_prefix, template,"
+    " template_version, seed, ocpi_version, status, locations, chargers, evses, connectors, created_at, updated_at)"
+    " VALUES ({value}'mig-org', 'DE', 'MIG', 'MIG', 'CPO', 'Mig', 'small-urban-ac', 1, 7, '2.2.1', 'READY',"
+    " 1, 1, 1, 1, :now, :now)"
+)
+
+
 async def _seed_baseline_rows(db: Database) -> None:
+    """CPO 41 with a tariff, and CPO 50 created then deleted (its id must never be handed out again)."""
     async with db.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO cpo (id, org, country_code, party_id, requested_party_id, role, name_prefix, template,"
-                " template_version, seed, ocpi_version, status, locations, chargers, evses, connectors,"
-                " created_at, updated_at) VALUES (41, 'mig-org', 'DE', 'MIG', 'MIG', 'CPO', 'Mig', 'small-urban-ac',"
-                " 1, 7, '2.2.1', 'READY', 1, 1, 1, 1, :now, :now)"
-            ),
-            {"now": NOW},
-        )
+        for cpo_id in (41, 50):
+            await conn.execute(text(_CPO_INSERT.format(id="id, ", value=f"{cpo_id}, ")), {"now": NOW})
+        await conn.execute(text("DELETE FROM cpo WHERE id = 50"))
         await conn.execute(
             text("INSERT INTO tariff (cpo_id, id, currency, data, last_updated) VALUES (41, 'T1', 'EUR', '{}', :now)"),
             {"now": NOW},
         )
+
+
+async def _assert_ids_not_reused(db: Database) -> None:
+    """SQLite: AUTOINCREMENT and its high-water mark survive table rebuilds. (Postgres ids come from a
+    sequence, which never goes back; the explicit ids inserted above do not move it.)"""
+    if db.engine.dialect.name != "sqlite":
+        return
+    async with db.engine.begin() as conn:
+        ddl = (await conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'cpo'"))).scalar_one()
+        assert "AUTOINCREMENT" in ddl
+        new_id = (
+            await conn.execute(text(_CPO_INSERT.format(id="", value="") + " RETURNING id"), {"now": NOW})
+        ).scalar_one()
+        await conn.execute(text("DELETE FROM cpo WHERE id = :id"), {"id": new_id})
+    assert new_id > 50
 
 
 async def _assert_rows_kept(db: Database) -> None:
@@ -77,6 +95,7 @@ async def test_upgrade_from_the_previous_revision_keeps_rows(databases: Database
         assert "ix_tariff_cpo_updated" in await _indexes(db, "tariff")
         assert "ix_ocpi_session_cpo_updated" in await _indexes(db, "ocpi_session")
         assert "ix_ocpi_cdr_cpo_updated" in await _indexes(db, "ocpi_cdr")
+        await _assert_ids_not_reused(db)
         async with db.engine.begin() as conn:  # 0003: any signed 64-bit seed fits (Postgres INTEGER did not)
             await conn.execute(text("UPDATE cpo SET seed = :seed WHERE id = 41"), {"seed": 2**63 - 1})
             assert (await conn.execute(text("SELECT seed FROM cpo WHERE id = 41"))).scalar_one() == 2**63 - 1
@@ -85,6 +104,7 @@ async def test_upgrade_from_the_previous_revision_keeps_rows(databases: Database
         await downgrade(db, BASELINE)  # every revision can be rolled back, rows intact
         assert "ix_tariff_cpo_updated" not in await _indexes(db, "tariff")
         await _assert_rows_kept(db)
+        await _assert_ids_not_reused(db)
     finally:
         await db.dispose()
 

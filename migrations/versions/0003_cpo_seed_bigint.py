@@ -17,11 +17,24 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
+def _alter_seed(from_type: sa.types.TypeEngine, to_type: sa.types.TypeEngine) -> None:
+    """On SQLite batch mode rebuilds the table: keep AUTOINCREMENT (reflection drops it) and the id
+    high-water mark in sqlite_sequence (ids of deleted CPOs are never handed out again)."""
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    high = (
+        op.get_bind().execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'cpo'")).scalar()
+        if sqlite
+        else None
+    )
+    with op.batch_alter_table("cpo", table_kwargs={"sqlite_autoincrement": True}) as batch_op:
+        batch_op.alter_column("seed", existing_type=from_type, type_=to_type, existing_nullable=False)
+    if high is not None:
+        op.execute(sa.text("UPDATE sqlite_sequence SET seq = max(seq, :high) WHERE name = 'cpo'").bindparams(high=high))
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("cpo", schema=None) as batch_op:
-        batch_op.alter_column("seed", existing_type=sa.INTEGER(), type_=sa.BigInteger(), existing_nullable=False)
+    _alter_seed(sa.INTEGER(), sa.BigInteger())
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("cpo", schema=None) as batch_op:
-        batch_op.alter_column("seed", existing_type=sa.BigInteger(), type_=sa.INTEGER(), existing_nullable=False)
+    _alter_seed(sa.BigInteger(), sa.INTEGER())
