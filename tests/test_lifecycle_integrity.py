@@ -203,6 +203,22 @@ async def test_api_killed_mid_burst_then_reconciler_leaves_no_zombie(stack: Stac
             await wait_status(c, str(cpo_id), {"READY", "DESTROYED"})
 
 
+async def test_reconciler_destroys_a_started_create_that_never_answered(stack: Stack, temporal: Client) -> None:
+    """The API died after starting the workflow, before recording its run id (and so before its 202):
+    nobody holds the CPO's id or Token A, so the reconciler destroys it; a recorded one is left alone."""
+    async with stack.client(org="unanswered-org") as c:
+        lost, kept = await create(c, "UNA"), await create(c, "UNB")
+        await wait_status(c, lost, {"READY"})
+        await wait_status(c, kept, {"READY"})
+        stack.query("UPDATE cpo SET workflow_run_id = NULL WHERE id = ?", int(lost))  # what the dead API left
+        report = await run_reconciler(temporal, grace=3600)
+        assert report.unanswered_destroyed == []  # started within the grace: the API may still record it
+        report = await run_reconciler(temporal)
+        assert int(lost) in report.unanswered_destroyed and int(kept) not in report.unanswered_destroyed
+        await assert_torn_down(stack, c, lost, "UNA")
+        assert (await c.get(f"/ocpi/cpos/{kept}/status")).json()["status"] == "READY"
+
+
 def _insert_orphan(stack: Stack) -> int:
     now = utcnow() - timedelta(minutes=5)
     (cpo_id,) = stack.query(
