@@ -9,10 +9,12 @@ attempt may have left a row, which only the reconciler can clean (its 202, and s
 Token A, never reached the client).
 
 Checked exactly: every CPO that answered 202 reaches READY with the row counts of its plan (re-derived
-here from the seed), one Token A and one party reservation; every row that answered no 202 is removed
-or torn down by the reconciler; then every CPO goes by TTL or DELETE (chaos still on for part of it)
-and nothing is left: no row in any cpo_id-keyed table, every cpo row DESTROYED, no CPO or teardown
-workflow running in Temporal. Costs about 90 s (the TTL is at least 60 s).
+here from the seed), one Token A and one party reservation; every row that answered no 202 and never
+got its run id is removed or destroyed by the reconciler (one whose 202 was lost in transit after the
+run id was recorded is indistinguishable from a delivered one: the client DELETEs it, as its owner
+would after listing); then every CPO goes by TTL or DELETE (chaos still on for part of it) and nothing
+is left: no row in any cpo_id-keyed table, every cpo row DESTROYED, no CPO or teardown workflow running
+in Temporal. Costs 2-2.5 min (the TTL, 90 s, dominates), so it runs with `--db postgres` only.
 """
 
 from __future__ import annotations
