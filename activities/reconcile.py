@@ -1,14 +1,15 @@
 """The reconciler's activity: every CPO row is either live with a running workflow, or torn down.
 
 It repairs what no workflow can: rows whose workflow never started (the API died between the
-INSERT and the start), and rows whose workflow closed without a teardown (terminated, or lost with
-a reset namespace). Runs from a Temporal Schedule (see worker.py), so it is itself durable.
+INSERT and the start), creates whose workflow started but whose 202 was never sent (the API died
+before recording the run id), and rows whose workflow closed without a teardown (terminated, or
+lost with a reset namespace). Runs from a Temporal Schedule (see worker.py), so it is itself durable.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from temporalio import activity
@@ -20,6 +21,7 @@ from app.lifecycle.client import start_teardown
 from app.lifecycle.models import TERMINAL, CpoStatus, ReconcileInput, ReconcileReport, workflow_id
 from app.store.db import Database, delete_owned_rows, utcnow
 from app.store.tables import Cpo
+from workflows.cpo import CpoWorkflow
 
 log = logging.getLogger("cpolab.reconciler")
 NOT_TERMINAL = [s.value for s in CpoStatus if s not in TERMINAL]
@@ -49,10 +51,13 @@ class ReconcileActivities:
             running = await self._running_ids()
             for cpo_id, status, run_id in rows:
                 if workflow_id(cpo_id) in running:
+                    unanswered = run_id is None and status != CpoStatus.DESTROYING  # (signalled already)
+                    if unanswered and await self._never_answered(cpo_id, cutoff):
+                        report.unanswered_destroyed.append(cpo_id)
                     continue
                 state = await self._describe(cpo_id)
                 if state == WorkflowExecutionStatus.RUNNING:
-                    continue  # visibility lagged behind
+                    continue  # visibility lagged behind; the next pass sees it running
                 if state is None and status == CpoStatus.PENDING and run_id is None:
                     if await self._remove_orphan(cpo_id):
                         report.orphans_removed.append(cpo_id)
@@ -60,9 +65,12 @@ class ReconcileActivities:
                     why = "workflow never started" if state is None else f"workflow {state.name.lower()}"
                     await start_teardown(self.client, self.task_queue, cpo_id, f"reconciler: {why}")
                     report.teardowns_started.append(cpo_id)
-        if report.orphans_removed or report.teardowns_started:
+        if report.orphans_removed or report.teardowns_started or report.unanswered_destroyed:
             log.warning(
-                "reconciler: removed orphans %s, started teardowns %s", report.orphans_removed, report.teardowns_started
+                "reconciler: removed orphans %s, started teardowns %s, destroyed unanswered creates %s",
+                report.orphans_removed,
+                report.teardowns_started,
+                report.unanswered_destroyed,
             )
         return report
 
@@ -70,6 +78,18 @@ class ReconcileActivities:
         """Open CPO workflows per visibility (a cheap first pass; `_describe` confirms the rest)."""
         query = "WorkflowType = 'CpoWorkflow' AND ExecutionStatus = 'Running'"
         return {wf.id async for wf in self.client.list_workflows(query, rpc_timeout=RPC_TIMEOUT)}
+
+    async def _never_answered(self, cpo_id: int, cutoff: datetime) -> bool:
+        """A running workflow whose row never got its run id, started before `cutoff`: the API died
+        between starting it and recording the run id, and it answers 202 only after that record, so
+        nobody holds this CPO's id or Token A (issued once, in the 202). Nobody can use or delete it,
+        so it is destroyed like a DELETE would (the workflow tears itself down)."""
+        handle = self.client.get_workflow_handle(workflow_id(cpo_id))
+        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        if desc.status != WorkflowExecutionStatus.RUNNING or desc.start_time >= cutoff:
+            return False  # closed meanwhile (the next pass handles it), or the API may still record it
+        await handle.signal(CpoWorkflow.request_destroy, rpc_timeout=RPC_TIMEOUT)
+        return True
 
     async def _describe(self, cpo_id: int) -> WorkflowExecutionStatus | None:
         try:

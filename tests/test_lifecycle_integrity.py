@@ -203,6 +203,85 @@ async def test_api_killed_mid_burst_then_reconciler_leaves_no_zombie(stack: Stac
             await wait_status(c, str(cpo_id), {"READY", "DESTROYED"})
 
 
+async def test_reconciler_destroys_a_started_create_that_never_answered(stack: Stack, temporal: Client) -> None:
+    """The API died after starting the workflow, before recording its run id (and so before its 202):
+    nobody holds the CPO's id or Token A, so the reconciler destroys it; a recorded one is left alone."""
+    async with stack.client(org="unanswered-org") as c:
+        lost, kept = await create(c, "UNA"), await create(c, "UNB")
+        await wait_status(c, lost, {"READY"})
+        await wait_status(c, kept, {"READY"})
+        stack.query("UPDATE cpo SET workflow_run_id = NULL WHERE id = ?", int(lost))  # what the dead API left
+        report = await run_reconciler(temporal, grace=3600)
+        assert report.unanswered_destroyed == []  # started within the grace: the API may still record it
+        report = await run_reconciler(temporal)
+        assert int(lost) in report.unanswered_destroyed and int(kept) not in report.unanswered_destroyed
+        await assert_torn_down(stack, c, lost, "UNA")
+        assert (await c.get(f"/ocpi/cpos/{kept}/status")).json()["status"] == "READY"
+
+
+async def _delaying_proxy(target_port: int, slow: asyncio.Event, delay: float) -> tuple[asyncio.Server, int]:
+    """A TCP relay to Temporal that holds every client chunk for `delay` seconds while `slow` is set."""
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, lag: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await src.read(65536):
+                if lag and slow.is_set():
+                    await asyncio.sleep(delay)
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_create_outlasting_the_grace_answers_503_not_a_202_for_a_removed_row(
+    stack: Stack, temporal: Client
+) -> None:
+    """Temporal so slow that the reconciler removes the PENDING row as an orphan before the start
+    lands: the create must not answer 202 for a CPO that no longer exists."""
+    slow = asyncio.Event()
+    server, port = await _delaying_proxy(stack.temporal_port, slow, delay=3.0)
+    api_port = free_port()
+    env = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "CPOLAB_TEMPORAL_RPC_TIMEOUT": "30"}
+    api = stack._spawn(
+        "api-slow", [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(api_port)], env
+    )
+    try:
+        await wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}", headers=stack.headers("slow-org"), timeout=60
+        ) as c:
+            await create(c, "SL1")  # connects to Temporal while it is fast
+            slow.set()
+            post = asyncio.create_task(c.post("/ocpi/cpos", json={**TINY, "party_id": "SL2"}))
+            deadline = time.monotonic() + 10
+            while not (rows := stack.query("SELECT id FROM cpo WHERE org = 'slow-org' AND party_id = 'SL2'")):
+                assert time.monotonic() < deadline and not post.done()
+                await asyncio.sleep(0.05)
+            cpo_id = int(rows[0][0])
+            report = await run_reconciler(temporal)  # the start is still held in the relay
+            assert report.orphans_removed == [cpo_id]
+            resp = await post
+            assert resp.status_code == 503 and resp.json()["code"] == "workflow_backend_unavailable", resp.text
+            slow.clear()
+        assert stack.query("SELECT count(*) FROM cpo WHERE id = ?", cpo_id) == [(0,)]
+        assert set(owned_rows(stack, cpo_id).values()) == {0}
+        handle = temporal.get_workflow_handle(f"cpo-{cpo_id}")
+        deadline = time.monotonic() + 30
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            assert time.monotonic() < deadline, "the started workflow of the removed row kept running"
+            await asyncio.sleep(0.2)
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(timeout=15)
+        server.close()
+
+
 def _insert_orphan(stack: Stack) -> int:
     now = utcnow() - timedelta(minutes=5)
     (cpo_id,) = stack.query(

@@ -194,6 +194,8 @@ class CpoWorkflow(Bookkeeping):
                 pods.start_charger_pods,
                 NetworkRequest(self.inp.cpo_id, self.inp.spec),
                 start_to_close_timeout=timedelta(minutes=5),
+                # A worker killed while holding the task must not stall the CPO for the whole 5 min.
+                heartbeat_timeout=WRITE_TIMEOUTS["heartbeat_timeout"],
                 retry_policy=WRITE_RETRY,
                 summary="charger pods",
             ),

@@ -39,6 +39,8 @@ async def run_teardown(cpo_id: int) -> None:
         pods.stop_charger_pods,
         cpo_id,
         start_to_close_timeout=timedelta(minutes=2),
+        # A worker killed while holding the task must not stall the teardown for the whole 2 min.
+        heartbeat_timeout=WRITE_TIMEOUTS["heartbeat_timeout"],
         retry_policy=CLEANUP_RETRY,
         summary="stop charger pods",
     )

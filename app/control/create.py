@@ -125,6 +125,16 @@ async def create_cpo(request: Request) -> Response:
         db_cpo = await session.get(Cpo, cpo.id)
         if db_cpo is not None and db_cpo.workflow_run_id is None:
             db_cpo.workflow_run_id = started
+    if db_cpo is None:
+        # The reconciler took the row for an orphan: this create outlasted CPOLAB_RECONCILE_GRACE
+        # between its INSERT and the start (a very slow Temporal). It removed the row, Token A and
+        # reservation; the workflow finds no row and ends FAILED, and is terminated besides.
+        gateway(request).forget(cpo.id)
+        return unavailable(
+            "the workflow backend answered too late: the reconciler already removed this create; "
+            "nothing was created, try again",
+            "workflow_backend_unavailable",
+        )
     log.info("CPO %s created: org %s, template %s, %s chargers", cpo.id, principal.org, cpo.template, cpo.chargers)
     return model_response(_accepted(request, draft, cpo, started), 202, headers={"Location": status_url(cpo.id)})
 

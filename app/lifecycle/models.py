@@ -149,6 +149,7 @@ class ReconcileInput:
 class ReconcileReport:
     orphans_removed: list[int] = field(default_factory=list)
     teardowns_started: list[int] = field(default_factory=list)
+    unanswered_destroyed: list[int] = field(default_factory=list)  # workflow started, 202 never sent
 
 
 @dataclass
