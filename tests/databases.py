@@ -17,12 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+
+from app.store.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("sqlite", "postgres")
@@ -218,6 +222,15 @@ class DatabaseFactory:
         db = self._empty(slug, self.TEMPLATE if migrated else None)
         self._made.append(db)
         return db
+
+    @asynccontextmanager
+    async def opened(self, name: str = "db") -> AsyncIterator[Database]:
+        """A fresh migrated database, opened with the app's own engine, disposed afterwards."""
+        database = Database(self.new(name).url)
+        try:
+            yield database
+        finally:
+            await database.dispose()
 
     def close(self) -> None:
         for db in self._made:

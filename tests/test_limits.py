@@ -292,8 +292,7 @@ async def test_traffic_log_keeps_at_most_max_rows_and_max_age(api: Api, http: ht
 
 
 async def test_flush_prunes_rows_past_the_age_and_the_count(databases: DatabaseFactory):
-    db = Database(databases.new("log").url)
-    try:
+    async with databases.opened("log") as db:
         writer = traffic._Writer(db, traffic.Retention(max_rows=5, max_age_s=60))
         now = utcnow()
         for i in range(3):  # too old
@@ -307,8 +306,6 @@ async def test_flush_prunes_rows_past_the_age_and_the_count(databases: DatabaseF
         kept = sorted(r.request_id for r in rows if r.cpo_id == 7)
         assert kept == [f"new-{i}" for i in range(3, 8)]
         assert [r.request_id for r in rows if r.cpo_id == 8] == []
-    finally:
-        await db.dispose()
 
 
 def _entry(cpo_id: int, at: object, request_id: str) -> dict[str, object]:
@@ -328,8 +325,7 @@ def _entry(cpo_id: int, at: object, request_id: str) -> dict[str, object]:
 
 
 async def test_one_flush_prunes_a_bounded_number_of_cpos_and_the_next_one_the_rest(databases: DatabaseFactory):
-    db = Database(databases.new("log").url)
-    try:
+    async with databases.opened("log") as db:
         writer = traffic._Writer(db, traffic.Retention(max_rows=1, max_age_s=3600))
         cpos = range(1, traffic.MAX_PRUNES_PER_FLUSH + 6)
         now = utcnow()
@@ -347,5 +343,3 @@ async def test_one_flush_prunes_a_bounded_number_of_cpos_and_the_next_one_the_re
         writer.add(_entry(99, now, "any"))
         await writer.flush()
         assert set((await kept()).values()) == {1}
-    finally:
-        await db.dispose()

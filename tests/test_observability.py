@@ -87,11 +87,8 @@ async def hostile() -> AsyncIterator[HostilePeer]:
 
 @pytest.fixture(scope="module")
 async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(databases.new("obs").url)
-    try:
+    async with databases.opened("obs") as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 def _calls(module: str, outcome: str) -> float:

@@ -46,11 +46,8 @@ async def hostile() -> AsyncIterator[HostilePeer]:
 
 @pytest.fixture(scope="module")
 async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(databases.new("outbound").url)
-    try:
+    async with databases.opened("outbound") as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def get(db: Database, url: str, settings: Settings = LOOSE, cpo_id: int = 1) -> client.CallResult:

@@ -23,11 +23,8 @@ SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
 
 @pytest.fixture
 async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(databases.new("quota").url)
-    try:
+    async with databases.opened("quota") as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def add_cpo(db: Database, org: str, status: str, chargers: int) -> int:

@@ -46,9 +46,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="module")
 async def db(databases: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(databases.new("ttl").url)
-    yield database
-    await database.dispose()
+    async with databases.opened("ttl") as database:
+        yield database
 
 
 async def start_cpo(env: WorkflowEnvironment, db: Database, ttl: timedelta | None) -> tuple[int, WorkflowHandle]:
