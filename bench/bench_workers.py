@@ -252,6 +252,23 @@ def print_summary(results: list[PhaseResult]) -> None:
             f"ratio 2 workers / 1 worker: {rate[2] / rate[1]:.2f} in chargers/s, "
             f"{per_cpu[2] / per_cpu[1]:.2f} in chargers per CPU second"
         )
+        print_ceiling(by_workers[1])
+
+
+def print_ceiling(one_worker: list[PhaseResult]) -> None:
+    """What the 1-worker CPU split allows on a quiet box of this many cores: one worker process uses at
+    most one core (the GIL), so its phase lasts at least max(worker CPU, all CPU / cores); with two
+    workers sharing the same work evenly, max(worker CPU / 2, all CPU / cores)."""
+    cores = os.cpu_count() or 1
+    worker = statistics.mean(r.cpu["worker 1"] for r in one_worker)
+    total = statistics.mean(sum(r.cpu.values()) for r in one_worker)
+    chargers = one_worker[0].chargers
+    one, two = max(worker, total / cores), max(worker / 2, total / cores)
+    print(
+        f"CPU-bound ceiling on a quiet {cores}-core box, from the 1-worker CPU split (worker {worker:.1f} s of "
+        f"{total:.1f} s): 1 worker {chargers / one:.0f}, 2 workers {chargers / two:.0f} chargers/s, "
+        f"ratio ≤ {one / two:.2f}"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
