@@ -12,9 +12,11 @@ production worker's options) on the same dev server. Three phases, one after ano
    POST latency from the scheduled send time (no coordinated omission).
 
 Prints throughput of (1) and (2) and their ratio (target ≥ 50 %), CPU ms per workflow / per CPO by
-process (from /proc/<pid>/stat), and POST p50/p99 of (3) (target p99 ≤ 150 ms at 10/s).
+process (from /proc/<pid>/stat; with `--database postgres` also every process of the Postgres server),
+and POST p50/p99 of (3) (target p99 ≤ 150 ms at 10/s).
 
-    .venv/bin/python bench/bench_cost.py
+    .venv/bin/python bench/bench_cost.py                        # app database: a SQLite file
+    .venv/bin/python bench/bench_cost.py --database postgres    # a throwaway PostgreSQL server
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
+from bench.app_database import BenchDatabases, add_database_arg, bench_databases  # noqa: E402
 from bench.bench_create import (  # noqa: E402
     ORGS,
     TINY,
@@ -93,17 +96,40 @@ async def closed_loop(starters: int, duration: float, one: Callable[[int], Await
     return done, time.perf_counter() - t0
 
 
+class Meter:
+    """CpuMeter of the stack's processes plus, on Postgres, every process of the database server."""
+
+    def __init__(self, cpu: CpuMeter, dbs: BenchDatabases) -> None:
+        self.cpu, self.dbs = cpu, dbs
+        self.pg_start = dbs.server_cpu_seconds()
+
+    def used(self) -> dict[str, float]:
+        used = self.cpu.used()
+        if self.dbs.server is not None:
+            used["postgres"] = self.dbs.server_cpu_seconds() - self.pg_start
+        return used
+
+
 def cpu_row(label: str, used: dict[str, float], n: int) -> list[object]:
     workers = sum(v for k, v in used.items() if k.startswith("worker"))
     total = sum(used.values())
-    cells = [used.get("temporal", 0.0), workers, used.get("api", 0.0), used.get("bench client", 0.0), total]
-    return [label, n, *(f"{1000 * v / max(n, 1):.1f}" for v in cells)]
+    cells = [used.get("temporal"), workers, used.get("api"), used.get("postgres"), used.get("bench client"), total]
+    # On SQLite there is no server process: its column stays empty ("-"), the work is inside the workers/API.
+    return [label, n, *("-" if v is None else f"{1000 * v / max(n, 1):.1f}" for v in cells)]
 
 
 async def main(args: argparse.Namespace) -> None:
+    with bench_databases(args.database) as dbs:
+        await measure(args, dbs)
+
+
+async def measure(args: argparse.Namespace, dbs: BenchDatabases) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="cpolab-bench-cost-"))
-    stack = Stack(workdir, temporal_db=args.persistent)
-    print(f"bench_cost: {args.workers} cpolab workers and {args.workers} baseline workers, {args.starters} starters")
+    stack = Stack(workdir, temporal_db=args.persistent, database=dbs.new("bench_cost"))
+    print(
+        f"bench_cost: {args.workers} cpolab workers and {args.workers} baseline workers, {args.starters} starters, "
+        f"app database {args.database}"
+    )
     clients: list[httpx.AsyncClient] = []
     try:
         await stack.start()
@@ -149,10 +175,10 @@ async def main(args: argparse.Namespace) -> None:
         await closed_loop(args.starters, 2, cpo)
         await drain(stack, 120)
 
-        def meter(workers: list[object]) -> CpuMeter:
+        def meter(workers: list[object]) -> Meter:
             procs = {"temporal": stack.temporal, "api": stack.api}
             procs |= {f"worker {i + 1}": w for i, w in enumerate(workers)}
-            return CpuMeter(stack, procs)
+            return Meter(CpuMeter(stack, procs), dbs)
 
         m = meter(noop_workers)
         base_n, base_wall = await closed_loop(args.starters, args.duration, noop)
@@ -183,7 +209,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"errors: {errors}")
         print("\nCPU ms per workflow / per CPO by process (100 % = one core; the box has 2)")
         print_table(
-            ["phase", "n", "temporal", "workers", "api", "bench client", "total"],
+            ["phase", "n", "temporal", "workers", "api", "postgres", "bench client", "total"],
             [
                 cpu_row("baseline", base_cpu, base_n),
                 cpu_row("tiny CPOs, closed loop", cpo_cpu, cpo_n),
@@ -206,6 +232,7 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
+    add_database_arg(p)
     p.add_argument("--workers", type=int, default=2, help="cpolab workers, and as many baseline workers")
     p.add_argument("--starters", type=int, default=20, help="concurrent starters in the closed loops")
     p.add_argument("--duration", type=float, default=20, help="seconds per closed-loop phase")

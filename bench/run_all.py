@@ -1,10 +1,11 @@
 """Run the benchmarks one after another (`make bench`): create latency, POST → READY, status polling,
 the OCPI credentials handshake and OCPI locations pages/s,
-and the cost per CPO and per page beside minimal baselines. Each starts and stops its own stack, so they
-never share CPU with one another.
+the cost per CPO and per page beside minimal baselines, and provisioning throughput with 1 vs 2 workers on
+Postgres (needs the PostgreSQL server package, as `pytest --db postgres` does). Each starts and stops its
+own stack, so they never share CPU with one another.
 
-    .venv/bin/python bench/run_all.py                # full run, in-memory Temporal (~3 min)
-    .venv/bin/python bench/run_all.py --quick        # smaller loops (~1 min)
+    .venv/bin/python bench/run_all.py                # full run, in-memory Temporal (~7 min)
+    .venv/bin/python bench/run_all.py --quick        # smaller loops (~2 min)
     .venv/bin/python bench/run_all.py --persistent   # Temporal on a SQLite WAL file, like `make run`
 
 Figures are printed, never asserted: a missed target is reported as MISSED, and only a crash makes the
@@ -31,6 +32,12 @@ BENCHES = {
     ),
     # Tiny CPOs beside a no-op-activity baseline on the same server, 2 workers each (issue 7).
     "cost": ("bench.bench_cost", [], ["--duration", "10", "--paced-duration", "10"]),
+    # 20 concurrent 1,000-charger CPOs with 1, then 2 workers, on a throwaway PostgreSQL server (issue 7).
+    "workers": (
+        "bench.bench_workers",
+        ["--database", "postgres"],
+        ["--database", "postgres", "--cpos", "5"],
+    ),
     "ready": ("bench.bench_ready", [], ["--runs", "5", "--sizes", "6", "60", "600", "1000"]),
     "status": ("bench.bench_status", [], ["--duration", "8"]),
     "handshake": ("bench.bench_handshake", [], []),
