@@ -102,10 +102,36 @@ def _start_static(stack: Stack, body: Path) -> _Server:
     return _Server(subprocess.Popen(cmd, cwd=ROOT, env=env), port)
 
 
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and every live descendant (PostgreSQL: the postmaster and its backends)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            total += _cpu_seconds(pid)
+        except OSError:
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
 async def _measure(
-    label: str, base: str, headers: dict[str, str], pages: int, args: argparse.Namespace, server: Any
-) -> float:
-    """Hammer `base` with the clients for args.seconds; print and return pages/s."""
+    label: str,
+    base: str,
+    headers: dict[str, str],
+    pages: int,
+    args: argparse.Namespace,
+    server: Any,
+    database: Any = None,
+) -> tuple[float, float]:
+    """Hammer `base` with the clients for args.seconds; print and return pages/s and server CPU ms per page."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
     per_proc = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)]
@@ -115,12 +141,14 @@ async def _measure(
         if n
     ]
     cpu = _cpu_seconds(server.pid)
+    db_cpu = _tree_cpu_seconds(database.pid) if database else 0.0
     for p in procs:
         p.start()
     results = [q.get() for _ in procs]
     for p in procs:
         p.join()
     cpu = _cpu_seconds(server.pid) - cpu
+    db_cpu = _tree_cpu_seconds(database.pid) - db_cpu if database else 0.0
     latencies = sorted(x for r in results for x in r[0])
     errors = sum(r[1] for r in results)
     rate = len(latencies) / args.seconds
@@ -130,8 +158,9 @@ async def _measure(
         f"{label}: GET ?limit=100, {args.clients} clients / {len(procs)} procs, {args.seconds:.0f} s: "
         f"{rate:.0f} pages/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors ({len(latencies)} requests); "
         f"server CPU {cpu / len(latencies) * 1000:.2f} ms per page"
+        + (f", PostgreSQL CPU {db_cpu / len(latencies) * 1000:.2f} ms per page" if database else "")
     )
-    return rate
+    return rate, cpu / len(latencies) * 1000
 
 
 async def main() -> None:
@@ -191,6 +220,7 @@ async def main() -> None:
                     f"{size / 1024:.0f} KiB per page"
                 )
 
+            pg_proc = postgres.proc if postgres else None
             static_file = Path(tmp) / "static-page.json"
             static_file.write_bytes(cold[0].content)
             static_proc = _start_static(stack, static_file)
@@ -201,15 +231,20 @@ async def main() -> None:
                 ratios = []
                 if args.py_spy:  # its own run: the sampler's CPU would skew a measured ratio
                     spy = _py_spy(args.py_spy, stack.api.pid, args.seconds)
-                    await _measure("[py-spy] locations", base, headers, len(cold), args, stack.api)
+                    await _measure("[py-spy] locations", base, headers, len(cold), args, stack.api, pg_proc)
                     spy.wait()
                 for r in range(1, args.rounds + 1):
-                    page = await _measure(f"[{r}] locations", base, headers, len(cold), args, stack.api)
-                    static = await _measure(
+                    page, page_cpu = await _measure(
+                        f"[{r}] locations", base, headers, len(cold), args, stack.api, pg_proc
+                    )
+                    static, static_cpu = await _measure(
                         f"[{r}] static body, same size", static_base, {}, len(cold), args, static_proc.proc
                     )
                     ratios.append(page / static)
-                    print(f"[{r}] ratio locations / static: {100 * page / static:.0f} %")
+                    print(
+                        f"[{r}] ratio locations / static: {100 * page / static:.0f} % of the pages/s; "
+                        f"server CPU per page {page_cpu / static_cpu:.1f}× the static one's"
+                    )
             finally:
                 static_proc.proc.terminate()
                 static_proc.proc.wait(timeout=15)
