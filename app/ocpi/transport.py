@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -29,11 +28,9 @@ from starlette.types import Receive, Scope, Send
 from app.lifecycle.models import GONE, workflow_id
 from app.observability.logging import bind
 from app.ocpi import log as traffic
-from app.ocpi.reads import read_rows
-from app.security.tokens import hash_token
+from app.ocpi.resolve import CpoInfo, Credential, resolve
 from app.store.db import Database, utcnow
 from app.store.ocpi_tables import OcpiPeer
-from app.store.tables import Cpo, CredentialToken
 from app.web.http import MAX_ID
 from app.web.limits import json_too_deep, too_deep_message
 from app.web.urls import ocpi_root
@@ -129,30 +126,6 @@ async def json_body(request: Request) -> Any:
 # ---- context and auth ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CpoInfo:
-    """The columns of the CPO row the OCPI layer uses (read per request, never an ORM object)."""
-
-    id: int
-    status: str
-    ocpi_version: str
-    country_code: str
-    party_id: str
-    role: str
-    name_prefix: str
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A live token of the CPO that the request presented, and the routing ids of its peer."""
-
-    token: str  # as presented (credentials GET echoes it; a PUT/DELETE consumes it)
-    kind: str  # "A" or "C"
-    peer_id: int | None  # None for Token A
-    peer_country_code: str | None
-    peer_party_id: str | None
-
-
 @dataclass
 class OcpiContext:
     cpo: CpoInfo
@@ -196,61 +169,6 @@ def token_candidates(header: str | None) -> list[str]:
     return candidates
 
 
-_cpo = Cpo.__table__.c  # type: ignore[attr-defined]
-_token = CredentialToken.__table__.c  # type: ignore[attr-defined]
-_peer = OcpiPeer.__table__.c  # type: ignore[attr-defined]
-
-# Built once: one Core SELECT on the CPO's primary key and the unique token hash, columns only (no
-# ORM objects, no statement construction per request). A header yields at most two candidates.
-_RESOLVE = (
-    select(
-        _cpo.status,
-        _cpo.ocpi_version,
-        _cpo.country_code,
-        _cpo.party_id,
-        _cpo.role,
-        _cpo.name_prefix,
-        _token.token_hash,
-        _token.kind,
-        _token.peer_id,
-        _peer.country_code.label("peer_country_code"),
-        _peer.party_id.label("peer_party_id"),
-    )
-    .select_from(
-        Cpo.__table__.outerjoin(  # type: ignore[attr-defined]
-            CredentialToken.__table__,  # type: ignore[attr-defined]
-            and_(
-                _token.cpo_id == _cpo.id,
-                _token.token_hash.in_([bindparam("hash_1"), bindparam("hash_2")]),
-                _token.revoked_at.is_(None),
-            ),
-        ).outerjoin(OcpiPeer.__table__, _peer.id == _token.peer_id)  # type: ignore[attr-defined]
-    )
-    .where(_cpo.id == bindparam("cpo_id"))
-)
-
-
-async def _resolve(db: Database, cpo_id: int, candidates: list[str]) -> tuple[CpoInfo | None, Credential | None]:
-    """The CPO row plus the live token (of this CPO only) the header carries, in one indexed read.
-
-    Read from the database on every request, in every API process: a token revoked anywhere
-    (credentials PUT/DELETE, teardown) is refused by the next request."""
-    hashes = {hash_token(t): t for t in candidates[:2]}
-    listed = [*hashes, *hashes][:2] or ["", ""]  # no token: no hash matches ""
-    rows = await read_rows(db, _RESOLVE, {"cpo_id": cpo_id, "hash_1": listed[0], "hash_2": listed[1]})
-    if not rows:
-        return None, None
-    first = rows[0]
-    cpo = CpoInfo(
-        cpo_id, first.status, first.ocpi_version, first.country_code, first.party_id, first.role, first.name_prefix
-    )
-    found = [r for r in rows if r.token_hash is not None]
-    if not found:
-        return cpo, None
-    best = min(found, key=lambda r: listed.index(r.token_hash))  # the header's best guess first
-    return cpo, Credential(hashes[best.token_hash], best.kind, best.peer_id, best.peer_country_code, best.peer_party_id)
-
-
 def _message_id(request: Request, name: str) -> str:
     value = request.headers.get(name, "").strip()
     return value[:MAX_ID_HEADER] if value and value.isprintable() else str(uuid.uuid4())
@@ -282,7 +200,7 @@ async def _dispatch(request: Request, ex: _Exchange, endpoint: Endpoint, route: 
     if cpo_id > MAX_ID:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     db: Database = request.app.state.db
-    cpo, cred = await _resolve(db, cpo_id, token_candidates(request.headers.get("authorization")))
+    cpo, cred = await resolve(db, cpo_id, token_candidates(request.headers.get("authorization")))
     if cpo is None or cpo.status in GONE:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     ex.cpo = cpo
