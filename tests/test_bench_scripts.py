@@ -27,3 +27,13 @@ def test_bench_cost_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage:") and "--starters" in out.stdout, out.stdout
+
+
+def test_bench_locations_runs_as_a_script(tmp_path: Path) -> None:
+    """bench_locations imports the test support (PostgreSQL server, migrate); --help proves they resolve."""
+    script = ROOT / "bench" / "bench_locations.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:") and "--postgres" in out.stdout and "--rounds" in out.stdout, out.stdout
