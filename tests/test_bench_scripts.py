@@ -1,5 +1,5 @@
-"""bench/bench_handshake.py runs as the script its docstring shows (`python bench/bench_handshake.py`),
-from any directory (it used to crash importing `tests`)."""
+"""Every benchmark runs as the script its docstring shows (`python bench/bench_x.py`), from any
+directory: `--help` proves its imports (test support, bench-only workflows) resolve."""
 
 from __future__ import annotations
 
@@ -7,38 +7,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.stack import ROOT
 
+DATABASE_CHOICE = "--database {sqlite,postgres}"
 
-def test_bench_handshake_runs_as_a_script(tmp_path: Path) -> None:
-    script = ROOT / "bench" / "bench_handshake.py"
+
+@pytest.mark.parametrize(
+    ("script", "flags"),
+    [
+        ("bench_handshake.py", ["--n"]),
+        ("bench_cost.py", ["--starters", DATABASE_CHOICE]),
+        ("bench_workers.py", ["--phases", DATABASE_CHOICE]),
+        ("bench_locations.py", ["--rounds", DATABASE_CHOICE]),
+    ],
+)
+def test_bench_runs_as_a_script(tmp_path: Path, script: str, flags: list[str]) -> None:
     out = subprocess.run(
-        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(ROOT / "bench" / script), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("usage:") and "--n" in out.stdout, out.stdout
-
-
-def test_bench_cost_runs_as_a_script(tmp_path: Path) -> None:
-    """bench_cost imports the bench-only baseline workflow; --help proves the imports resolve."""
-    script = ROOT / "bench" / "bench_cost.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("usage:") and "--starters" in out.stdout, out.stdout
-    assert "--database {sqlite,postgres}" in out.stdout, out.stdout
-
-
-def test_bench_workers_runs_as_a_script(tmp_path: Path) -> None:
-    """bench_workers imports bench_ready's history breakdown and the Postgres helpers of the tests."""
-    script = ROOT / "bench" / "bench_workers.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("usage:") and "--phases" in out.stdout, out.stdout
-    assert "--database {sqlite,postgres}" in out.stdout, out.stdout
+    assert out.stdout.startswith("usage:"), out.stdout
+    for flag in flags:
+        assert flag in out.stdout, (flag, out.stdout)
 
 
 def test_run_all_lists_every_bench_script() -> None:

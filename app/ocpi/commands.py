@@ -225,6 +225,10 @@ async def post_command(request: Request, ctx: OcpiContext) -> Response:
 
 routes: list[BaseRoute] = [
     ocpi_route(
-        "/ocpi/peer/{cpo_id:int}/{version}/commands/{command}", post_command, methods=["POST"], module="commands"
+        "/ocpi/peer/{cpo_id:int}/{version}/commands/{command}",
+        post_command,
+        methods=["POST"],
+        module="commands",
+        needs_peer=True,
     )
 ]

@@ -303,6 +303,7 @@ routes: list[BaseRoute] = [
         credentials,
         methods=list(_HANDLERS),
         module="credentials",
+        needs_peer=True,
         token_a=True,
     )
 ]

@@ -5,12 +5,12 @@ cached JSON of the whole page, or else of each location. Cache entries are stamp
 `last_updated`, which is sound because the spec makes every EVSE/Connector change bump its Location
 (`set_evse_status` below does, atomically). Only locations new to this process (or changed) are
 rendered, with three more queries for the batch (locations, their EVSEs, their connectors). No ORM.
+The page query goes through app.ocpi.reads (inline on SQLite).
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,19 +19,15 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
-    Engine,
     Select,
     String,
     Table,
     bindparam,
-    create_engine,
-    event,
     func,
     select,
     type_coerce,
     update,
 )
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,6 +36,7 @@ from starlette.routing import BaseRoute
 from app.network.ocpi_enums import EvseStatus, values
 from app.ocpi import render
 from app.ocpi.pagination import PageParams, parse_page, raw_ocpi_response, raw_paginated
+from app.ocpi.reads import read_rows
 from app.ocpi.transport import OcpiContext, OcpiError, ocpi_response, ocpi_route
 from app.store.db import Database, as_utc
 from app.store.tables import Connector, Evse, Location
@@ -183,29 +180,6 @@ def _db(request: Request, ctx: OcpiContext) -> Database:
     return ctx.db or request.app.state.db
 
 
-# SQLite: a synchronous engine on the same file for the one hot read (the page query). An indexed
-# 100-row SQLite read costs ~0.1 ms of CPU, less than aiosqlite's thread hand-offs around it
-# (execute, fetch, rollback on close), so on the hot path it runs inline. WAL readers do not wait
-# for writers; if the file is busy anyway the short timeout falls back to the async engine.
-_readers: weakref.WeakKeyDictionary[Database, Engine | None] = weakref.WeakKeyDictionary()
-_READER_BUSY_TIMEOUT_S = 0.05
-
-
-def _sqlite_reader(db: Database) -> Engine | None:
-    if db not in _readers:
-        url = db.engine.url
-        reader = None
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            reader = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": _READER_BUSY_TIMEOUT_S})
-            event.listen(reader, "connect", _query_only)
-        _readers[db] = reader
-    return _readers[db]
-
-
-def _query_only(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.execute("PRAGMA query_only = 1")
-
-
 @functools.cache
 def _page_statements(with_from: bool, with_to: bool) -> tuple[Select[Any], Select[Any]]:
     """(page, count) statements for one combination of date filters, built once: executing a
@@ -230,24 +204,16 @@ def _page_statements(with_from: bool, with_to: bool) -> tuple[Select[Any], Selec
 
 
 async def _page_rows(db: Database, cpo_id: int, params: PageParams) -> tuple[list[Any], int]:
-    """Rows of the page (id, stamp, total) and the total (past the end no row carries it)."""
+    """Rows of the page (id, stamp, total) and the total (past the end no row carries it). Read
+    by position: cheaper than a Row's attribute access by name, on 100 rows per request."""
     page_stmt, count_stmt = _page_statements(params.date_from is not None, params.date_to is not None)
     values = {"cpo_id": cpo_id, "offset": params.offset, "limit": params.limit}
     if params.date_from is not None:
         values["date_from"] = params.date_from
     if params.date_to is not None:
         values["date_to"] = params.date_to
-    reader = _sqlite_reader(db)
-    if reader is not None:
-        try:
-            with reader.connect() as sync_conn:
-                rows = list(sync_conn.execute(page_stmt, values).all())
-                return rows, rows[0].total if rows else sync_conn.execute(count_stmt, values).scalar_one()
-        except OperationalError:
-            pass  # busy or locked: take the async path rather than block the event loop
-    async with db.engine.connect() as conn:
-        rows = list((await conn.execute(page_stmt, values)).all())
-        return rows, rows[0].total if rows else (await conn.execute(count_stmt, values)).scalar_one()
+    rows = await read_rows(db, page_stmt, values)
+    return rows, rows[0][2] if rows else (await read_rows(db, count_stmt, values))[0][0]
 
 
 # ---- handlers ------------------------------------------------------------------------------------
@@ -258,7 +224,7 @@ async def list_locations(request: Request, ctx: OcpiContext) -> Response:
     db = _db(request, ctx)
     rows, total = await _page_rows(db, ctx.cpo_id, params)
     key = (ctx.cpo_id, ctx.version, params)
-    page, returned = await _page_json(db.engine, ctx.cpo_id, ctx.version, key, [(r.id, r.stamp) for r in rows])
+    page, returned = await _page_json(db.engine, ctx.cpo_id, ctx.version, key, [(r[0], r[1]) for r in rows])
     return raw_paginated(request, page, returned, total, params, MAX_LIMIT)
 
 

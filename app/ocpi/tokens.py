@@ -200,5 +200,6 @@ routes: list[BaseRoute] = [
         tokens,
         methods=list(_HANDLERS),
         module="tokens",
+        needs_peer=True,
     )
 ]

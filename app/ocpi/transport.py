@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -29,10 +28,9 @@ from starlette.types import Receive, Scope, Send
 from app.lifecycle.models import GONE, workflow_id
 from app.observability.logging import bind
 from app.ocpi import log as traffic
-from app.security.tokens import hash_token
+from app.ocpi.resolve import CpoInfo, Credential, resolve
 from app.store.db import Database, utcnow
 from app.store.ocpi_tables import OcpiPeer
-from app.store.tables import Cpo, CredentialToken
 from app.web.http import MAX_ID
 from app.web.limits import json_too_deep, too_deep_message
 from app.web.urls import ocpi_root
@@ -130,7 +128,7 @@ async def json_body(request: Request) -> Any:
 
 @dataclass
 class OcpiContext:
-    cpo: Cpo
+    cpo: CpoInfo
     cpo_id: int
     version: str  # the CPO's OCPI version
     token_kind: str  # "A" or "C"
@@ -140,7 +138,7 @@ class OcpiContext:
     peer_party_id: str | None
     # Extras for handlers (credentials GET echoes the presented token; callbacks reuse the ids).
     db: Database | None = None
-    peer: OcpiPeer | None = None
+    peer: OcpiPeer | None = None  # the full row, loaded only for routes registered with needs_peer
     token: str = ""
     request_id: str = ""
     correlation_id: str = ""
@@ -171,38 +169,6 @@ def token_candidates(header: str | None) -> list[str]:
     return candidates
 
 
-async def _resolve(
-    db: Database, cpo_id: int, candidates: list[str]
-) -> tuple[Cpo | None, CredentialToken | None, OcpiPeer | None, str]:
-    """CPO row plus the live token (of this CPO only) and its peer, in one query."""
-    hashes = {hash_token(t): t for t in candidates}
-    stmt = (
-        select(Cpo, CredentialToken, OcpiPeer)
-        .select_from(Cpo)
-        .outerjoin(
-            CredentialToken,
-            and_(
-                CredentialToken.cpo_id == Cpo.id,
-                CredentialToken.token_hash.in_(list(hashes)),  # type: ignore[attr-defined]
-                CredentialToken.revoked_at.is_(None),  # type: ignore[union-attr]
-            ),
-        )
-        .outerjoin(OcpiPeer, OcpiPeer.id == CredentialToken.peer_id)
-        .where(Cpo.id == cpo_id)
-    )
-    async with db.session() as session:
-        rows = (await session.execute(stmt)).all()
-    if not rows:
-        return None, None, None, ""
-    cpo = rows[0][0]
-    order = {h: i for i, h in enumerate(hashes)}
-    found = sorted((r for r in rows if r[1] is not None), key=lambda r: order[r[1].token_hash])
-    if not found:
-        return cpo, None, None, ""
-    _, cred, peer = found[0]
-    return cpo, cred, peer, hashes[cred.token_hash]
-
-
 def _message_id(request: Request, name: str) -> str:
     value = request.headers.get(name, "").strip()
     return value[:MAX_ID_HEADER] if value and value.isprintable() else str(uuid.uuid4())
@@ -220,8 +186,8 @@ class _Exchange:
         self.request_id = _message_id(request, "x-request-id")
         self.correlation_id = _message_id(request, "x-correlation-id")
         bind(correlation_id=self.correlation_id)
-        self.cpo: Cpo | None = None
-        self.peer: OcpiPeer | None = None
+        self.cpo: CpoInfo | None = None
+        self.cred: Credential | None = None
         self.authenticated = False  # a live token of this CPO was presented (even if refused here)
 
 
@@ -229,14 +195,12 @@ def _error(status_code: int, message: str, http_status: int, headers: Mapping[st
     return ocpi_response(status_code=status_code, status_message=message, http_status=http_status, headers=headers)
 
 
-async def _dispatch(
-    request: Request, ex: _Exchange, endpoint: Endpoint, methods: frozenset[str], module: str, token_a: bool
-) -> Response:
+async def _dispatch(request: Request, ex: _Exchange, endpoint: Endpoint, route: _RouteSpec) -> Response:
     cpo_id = request.path_params["cpo_id"]
     if cpo_id > MAX_ID:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     db: Database = request.app.state.db
-    cpo, cred, peer, token = await _resolve(db, cpo_id, token_candidates(request.headers.get("authorization")))
+    cpo, cred = await resolve(db, cpo_id, token_candidates(request.headers.get("authorization")))
     if cpo is None or cpo.status in GONE:
         return _error(2000, f"no OCPI platform for CPO {cpo_id}", 404)
     ex.cpo = cpo
@@ -245,14 +209,18 @@ async def _dispatch(
     version = request.path_params.get("version")
     if version is not None and version != cpo.ocpi_version:
         return _error(3002, f"unsupported version {version}; this CPO speaks OCPI {cpo.ocpi_version}", 404)
-    if request.method not in methods:
-        allow = ", ".join(sorted(methods))
-        return _error(2000, f"method {request.method} not allowed on {module}", 405, {"Allow": allow})
+    if request.method not in route.methods:
+        allow = ", ".join(sorted(route.methods))
+        return _error(2000, f"method {request.method} not allowed on {route.module}", 405, {"Allow": allow})
     if cred is None:
         return _error(2000, "missing or unknown token", 401, {"WWW-Authenticate": "Token"})
-    if cred.kind == "A" and not token_a:
-        return _error(2000, f"Token A only opens versions and credentials, not {module}", 401)
-    ex.peer = peer
+    if cred.kind == "A" and not route.token_a:
+        return _error(2000, f"Token A only opens versions and credentials, not {route.module}", 401)
+    ex.cred = cred
+    peer = None
+    if route.needs_peer and cred.peer_id is not None:
+        async with db.session() as session:
+            peer = await session.get(OcpiPeer, cred.peer_id)
     ctx = OcpiContext(
         cpo=cpo,
         cpo_id=cpo_id,
@@ -260,11 +228,11 @@ async def _dispatch(
         token_kind=cred.kind,
         peer_id=cred.peer_id,
         root_url=ocpi_root(request, cpo_id),
-        peer_country_code=peer.country_code if peer else None,
-        peer_party_id=peer.party_id if peer else None,
+        peer_country_code=cred.peer_country_code,
+        peer_party_id=cred.peer_party_id,
         db=db,
         peer=peer,
-        token=token,
+        token=cred.token,
         request_id=ex.request_id,
         correlation_id=ex.correlation_id,
     )
@@ -277,14 +245,15 @@ def _finish(request: Request, ex: _Exchange, response: Response, module: str) ->
     cpo = ex.cpo
     if module in FUNCTIONAL_MODULES and cpo is not None and cpo.ocpi_version != "2.1.1":
         # Peer to peer the response swaps the request's roles: FROM = this CPO, TO = the caller.
-        to_cc = ex.peer.country_code if ex.peer else request.headers.get("ocpi-from-country-code")
-        to_pid = ex.peer.party_id if ex.peer else request.headers.get("ocpi-from-party-id")
+        peer_ids = ex.cred is not None and ex.cred.peer_id is not None
+        to_cc = ex.cred.peer_country_code if peer_ids else request.headers.get("ocpi-from-country-code")
+        to_pid = ex.cred.peer_party_id if peer_ids else request.headers.get("ocpi-from-party-id")
         response.headers["OCPI-from-country-code"] = cpo.country_code
         response.headers["OCPI-from-party-id"] = cpo.party_id
         if to_cc and to_pid:
             response.headers["OCPI-to-country-code"] = to_cc
             response.headers["OCPI-to-party-id"] = to_pid
-    if cpo is None or cpo.id is None:
+    if cpo is None:
         return response
     if not ex.authenticated:
         traffic.reject(request.app.state.db, cpo.id, ex.at)  # counted, never logged: see app.ocpi.log
@@ -309,11 +278,19 @@ def _finish(request: Request, ex: _Exchange, response: Response, module: str) ->
 Wrapper = Callable[[Request], Awaitable[Response]]
 
 
-def _wrap(endpoint: Endpoint, methods: frozenset[str], module: str, token_a: bool) -> Wrapper:
+@dataclass(frozen=True)
+class _RouteSpec:
+    methods: frozenset[str]
+    module: str
+    token_a: bool  # Token A opens it (versions, credentials)
+    needs_peer: bool  # the handler reads the full peer row (ctx.peer); others get its routing ids only
+
+
+def _wrap(endpoint: Endpoint, route: _RouteSpec) -> Wrapper:
     async def wrapper(request: Request) -> Response:
         ex = _Exchange(request)
         try:
-            response = await _dispatch(request, ex, endpoint, methods, module, token_a)
+            response = await _dispatch(request, ex, endpoint, route)
         except OcpiError as exc:
             response = _error(exc.status_code, exc.message, exc.http_status)
         except Exception as exc:
@@ -322,7 +299,7 @@ def _wrap(endpoint: Endpoint, methods: frozenset[str], module: str, token_a: boo
             response.ocpi_error = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
         if response.status_code >= 400 and not getattr(response, "ocpi_error", None):
             response.ocpi_error = _status_message(response)  # type: ignore[attr-defined]
-        return _finish(request, ex, response, module)
+        return _finish(request, ex, response, route.module)
 
     wrapper.__name__ = getattr(endpoint, "__name__", "ocpi_endpoint")
     return wrapper
@@ -347,9 +324,17 @@ class OcpiRoute(Route):
         await self.app(scope, receive, send)  # the wrapper checks the method (envelope 405)
 
 
-def ocpi_route(path: str, endpoint: Endpoint, *, methods: list[str], module: str, token_a: bool = False) -> Route:
+def ocpi_route(
+    path: str,
+    endpoint: Endpoint,
+    *,
+    methods: list[str],
+    module: str,
+    token_a: bool = False,
+    needs_peer: bool = False,
+) -> Route:
     allowed = frozenset(m.upper() for m in methods) | ({"HEAD"} if "GET" in (m.upper() for m in methods) else set())
-    wrapper = _wrap(endpoint, allowed, module, token_a)
+    wrapper = _wrap(endpoint, _RouteSpec(allowed, module, token_a, needs_peer))
     return OcpiRoute(path, wrapper, methods=sorted(allowed), name=f"ocpi_{module}_{wrapper.__name__}")
 
 

@@ -20,6 +20,7 @@ from app.control.temporal_gateway import TemporalGateway
 from app.lifecycle import temporal_client
 from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
+from app.ocpi import reads as ocpi_reads
 from app.ocpi import routes as ocpi_routes
 from app.ocpi.transport import ocpi_response
 from app.settings import ConfigurationError, Settings, get_settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
+            await ocpi_reads.dispose(app.state.db)
             await app.state.db.dispose()
 
     routes = [
