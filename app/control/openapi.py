@@ -153,7 +153,9 @@ CPO_ID = {
     "name": "cpo_id",
     "in": "path",
     "required": True,
-    "description": "CPO id: a positive integer rendered as a string (e.g. `101`). Anything else is a 422.",
+    "description": (
+        "CPO id: a positive integer (at most 2147483647) rendered as a string (e.g. `101`). Anything else is a 422."
+    ),
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 

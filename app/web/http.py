@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 from app.lifecycle.models import workflow_id
 from app.observability.logging import bind
 
-MAX_ID = 2**63 - 1
+# Ids are 32-bit in the database (Postgres INTEGER primary keys): a larger one cannot exist.
+MAX_ID = 2**31 - 1
 
 
 def model_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -34,13 +35,14 @@ def from_validation_error(exc: ValidationError, prefix: str) -> JSONResponse:
 
 
 def require_path_id(request: Request, name: str = "cpo_id") -> int:
-    """Positive integer path ids; anything else is a 422 naming the parameter (never a 404 or 500)."""
+    """Positive integer path ids up to MAX_ID; anything else is a 422 naming the parameter (never a 404
+    or 500: DELETE, which never answers 404, validates alike)."""
     raw = request.path_params[name]
     if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
         if name == "cpo_id":
             bind(cpo_id=int(raw), workflow_id=workflow_id(int(raw)))  # for the request's log lines
         return int(raw)
-    raise HTTPException(422, [issue(["path", name], "must be a positive integer", "int_parsing")])
+    raise HTTPException(422, [issue(["path", name], f"must be a positive integer (at most {MAX_ID})", "int_parsing")])
 
 
 def page_query(request: Request) -> tuple[int, int, list[dict[str, Any]]]:
