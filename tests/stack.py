@@ -24,6 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-0123456789abcdef0123456789"
 
 
+# Keeps the test logs to what matters: warnings and errors, no access lines.
+QUIET = ("--log-level", "warning", "--no-access-log")
+
+
+def api_command(port: int) -> list[str]:
+    """An API process on loopback, as the tests start it."""
+    return [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,23 +105,7 @@ class Stack:
                 proc.wait()
 
     async def start_api(self, env: dict[str, str] | None = None) -> None:
-        self.api = self._spawn(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.api_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-        )
+        self.api = self._spawn("api", [*api_command(self.api_port), *QUIET], env=env)
         await wait_http(f"{self.api_url}/healthz")
 
     @property

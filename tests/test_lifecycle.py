@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 
 import httpx
 
 from app.network.party import ALPHABET
-from tests.stack import ROOT, Stack, free_port, wait_http, wait_status
+from tests.stack import QUIET, ROOT, Stack, api_command, free_port, wait_http, wait_status
 
 TINY = {
     "template": "small-urban-ac",
@@ -122,18 +121,7 @@ async def test_temporal_unreachable_gives_503_and_leaves_nothing(stack: Stack) -
     dead = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "CPOLAB_TEMPORAL_RPC_TIMEOUT": "2"}
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        [*api_command(port), *QUIET],
         cwd=ROOT,
         env=dead,
         start_new_session=True,

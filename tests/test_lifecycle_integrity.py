@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 import sqlite3
-import sys
 import time
 from datetime import timedelta
 
@@ -24,7 +23,7 @@ from activities.provisioning import ProvisioningActivities
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, CpoStatus, ReconcileInput, ReconcileReport, StatusRecord
 from app.store.db import Database, utcnow
 from tests.rows import cpo_row
-from tests.stack import Stack, free_port, wait_http, wait_status
+from tests.stack import Stack, api_command, free_port, wait_http, wait_status
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 
@@ -165,7 +164,7 @@ async def test_api_killed_mid_burst_then_reconciler_leaves_no_zombie(stack: Stac
     port = free_port()
     api = stack._spawn(
         "api-burst",
-        [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
+        api_command(port),
     )
     await wait_http(f"http://127.0.0.1:{port}/healthz")
     headers = stack.headers("burst-org")
@@ -248,9 +247,7 @@ async def test_create_outlasting_the_grace_answers_503_not_a_202_for_a_removed_r
     server, port = await _delaying_proxy(stack.temporal_port, slow, delay=3.0)
     api_port = free_port()
     env = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{port}", "CPOLAB_TEMPORAL_RPC_TIMEOUT": "30"}
-    api = stack._spawn(
-        "api-slow", [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(api_port)], env
-    )
+    api = stack._spawn("api-slow", api_command(api_port), env)
     try:
         await wait_http(f"http://127.0.0.1:{api_port}/healthz")
         async with httpx.AsyncClient(
@@ -334,7 +331,7 @@ async def test_temporal_down_bounds_hold_end_to_end(stack: Stack, outage: str) -
     env = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
     api = stack._spawn(
         f"api-{outage}",
-        [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(api_port)],
+        api_command(api_port),
         env=env,
     )
     try:

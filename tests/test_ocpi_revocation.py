@@ -4,21 +4,20 @@ transport reads the token from the database on every request (no per-process cac
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from tests.emsp_peer import EmspPeer, OcpiClient, credentials_url, err, new_cpo, ok, register
-from tests.stack import Stack, free_port, wait_http, wait_status
+from tests.stack import Stack, api_command, free_port, wait_http, wait_status
 
 
 @pytest.fixture
 async def second_api(stack: Stack) -> AsyncIterator[str]:
     """Another API process on the same database; yields its base URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = api_command(port)
     proc = stack._spawn("api-second", [*cmd, "--log-level", "warning"], env=stack.env)
     try:
         base = f"http://127.0.0.1:{port}"

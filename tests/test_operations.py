@@ -31,7 +31,7 @@ from app.web.metrics import CPO_COUNT_TTL_S
 from tests.databases import AppDatabase, DatabaseFactory, migrate
 from tests.emsp_peer import EmspPeer, OcpiClient, credentials_url, ok
 from tests.hostile_peer import HostilePeer
-from tests.stack import SECRET, Stack, free_port, wait_http, wait_status
+from tests.stack import SECRET, Stack, api_command, free_port, wait_http, wait_status
 
 CPO = {"template": "small-urban-ac", "country_code": "FR", "party_id": "OPS", "name_prefix": "ops", "seed": 7}
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")  # label values may hold braces
@@ -147,7 +147,7 @@ async def test_readyz_is_503_naming_migrations_until_the_database_is_migrated(
     port = free_port()
     api = ops._spawn(
         "api-unmigrated",
-        [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
+        api_command(port),
         env={**ops.env, "CPOLAB_DATABASE_URL": target.url},
     )
     try:

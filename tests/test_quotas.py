@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -16,7 +15,7 @@ from app.settings import Settings
 from app.store.db import Database
 from tests.databases import DatabaseFactory
 from tests.rows import cpo_row
-from tests.stack import Stack, free_port, wait_http, wait_status
+from tests.stack import Stack, api_command, free_port, wait_http, wait_status
 
 SETTINGS = Settings(quota_live_cpos=3, quota_live_chargers=100)
 
@@ -100,9 +99,7 @@ async def test_create_answers_429_naming_the_quota(stack: Stack) -> None:
     """The quota wired into POST /ocpi/cpos on a real API process: a clear 429, nothing left behind."""
     port = free_port()
     env = {**stack.env, "CPOLAB_QUOTA_LIVE_CPOS": "2", "CPOLAB_QUOTA_LIVE_CHARGERS": "10"}
-    api = stack._spawn(
-        "api-quota", [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)], env=env
-    )
+    api = stack._spawn("api-quota", api_command(port), env=env)
     tiny = {"template": "small-urban-ac", "country_code": "IE", "name_prefix": "quota"}
     one = {"locations": 1, "chargers_per_location": 1}
     try:
@@ -145,7 +142,7 @@ async def test_concurrent_creates_cannot_squeeze_past_the_quota(stack: Stack) ->
     apis = [
         stack._spawn(
             f"api-race-{i}",
-            [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
+            api_command(port),
             env=env,
         )
         for i, port in enumerate(ports)

@@ -40,7 +40,7 @@ from app.lifecycle.models import teardown_workflow_id, workflow_id
 from app.network.blueprint import resolve_blueprint
 from app.network.generator import NetworkSpec, generate_locations, generate_tariffs
 from tests.databases import AppDatabase, DatabaseFactory
-from tests.stack import Stack, free_port, wait_http
+from tests.stack import QUIET, Stack, api_command, free_port, wait_http
 
 N_CPOS = 50
 ORGS = ("scale-a", "scale-b", "scale-c")
@@ -50,17 +50,6 @@ TTL_S = 90  # the API accepts >= 60; margin for a loaded box to reach READY (che
 RECONCILE = {"CPOLAB_RECONCILE_INTERVAL": "2", "CPOLAB_RECONCILE_GRACE": "10"}
 WORKER_KILL_EVERY_S = (2.0, 4.0)  # after the previous replacement polls
 CPO_TABLES = [t for t in SQLModel.metadata.sorted_tables if "cpo_id" in t.c]
-UVICORN = (
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "api:app",
-    "--host",
-    "127.0.0.1",
-    "--log-level",
-    "warning",
-    "--no-access-log",
-)
 NETWORK = ("location", "evse", "connector", "charger", "charger_route", "tariff")
 
 
@@ -142,7 +131,7 @@ class ScaleStack(Stack):
     async def start_api2(self) -> None:
         self.api2 = self._spawn(
             "api2",
-            [*UVICORN, "--port", str(self.api2_port)],
+            [*api_command(self.api2_port), *QUIET],
         )
         await wait_http(f"{self.api2_url}/healthz")
 

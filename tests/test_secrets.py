@@ -20,7 +20,7 @@ from app.ocpi.roam import curl_snippet
 from app.settings import Settings
 from app.store.tables import Cpo
 from app.web.urls import base_url
-from tests.stack import ROOT, SECRET, Stack, free_port, wait_http
+from tests.stack import ROOT, SECRET, Stack, api_command, free_port, wait_http
 
 HOSTILE_URL = "http://x.example/'$(touch pwned)'`id`;rm -rf ~ \"q\"/ocpi/peer/1/2.2.1/credentials"
 JWT_MAX_TTL = Settings.model_fields["jwt_max_ttl"].default
@@ -32,7 +32,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _api(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = api_command(port)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

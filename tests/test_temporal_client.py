@@ -17,7 +17,7 @@ from temporalio.service import RetryConfig, TLSConfig
 
 from app.lifecycle import temporal_client
 from app.settings import ConfigurationError, Settings
-from tests.stack import ROOT, SECRET, Stack, free_port
+from tests.stack import ROOT, SECRET, Stack, api_command, free_port
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n"
@@ -111,7 +111,7 @@ def test_a_missing_certificate_stops_the_process_at_start(process: str, tmp_path
         "CPOLAB_TEMPORAL_API_KEY": API_KEY,
     }
     argv = {
-        "api": [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(free_port())],
+        "api": api_command(free_port()),
         "worker": [sys.executable, "worker.py"],
     }[process]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
