@@ -1,6 +1,6 @@
 """The app database a benchmark runs on: `--database sqlite` (the Stack's own file, the default) or
 `--database postgres` (a throwaway PostgreSQL server started here as a plain process, like the test
-suite's, with a fresh database per stack, each migrated by the real `migrate` command)."""
+suite's, with a fresh database per stack, a copy of one the real `migrate` command brought to head)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.databases import AppDatabase, PostgresServer, migrate
+from tests.databases import AppDatabase, DatabaseFactory, PostgresServer
 from tests.stack import free_port
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -25,22 +25,15 @@ def add_database_arg(p: argparse.ArgumentParser) -> None:
 
 
 class BenchDatabases:
-    """Hands out migrated app databases; None on SQLite (the Stack then makes and migrates its own)."""
+    """Hands out migrated app databases (the test suite's DatabaseFactory on the bench's server); None on
+    SQLite (the Stack then makes and migrates its own)."""
 
     def __init__(self, server: PostgresServer | None) -> None:
         self.server = server
-        self._count = 0
+        self._factory = DatabaseFactory("postgres", server.workdir, server) if server is not None else None
 
     def new(self, name: str) -> AppDatabase | None:
-        if self.server is None:
-            return None
-        self._count += 1
-        slug = f"{name}_{self._count}"
-        self.server.create_database(slug)
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.server.port}/{slug}"
-        db = AppDatabase(url, self.server.admin_url(slug))
-        migrate(db.url)
-        return db
+        return self._factory.new(name) if self._factory is not None else None
 
     def server_cpu_seconds(self) -> float:
         """CPU seconds of every process of the Postgres server: postmaster, backends, background workers."""

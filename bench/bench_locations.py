@@ -13,7 +13,7 @@ pair is repeated `--rounds` times, alternated, and the median ratio printed.
         [--database sqlite|postgres]
 
 `--database postgres` starts a throwaway PostgreSQL server (bench/app_database.py, Debian's binaries),
-creates and migrates a database on it with the real `migrate` command and stops the server at the
+gives the stack a database brought to head by the real `migrate` command and stops the server at the
 end; default: a fresh SQLite file. Prints pages/s, latency p50/p99 and the response size. The
 clients share the box with the server, so the figures are floors for the server.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import statistics
 import subprocess
 import sys
@@ -74,12 +73,6 @@ def _client_proc(base: str, headers: dict[str, str], pages: int, clients: int, s
     q.put(asyncio.run(_hammer(base, headers, pages, clients, seconds, seed)))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), to separate server cost from client cost."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _py_spy(out: str, pid: int, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy (pip install py-spy) sampling the API process for `seconds`, as a flame graph."""
     cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--output", out, "--nonblocking"]
@@ -119,14 +112,14 @@ async def _measure(
         for i, n in enumerate(per_proc)
         if n
     ]
-    cpu = _cpu_seconds(server.pid)
+    cpu = tree_cpu_seconds(server.pid)
     db_cpu = tree_cpu_seconds(database.pid) if database else 0.0
     for p in procs:
         p.start()
     results = [q.get() for _ in procs]
     for p in procs:
         p.join()
-    cpu = _cpu_seconds(server.pid) - cpu
+    cpu = tree_cpu_seconds(server.pid) - cpu
     db_cpu = tree_cpu_seconds(database.pid) - db_cpu if database else 0.0
     latencies = sorted(x for r in results for x in r[0])
     errors = sum(r[1] for r in results)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import functools
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -47,6 +48,7 @@ def alembic_config() -> Config:
     return cfg
 
 
+@functools.cache  # the code's head cannot change while the process runs; /readyz asks every probe
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "migrations/versions is empty"
