@@ -29,7 +29,7 @@ from app.network.generator import NetworkSpec
 from app.network.legacy import legacy_shape
 from app.store.db import Database
 from tests.stack import Stack, wait_status
-from tests.test_workflow_faults import faulty_worker, insert_cpo, search_attributes, workflow_input
+from tests.test_workflow_faults import faulty_worker, insert_cpo, start_cpo, workflow_input
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
@@ -69,13 +69,7 @@ async def _record_paths(stack: Stack, db: Database, temporal: Client) -> dict[st
     async with stack.client(org="replay-org") as c:
         # READY → TTL expiry (a 2 s TTL: started directly, the API enforces ≥ 60 s).
         cpo_id = await insert_cpo(db, "RP1")
-        handle = await temporal.start_workflow(
-            CpoWorkflow.run,
-            workflow_input(cpo_id, "RP1", timedelta(seconds=2)),
-            id=f"cpo-{cpo_id}",
-            task_queue="provisioning",
-            search_attributes=search_attributes(cpo_id),
-        )
+        handle = await start_cpo(temporal, workflow_input(cpo_id, "RP1", timedelta(seconds=2)))
         assert await handle.result() == "DESTROYED"
         paths["ready_ttl_expired"] = await _histories(temporal, f"cpo-{cpo_id}")
 
@@ -104,13 +98,7 @@ async def _record_paths(stack: Stack, db: Database, temporal: Client) -> dict[st
 
         # Continue-as-new: a tiny history bound makes a handful of extensions roll the run over.
         cpo_id = await insert_cpo(db, "RP5")
-        handle = await temporal.start_workflow(
-            CpoWorkflow.run,
-            replace(workflow_input(cpo_id, "RP5", None), max_history_events=40),
-            id=f"cpo-{cpo_id}",
-            task_queue="provisioning",
-            search_attributes=search_attributes(cpo_id),
-        )
+        handle = await start_cpo(temporal, replace(workflow_input(cpo_id, "RP5", None), max_history_events=40))
         async with stack.client() as acme:  # insert_cpo's rows belong to org "acme"
             await wait_status(acme, str(cpo_id), {"READY"})
         update = temporal.get_workflow_handle_for(CpoWorkflow.run, f"cpo-{cpo_id}")
@@ -138,13 +126,7 @@ async def _record_paths(stack: Stack, db: Database, temporal: Client) -> dict[st
     # FAILED: a non-retryable activity failure compensates (a worker with a broken routing step).
     cpo_id = await insert_cpo(db, "RP7")
     async with faulty_worker(temporal, db, "replay-faults"):
-        handle = await temporal.start_workflow(
-            CpoWorkflow.run,
-            workflow_input(cpo_id, "RP7", None),
-            id=f"cpo-{cpo_id}",
-            task_queue="replay-faults",
-            search_attributes=search_attributes(cpo_id),
-        )
+        handle = await start_cpo(temporal, workflow_input(cpo_id, "RP7", None), "replay-faults")
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     paths["failed_compensated"] = await _histories(temporal, f"cpo-{cpo_id}")

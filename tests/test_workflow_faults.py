@@ -10,7 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -26,6 +26,7 @@ from app.lifecycle.models import (
     CpoWorkflowInput,
     LocationBatch,
     WholeNetwork,
+    workflow_id,
 )
 from app.network.generator import NetworkSpec
 from app.network.legacy import legacy_shape
@@ -85,27 +86,28 @@ def workflow_input(
     )
 
 
-def search_attributes(cpo_id: int) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_ORG, "acme"),
-            SearchAttributePair(SA_TEMPLATE, "t"),
-            SearchAttributePair(SA_STATE, "PENDING"),
-            SearchAttributePair(SA_CPO_ID, cpo_id),
-        ]
+async def start_cpo(temporal: Client, inp: CpoWorkflowInput, task_queue: str = "provisioning") -> WorkflowHandle:
+    """Start the CPO workflow as the API would (its id and search attributes), without the API."""
+    return await temporal.start_workflow(
+        CpoWorkflow.run,
+        inp,
+        id=workflow_id(inp.cpo_id),
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(SA_ORG, "acme"),
+                SearchAttributePair(SA_TEMPLATE, "t"),
+                SearchAttributePair(SA_STATE, "PENDING"),
+                SearchAttributePair(SA_CPO_ID, inp.cpo_id),
+            ]
+        ),
     )
 
 
 async def test_real_time_ttl_expiry_destroys(stack: Stack, db: Database, client: httpx.AsyncClient) -> None:
     cpo_id = await insert_cpo(db, "TT1")
     temporal = await Client.connect(stack.temporal_address)
-    handle = await temporal.start_workflow(
-        CpoWorkflow.run,
-        workflow_input(cpo_id, "TT1", timedelta(seconds=3)),
-        id=f"cpo-{cpo_id}",
-        task_queue="provisioning",
-        search_attributes=search_attributes(cpo_id),
-    )
+    handle = await start_cpo(temporal, workflow_input(cpo_id, "TT1", timedelta(seconds=3)))
     await wait_status(client, str(cpo_id), {"READY"})
     assert await handle.result() == "DESTROYED"
     status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
@@ -161,13 +163,7 @@ async def test_non_retryable_failure_compensates_and_ends_failed(
     cpo_id = await insert_cpo(db, party)
     temporal = await Client.connect(stack.temporal_address)
     async with faulty_worker(temporal, db, QUEUE):
-        handle = await temporal.start_workflow(
-            CpoWorkflow.run,
-            workflow_input(cpo_id, party, None, batch_chargers=batch_chargers),
-            id=f"cpo-{cpo_id}",
-            task_queue=QUEUE,
-            search_attributes=search_attributes(cpo_id),
-        )
+        handle = await start_cpo(temporal, workflow_input(cpo_id, party, None, batch_chargers=batch_chargers), QUEUE)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         history = await handle.fetch_history()
@@ -205,13 +201,7 @@ async def test_small_network_whose_rows_differ_from_the_plan_fails_in_its_one_st
         stray = Location(cpo_id=cpo_id, id="STRAY", idx=999, name="stray", city="x", data={}, last_updated=utcnow())
         session.add(stray)
     temporal = await Client.connect(stack.temporal_address)
-    handle = await temporal.start_workflow(
-        CpoWorkflow.run,
-        workflow_input(cpo_id, "MM1", None),
-        id=f"cpo-{cpo_id}",
-        task_queue="provisioning",
-        search_attributes=search_attributes(cpo_id),
-    )
+    handle = await start_cpo(temporal, workflow_input(cpo_id, "MM1", None))
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     error = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()["error"]
