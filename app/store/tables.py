@@ -127,10 +127,21 @@ class Connector(SQLModel, table=True):
     max_amperage: int
     max_electric_power: int | None = None
     tariff_id: str | None = None
+    # The last OCPP status the charger reported for this connector (None: never reported); the
+    # EVSE's OCPI status is aggregated from its connectors' (app.network.status).
+    ocpp_status: str | None = None
     last_updated: datetime
 
 
 class Charger(SQLModel, table=True):
+    """A charger and its connection as the CSMS sees it (the connection table): which API process
+    holds its WebSocket, which socket (`connection_id`, so a replaced socket can no longer write) and
+    the highest simulator pod generation seen (a zombie pod's older generation is refused)."""
+
+    __table_args__ = (
+        Index("ix_charger_cpo_status", "cpo_id", "status"),
+        Index("ix_charger_api_instance", "api_instance"),
+    )
     cpo_id: int = Field(primary_key=True)
     identity: str = Field(primary_key=True)
     location_id: str = Field(index=True)
@@ -140,7 +151,53 @@ class Charger(SQLModel, table=True):
     ocpp_version: str
     serial_number: str
     password_hash: str
-    status: str = "OFFLINE"
+    status: str = "OFFLINE"  # ChargerState: BOOTING | ONLINE | OFFLINE | DETACHED
+    last_boot_at: datetime | None = None  # BootNotification accepted
+    last_seen_at: datetime | None = None  # any frame, or the holding API process's periodic touch
+    api_instance: str | None = None  # the API process holding the WebSocket (None: not connected)
+    connection_id: str | None = None
+    pod_generation: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class OcppLogRow(SQLModel, table=True):
+    """Each charger's OCPP frames, both directions (retention like the OCPI traffic log)."""
+
+    __tablename__ = "ocpp_log"
+    __table_args__ = (Index("ix_ocpp_log_charger", "cpo_id", "identity", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    cpo_id: int
+    identity: str
+    timestamp: datetime
+    direction: str  # "in" (charger → CSMS) | "out"
+    message_type: int  # 2 CALL, 3 CALLRESULT, 4 CALLERROR (0: unparseable)
+    message_id: str | None = None
+    action: str | None = None  # CALLs, and results matched to the CALL they answer
+    payload: str  # the raw frame text, truncated to a bound
+
+
+class OutboxRow(SQLModel, table=True):
+    """A push to one registered eMSP, written in the transaction of the change it reports and
+    delivered in order per (peer, object) by app.ocpi.outbox. Rows go once delivered or given up."""
+
+    __tablename__ = "ocpi_outbox"
+    __table_args__ = (
+        Index("ix_ocpi_outbox_object", "cpo_id", "peer_id", "object_key", "id"),
+        Index("ix_ocpi_outbox_due", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    cpo_id: int
+    peer_id: int
+    object_key: str  # e.g. "evse:LOC00001/LOC00001-C01-1": one ordered stream per object
+    module: str  # OCPI module identifier: locations | sessions | cdrs | tariffs
+    method: str  # PUT | PATCH | POST | DELETE
+    path: list[str] = Field(sa_column=Column(JSON, nullable=False))  # appended to the receiver URL
+    body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    coalescible: bool = False  # a later change to the same object may replace this body before it is sent
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    claimed_until: datetime | None = None  # a dispatcher is sending it (lease, for several API processes)
+    last_error: str | None = None
 
 
 class ChargerRoute(SQLModel, table=True):
