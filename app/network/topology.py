@@ -1,0 +1,34 @@
+"""How a charger's OCPP connectors map onto its OCPI EVSEs and connectors (one rule for everyone).
+
+The CSMS reads it from the routing rows, the simulator pods from the generated plan: both must
+number connectors the same way, or a StatusNotification lands on the wrong EVSE.
+- OCPP 2.0.1: `(evseId, connectorId)` = (the EVSE's `ocpp_evse_id`, the OCPI connector's number
+  within that EVSE).
+- OCPP 1.6 has no EVSE level: `connectorId` counts 1..n across the charger, EVSE by EVSE (in
+  `ocpp_evse_id` order), connector by connector; `ocpp_evse_id` still names the EVSE it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OcppConnector:
+    ocpp_evse_id: int
+    ocpp_connector_id: int  # 1.6: the charger-wide connectorId; 2.0.1: connectorId within the EVSE
+    evse_uid: str
+    connector_id: str  # the OCPI connector id
+
+
+def ocpp_connectors(ocpp_version: str, evses: Iterable[tuple[int, str, Sequence[str]]]) -> list[OcppConnector]:
+    """`evses`: (ocpp_evse_id, evse_uid, OCPI connector ids) of one charger, in any order."""
+    out: list[OcppConnector] = []
+    running = 0
+    for ocpp_evse_id, evse_uid, connector_ids in sorted(evses, key=lambda e: e[0]):
+        for connector_id in sorted(connector_ids, key=int):
+            running += 1
+            number = running if ocpp_version == "1.6" else int(connector_id)
+            out.append(OcppConnector(ocpp_evse_id, number, evse_uid, connector_id))
+    return out
