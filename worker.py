@@ -1,7 +1,11 @@
-"""Temporal worker process: `python worker.py` runs the CPO workflows and their activities.
+"""Temporal worker process, in one of two roles.
 
-Scale by starting more of these (about one per core); they share the `provisioning` task queue.
-At start each worker makes sure the reconciler's Schedule exists (idempotent).
+- `python worker.py` (role `provisioning`): the CPO workflows, the pod child workflows and their
+  DB activities on the `provisioning` task queue. At start it makes sure the reconciler's Schedule
+  exists (idempotent). Scale by starting more (about one per core).
+- `python worker.py --role sim`: a sim worker, hosting charger pods (task queue `charger-runtime`):
+  each pod runs the OCPP simulators of ~500 chargers that connect to the CSMS at CPOLAB_CSMS_URL.
+  It needs no database. Kill one and its pods move to another within the heartbeat timeout.
 
 SIGTERM / SIGINT: the worker stops polling, lets running activities finish for up to
 CPOLAB_WORKER_SHUTDOWN_GRACE seconds, then cancels them (Temporal retries them on another worker)
@@ -28,16 +32,19 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
-from activities import pods
+from activities.charger_pods import PodActivities
+from activities.charger_runtime import ChargerRuntime
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
 from app.lifecycle import temporal_client
 from app.lifecycle.models import RECONCILER_SCHEDULE_ID, ReconcileInput
+from app.lifecycle.pods import CHARGER_RUNTIME_QUEUE
 from app.observability.logging import configure_logging
 from app.observability.temporal import LogContextInterceptor, metrics_runtime
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
+from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
@@ -56,11 +63,12 @@ def make_worker(
     max_concurrent_workflow_tasks: int = 100,
 ) -> Worker:
     acts = ProvisioningActivities(db, charger_key)
+    pods = PodActivities(db, client)
     reconcile = ReconcileActivities(db, client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CpoWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow],
+        workflows=[CpoWorkflow, ChargerPodWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow],
         activities=[
             acts.record_status,
             acts.create_network,
@@ -69,7 +77,8 @@ def make_worker(
             acts.provision_network,
             acts.teardown_network,
             acts.count_network,
-            pods.start_charger_pods,
+            pods.plan_pod,
+            pods.await_chargers_online,
             pods.stop_charger_pods,
             reconcile.reconcile,
         ],
@@ -78,6 +87,44 @@ def make_worker(
         graceful_shutdown_timeout=timedelta(seconds=shutdown_grace),
         interceptors=[LogContextInterceptor()],
     )
+
+
+def make_sim_worker(
+    client: Client, charger_key: bytes, csms_url: str, shutdown_grace: float = 10.0, *, max_pods: int = 40
+) -> Worker:
+    runtime = ChargerRuntime(charger_key, csms_url)
+    return Worker(
+        client,
+        task_queue=CHARGER_RUNTIME_QUEUE,
+        activities=[runtime.run_charger_pod],
+        max_concurrent_activities=max_pods,
+        # A pod runs until cancelled: on shutdown its chargers disconnect at once and Temporal
+        # retries the pod on another sim worker (there is nothing to drain).
+        graceful_shutdown_timeout=timedelta(seconds=min(shutdown_grace, 2.0)),
+        interceptors=[LogContextInterceptor()],
+    )
+
+
+async def run_sim_worker(stop: asyncio.Event) -> None:
+    settings = get_settings()
+    client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
+    worker = make_sim_worker(
+        client,
+        settings.charger_key(),
+        settings.csms_base_url(),
+        settings.worker_shutdown_grace,
+        max_pods=settings.sim_max_pods,
+    )
+    async with worker:
+        log.info(
+            "sim worker polling %r on %s, chargers connect to %s",
+            CHARGER_RUNTIME_QUEUE,
+            settings.temporal_address,
+            settings.csms_base_url(),
+        )
+        await stop.wait()
+        log.info("sim worker stopping: its pods move to another sim worker")
+    log.info("sim worker stopped")
 
 
 async def ensure_reconciler_schedule(client: Client, settings: Settings) -> None:
@@ -129,6 +176,12 @@ async def run_worker(stop: asyncio.Event) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="cpolab Temporal worker")
     parser.add_argument("--log-level", default=None, help="overrides CPOLAB_LOG_LEVEL")
+    parser.add_argument(
+        "--role",
+        choices=("provisioning", "sim"),
+        default="provisioning",
+        help="provisioning: CPO workflows and DB activities; sim: charger pods (OCPP simulators)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     try:
@@ -143,7 +196,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(stop)
+        await (run_sim_worker(stop) if args.role == "sim" else run_worker(stop))
 
     asyncio.run(_main())
 

@@ -43,6 +43,16 @@ CPO_GONE = "CpoGone"
 NETWORK_MISMATCH = "NetworkMismatch"
 
 
+async def load_blueprint(db: Database, cpo_id: int, spec: NetworkSpec) -> Blueprint:
+    """The snapshot stored at create; rows from before blueprints existed fall back to the catalog.
+    Read in its own short session, so generating the plan never runs inside a write transaction."""
+    async with db.session() as session:
+        row = await session.get(CpoBlueprint, cpo_id)
+    if row is None:
+        return legacy_blueprint(spec)
+    return Blueprint.model_validate(row.data)
+
+
 class ProvisioningActivities:
     def __init__(self, db: Database, charger_key: bytes) -> None:
         self.db = db
@@ -51,13 +61,7 @@ class ProvisioningActivities:
         self.charger_key = charger_key
 
     async def _blueprint(self, cpo_id: int, spec: NetworkSpec) -> Blueprint:
-        """The snapshot stored at create; rows from before blueprints existed fall back to the catalog.
-        Read in its own short session, so generating the plan never runs inside a write transaction."""
-        async with self.db.session() as session:
-            row = await session.get(CpoBlueprint, cpo_id)
-        if row is None:
-            return legacy_blueprint(spec)
-        return Blueprint.model_validate(row.data)
+        return await load_blueprint(self.db, cpo_id, spec)
 
     async def _require_cpo(self, session: Any, cpo_id: int, *, live: bool = True) -> Cpo:
         if live:

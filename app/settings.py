@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(20, gt=0)
     worker_max_concurrent_workflow_tasks: int = Field(100, gt=0)
 
+    # ---- charger simulators (sim workers: `worker.py --role sim`) ----
+    # Where the pods' chargers connect: the CSMS WebSocket base of the API (or its load balancer),
+    # `ws(s)://host:port/ocpp`. Empty: ws://127.0.0.1:{api_port}/ocpp (one machine, `make run`).
+    csms_url: str = ""
+    # Pods one sim worker hosts at once (each is one activity slot of about 500 chargers).
+    sim_max_pods: int = Field(40, gt=0)
+
     # ---- `make run` only ----
     api_port: int = 8000
     ui_port: int = 8233
@@ -115,6 +122,9 @@ class Settings(BaseSettings):
             )
         if len(self.jwt_secret) < MIN_SECRET_LENGTH and not self.dev_mode:
             raise ConfigurationError(f"CPOLAB_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters long")
+
+    def csms_base_url(self) -> str:
+        return self.csms_url or f"ws://127.0.0.1:{self.api_port}/ocpp"
 
     def charger_key(self) -> bytes:
         """Key of the charger passwords: its own setting, else a subkey of the JWT secret."""

@@ -57,6 +57,7 @@ class Stack:
         self.temporal: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.sim_workers: list[subprocess.Popen[bytes]] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -67,6 +68,7 @@ class Stack:
             "CPOLAB_JWT_SECRET": SECRET,
             # eMSP peers of the tests listen on loopback.
             "CPOLAB_EGRESS_ALLOW_LOOPBACK": "1",
+            "CPOLAB_CSMS_URL": f"ws://127.0.0.1:{self.api_port}/ocpp",
             "PYTHONPATH": str(ROOT),
         }
 
@@ -98,6 +100,12 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def start_sim_worker(self) -> subprocess.Popen[bytes]:
+        name = f"sim-worker-{len(self.sim_workers)}"
+        proc = self._spawn(name, [sys.executable, "worker.py", "--role", "sim", "--log-level", "WARNING"])
+        self.sim_workers.append(proc)
+        return proc
+
     def kill_workers(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:
@@ -118,14 +126,16 @@ class Stack:
             self._migrated = True
         await self.start_temporal()
         self.start_worker()
+        self.start_sim_worker()
         await self.start_api()
         return self
 
     def stop(self) -> None:
-        for proc in [self.api, *self.workers, self.temporal]:
+        procs = [*self.sim_workers, self.api, *self.workers, self.temporal]
+        for proc in procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in [self.api, *self.workers, self.temporal]:
+        for proc in procs:
             if proc is not None:
                 try:
                     proc.wait(timeout=15)

@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities import pods
+from activities.charger_pods import PodActivities
 from activities.provisioning import ProvisioningActivities
 from app.lifecycle.models import (
     SA_CPO_ID,
@@ -136,6 +136,7 @@ async def broken_network(req: WholeNetwork) -> BatchResult:
 def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
     """A worker whose routing step fails for good: provisioning must compensate and end FAILED."""
     acts = ProvisioningActivities(db, TEST_CHARGER_KEY)
+    pods = PodActivities(db, temporal)
     return Worker(
         temporal,
         task_queue=queue,
@@ -148,7 +149,6 @@ def faulty_worker(temporal: Client, db: Database, queue: str) -> Worker:
             broken_network,
             acts.teardown_network,
             acts.count_network,
-            pods.start_charger_pods,
             pods.stop_charger_pods,
         ],
     )

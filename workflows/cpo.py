@@ -25,7 +25,7 @@ from workflows.bookkeeping import Bookkeeping
 from workflows.teardown import WRITE_TIMEOUTS, run_teardown
 
 with workflow.unsafe.imports_passed_through():
-    from activities import pods
+    from activities.charger_pods import PodActivities
     from activities.provisioning import CPO_GONE, CPO_MISSING, NETWORK_MISMATCH, ProvisioningActivities
     from app.lifecycle.models import (
         STEPS,
@@ -43,8 +43,10 @@ with workflow.unsafe.imports_passed_through():
         Step,
         WholeNetwork,
     )
+    from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, online_timeout, pod_ranges, pod_workflow_id
     from app.network.generator import NetworkShape, NetworkSpec
     from app.network.legacy import legacy_shape
+    from workflows.charger_pod import ChargerPodWorkflow
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
 # broken CPO ends FAILED within minutes instead of hanging; a missing CPO row is final.
@@ -59,6 +61,10 @@ MAX_PARALLEL_BATCHES = 4
 # A network that fits one batch is written by one activity (`_provision_in_one_activity`); runs
 # started before keep their five steps and per-step records.
 PATCH_ONE_ACTIVITY = "small-network-in-one-activity"
+# Live chargers: pods as child workflows and READY only once every charger is online. Runs started
+# before called a no-op `start_charger_pods` activity (kept by name for their replay).
+PATCH_LIVE_CHARGERS = "live-chargers"
+CHARGERS_OFFLINE = "ChargersOffline"
 T = TypeVar("T")
 
 
@@ -188,26 +194,79 @@ class CpoWorkflow(Bookkeeping):
         else:
             await self._provision_in_batches()
 
-        online = await self._step(
-            Step.START_CHARGER_PODS,
-            workflow.execute_activity(
-                pods.start_charger_pods,
-                NetworkRequest(self.inp.cpo_id, self.inp.spec),
-                start_to_close_timeout=timedelta(minutes=5),
-                # A worker killed while holding the task must not stall the CPO for the whole 5 min.
-                heartbeat_timeout=WRITE_TIMEOUTS["heartbeat_timeout"],
-                retry_policy=WRITE_RETRY,
-                summary="charger pods",
-            ),
-            # The READY record right after carries the same progress: one row write, not two.
-            record=not workflow.patched(PATCH_ONE_ACTIVITY),
-        )
+        if workflow.patched(PATCH_LIVE_CHARGERS):
+            await self._step(Step.START_CHARGER_PODS, self._start_pods(), record=False)
+            await self._step(Step.WAIT_CHARGERS_ONLINE, self._wait_until_online(), record=False)
+        else:
+            await self._start_no_pods()
         assert self.progress is not None
-        self.progress.chargers_online = online
         self.progress.current_step = None
 
         self.provisioned_at = workflow.now()
         await self._transition(CpoStatus.READY, provisioned=True)
+
+    async def _start_pods(self) -> None:
+        """One child workflow per pod, abandoned on close: they outlive this run's continue-as-new,
+        and teardown stops them by id (stop_charger_pods)."""
+        shape = self.shape
+        await asyncio.gather(
+            *[
+                workflow.start_child_workflow(
+                    ChargerPodWorkflow.run,
+                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop),
+                    id=pod_workflow_id(self.inp.cpo_id, n),
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    static_summary=f"locations [{start}, {stop})",
+                )
+                for n, (start, stop) in enumerate(pod_ranges(shape.locations, shape.chargers_per_location))
+            ]
+        )
+
+    async def _wait_until_online(self) -> None:
+        """READY means online: every charger booted against the CSMS (as the CSMS records it).
+        `progress.chargers_online` counts up meanwhile; a charger that cannot come online within the
+        bound fails the CPO at this step with the identities that are missing."""
+        assert self.progress is not None
+        total = self.shape.chargers
+        timeout = self.inp.online_timeout_seconds or online_timeout(total)
+        deadline = workflow.now() + timedelta(seconds=timeout)
+        while self.progress.chargers_online < total:
+            remaining = (deadline - workflow.now()).total_seconds()
+            got: OnlineCount = await self._write(
+                PodActivities.await_chargers_online,
+                OnlineWait(self.inp.cpo_id, total, self.progress.chargers_online, max(0.0, min(10.0, remaining))),
+                "chargers online",
+            )
+            self.progress.chargers_online = got.online
+            self._publish()
+            if self.destroy_requested:
+                raise _DestroyRequested
+            if got.online < total and workflow.now() >= deadline:
+                missing = ", ".join(got.not_online_sample)
+                raise ApplicationError(
+                    f"{total - got.online} of {total} chargers did not come online within {timeout} s"
+                    f" (not online: {missing}{', …' if total - got.online > len(got.not_online_sample) else ''})",
+                    type=CHARGERS_OFFLINE,
+                    non_retryable=True,
+                )
+
+    async def _start_no_pods(self) -> None:
+        """Replay of runs from before live chargers: a no-op activity that reported 0 online."""
+        online = await self._step(
+            Step.START_CHARGER_PODS,
+            workflow.execute_activity(
+                "start_charger_pods",
+                NetworkRequest(self.inp.cpo_id, self.inp.spec),
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=WRITE_TIMEOUTS["heartbeat_timeout"],
+                retry_policy=WRITE_RETRY,
+                summary="charger pods",
+                result_type=int,
+            ),
+            record=not workflow.patched(PATCH_ONE_ACTIVITY),
+        )
+        assert self.progress is not None
+        self.progress.chargers_online = online
 
     def _fits_one_batch(self) -> bool:
         return self.shape.locations <= self._locations_per_batch()

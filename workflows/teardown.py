@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import pods
+    from activities.charger_pods import PodActivities
     from activities.provisioning import CPO_MISSING, ProvisioningActivities
     from app.lifecycle.models import CpoStatus, StatusRecord, TeardownInput
 
@@ -34,9 +34,9 @@ WRITE_TIMEOUTS = {
 
 
 async def run_teardown(cpo_id: int) -> None:
-    """Stop the charger pods, then delete everything the CPO owns (network, tokens, party)."""
-    await workflow.execute_activity(
-        pods.stop_charger_pods,
+    """Stop the charger pods (their chargers disconnect), then delete everything the CPO owns."""
+    await workflow.execute_activity_method(
+        PodActivities.stop_charger_pods,
         cpo_id,
         start_to_close_timeout=timedelta(minutes=2),
         # A worker killed while holding the task must not stall the teardown for the whole 2 min.

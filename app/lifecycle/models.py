@@ -66,6 +66,7 @@ class Step(StrEnum):
     CREATE_LOCATIONS = "create_locations"
     REGISTER_ROUTING = "register_routing"
     START_CHARGER_PODS = "start_charger_pods"
+    WAIT_CHARGERS_ONLINE = "wait_chargers_online"
 
 
 STEPS: tuple[Step, ...] = tuple(Step)
@@ -130,6 +131,9 @@ class CpoWorkflowInput:
     resume: Resume | None = None
     # Continue-as-new once the history has this many events (or the server suggests it).
     max_history_events: int = 2000
+    # How long every charger may take to come online before the CPO fails (None: by size,
+    # app.lifecycle.pods.online_timeout).
+    online_timeout_seconds: int | None = None
 
 
 @dataclass

@@ -348,6 +348,8 @@ def main() -> None:
         # bench/bench_create.py: 20 creates/s need the second one on a 2-core box.
         worker_cmd = [sys.executable, str(ROOT / "worker.py"), "--log-level", "WARNING"]
         pool += [Supervised(f"worker {i + 1}", worker_cmd, env) for i in range(workers)]
+        # The charger pods: every charger of every CPO is an OCPP simulator hosted here.
+        pool.append(Supervised("sim worker", [*worker_cmd, "--role", "sim"], env))
         core.append(subprocess.Popen(uvicorn_command(api_port), env=env, start_new_session=True))
         _wait_for_api(f"http://127.0.0.1:{api_port}/healthz", core[-1])
         token = mint_token(env["CPOLAB_JWT_SECRET"], org="dev", sub="dev", ttl_seconds=DEV_TOKEN_TTL)
@@ -356,7 +358,8 @@ def main() -> None:
 cpolab is up.
   API:          http://127.0.0.1:{api_port}   (docs: http://127.0.0.1:{api_port}/docs)
   Temporal UI:  http://127.0.0.1:{ui_port}   (server log: {temporal_log})
-  Workers:      {workers} (CPOLAB_WORKERS), restarted with backoff if one crashes
+  Workers:      {workers} (CPOLAB_WORKERS) + 1 sim worker (charger pods), restarted if one crashes
+  CSMS:         ws://127.0.0.1:{api_port}/ocpp/{{cpo_id}}/{{identity}}   (OCPP 1.6J / 2.0.1)
   JWT secret:   {secret_note}
   Dev token (org "dev", 30 days):
     export CPOLAB_TOKEN={token}

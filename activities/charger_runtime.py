@@ -1,0 +1,65 @@
+"""A charger pod: one long-running activity on a sim worker (task queue `charger-runtime`) that runs
+the OCPP simulators of its chargers until cancelled.
+
+Liveness is the heartbeat: a sim worker killed with SIGKILL stops beating, the heartbeat timeout
+fires and Temporal retries the pod on another sim worker, whose chargers reconnect. Each attempt
+connects with a higher generation (the attempt's scheduled time), so the CSMS refuses a zombie
+attempt that is still running somewhere. Passwords are derived here from the server key, never
+carried in the activity input (inputs are readable in the Web UI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+from temporalio import activity
+
+from app.lifecycle.pods import GENERATION_HEADER, PodRun, SimChargerSpec
+from app.security.passwords import charger_password
+from app.sim.pod import ChargerConfig, Pod, SimEvse
+
+HEARTBEAT_S = 2.0
+
+
+def generation() -> int:
+    """Milliseconds of this attempt's scheduled time: every retry of a pod is scheduled after the
+    attempt it replaces, so a newer attempt always carries the higher number."""
+    return int(activity.info().current_attempt_scheduled_time.timestamp() * 1000)
+
+
+class ChargerRuntime:
+    def __init__(self, charger_key: bytes, csms_url: str) -> None:
+        self.charger_key = charger_key
+        self.csms_url = csms_url.rstrip("/")
+
+    def _config(self, run: PodRun, charger: SimChargerSpec, gen: int) -> ChargerConfig:
+        return ChargerConfig(
+            identity=charger.identity,
+            password=charger_password(self.charger_key, run.cpo_id, charger.identity),
+            ocpp_version=charger.ocpp_version,
+            vendor=charger.vendor,
+            model=charger.model,
+            serial_number=charger.serial_number,
+            firmware_version=charger.firmware_version,
+            evses=tuple(SimEvse(e.evse_id, e.connectors) for e in charger.evses),
+            csms_url=f"{self.csms_url}/{run.cpo_id}",
+            headers=((GENERATION_HEADER, str(gen)),),
+        )
+
+    @activity.defn
+    async def run_charger_pod(self, run: PodRun) -> None:
+        """Runs until cancelled (teardown); returns only if the pod itself ends."""
+        gen = generation()
+        pod = Pod([self._config(run, c, gen) for c in run.chargers], seed=run.cpo_id * 10_000 + run.index)
+        task = asyncio.create_task(pod.run())
+        try:
+            while not task.done():
+                activity.heartbeat(pod.stats())
+                await asyncio.wait({task}, timeout=HEARTBEAT_S)
+            task.result()
+        finally:
+            if not task.done():  # cancelled (teardown, worker shutdown): every charger disconnects first
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task

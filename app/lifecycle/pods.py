@@ -1,0 +1,91 @@
+"""Payloads of the charger pods: the durable "container tasks" that host a CPO's OCPP simulators.
+
+A CPO's chargers are split into pods of about POD_CHARGERS chargers (by whole locations). Each pod
+is a child workflow (`cpo-{id}-pod-{n}`, so the CPO workflow can continue-as-new under it) running
+one long, heartbeating activity on the `charger-runtime` task queue: a sim worker hosts it, and
+when that worker dies the heartbeat timeout hands the pod to another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.network.generator import NetworkSpec
+
+CHARGER_RUNTIME_QUEUE = "charger-runtime"
+# Chargers per pod: one activity slot of a sim worker each, so 10,000 chargers are 20 pods.
+# bench/bench_sim.py measured the cost per idle charger flat from 100 to 10,000 per process, so the
+# size only trades failover granularity (a retried pod reconnects all of its chargers at once)
+# against pod count (child workflows and activity slots).
+POD_CHARGERS = 500
+# The upgrade header that carries a pod's generation: the CSMS refuses a lower one than it has seen.
+GENERATION_HEADER = "X-Cpolab-Pod-Generation"
+
+
+def pod_workflow_id(cpo_id: int, index: int) -> str:
+    return f"cpo-{cpo_id}-pod-{index}"
+
+
+def online_timeout(chargers: int) -> int:
+    """Seconds every charger of a CPO may take to boot: a minute, plus one per hundred chargers
+    (stress-10k comes online in well under a minute on a 2-core box; this leaves room for a loaded one)."""
+    return 60 + chargers // 100
+
+
+def pod_ranges(locations: int, chargers_per_location: int, pod_chargers: int = POD_CHARGERS) -> list[tuple[int, int]]:
+    """Whole locations per pod, about `pod_chargers` chargers each."""
+    per_pod = max(1, pod_chargers // max(1, chargers_per_location))
+    return [(start, min(start + per_pod, locations)) for start in range(0, locations, per_pod)]
+
+
+@dataclass
+class PodInput:
+    """One pod: locations [location_start, location_stop) of the CPO's network."""
+
+    cpo_id: int
+    spec: NetworkSpec
+    index: int
+    location_start: int
+    location_stop: int
+
+
+@dataclass
+class SimEvseSpec:
+    evse_id: int
+    connectors: int
+
+
+@dataclass
+class SimChargerSpec:
+    """What a simulated charger needs to know of itself (its password is derived inside the pod)."""
+
+    identity: str
+    ocpp_version: str
+    vendor: str
+    model: str
+    serial_number: str
+    firmware_version: str
+    evses: list[SimEvseSpec]
+
+
+@dataclass
+class PodRun:
+    cpo_id: int
+    index: int
+    chargers: list[SimChargerSpec]
+
+
+@dataclass
+class OnlineWait:
+    """Wait (bounded) until the CPO's online count differs from `seen` or reaches `total`."""
+
+    cpo_id: int
+    total: int
+    seen: int
+    max_wait_seconds: float = 10.0
+
+
+@dataclass
+class OnlineCount:
+    online: int
+    not_online_sample: list[str]  # a few identities still not online (for the error message)
