@@ -11,13 +11,13 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.worker import Worker
 
 from activities.charger_pods import PodActivities
@@ -64,7 +64,7 @@ def charger_states(stack: Stack, cpo_id: int) -> dict[str, tuple[str, object]]:
     return {str(r[0]): (str(r[1]), r[2]) for r in rows}
 
 
-async def wait_for(what: str, check, timeout: float) -> float:  # noqa: ANN001 — a predicate
+async def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout:
@@ -187,7 +187,7 @@ async def test_chargers_that_cannot_come_online_fail_the_cpo_at_their_step(
         inp.online_timeout_seconds = 6
         handle = await start_cpo(temporal, inp, queue)
         body = await wait_status(client, cpo_id, {"FAILED"}, timeout=60)
-        with pytest.raises(Exception):  # noqa: B017, PT011 — the workflow fails; its error is read below
+        with pytest.raises(WorkflowFailureError):
             await handle.result()
     error = body["error"]
     assert error["step"] == "wait_chargers_online", error
