@@ -147,6 +147,7 @@ class CpuMeter:
         self.procs = procs or {
             "temporal": stack.temporal,
             **{f"worker {i + 1}": w for i, w in enumerate(stack.workers)},
+            **{f"sim worker {i + 1}": w for i, w in enumerate(stack.sim_workers)},
             "api": stack.api,
         }
         self.t0 = time.perf_counter()
