@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import subprocess
@@ -26,8 +27,11 @@ from app.network.blueprint import (
 )
 from app.network.catalog import Catalog, load_catalog
 from app.network.generator import NetworkSpec, generate_locations, network_json, network_shape
+from tests.test_generator import GOLDEN, GOLDEN_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
+# Blueprints exactly as CPOs created before generator version 2 stored them (cpo_blueprint.data).
+STORED = Path(__file__).parent / "stored_blueprints"
 SLUGS = [t.slug for t in catalog.list_templates()]
 BUMP_HINT = "bump `version` and run `python -m app.network.blueprint --lock`"
 
@@ -139,6 +143,36 @@ def test_overrides_are_validated_against_the_blueprint_caps():
     assert catalog.validate_overrides(bp.template, {"locations": 100}) == []
     ((key, message),) = catalog.validate_overrides(bp.template, {"locations": 101})
     assert key == "locations" and "between 1 and 100 for template small-urban-ac" in message
+
+
+@pytest.mark.parametrize("path", sorted(STORED.glob("*.json")), ids=lambda p: p.stem)
+def test_blueprints_stored_before_generator_2_load_and_regenerate_their_network(path: Path):
+    stored = path.read_text().strip()
+    bp = Blueprint.model_validate_json(stored)
+    assert bp.model_dump_json() == stored
+    fields = GOLDEN_SPECS[bp.template.slug]
+    assert (fields["template"], fields["country_code"]) == (bp.template.slug, bp.country.code)
+    digests = {v: d for t, v, d in GOLDEN if t == bp.template.slug}
+    # Their specs name no generator version (or version 1): they regenerate exactly as they were made.
+    for spec in (NetworkSpec(**fields), NetworkSpec(**fields, generator_version=1)):
+        assert hashlib.sha256(network_json(spec, bp)).hexdigest() == digests[1]
+    # The same snapshot feeds version 2 (a catalog model reads the same in both).
+    assert hashlib.sha256(network_json(NetworkSpec(**fields, generator_version=2), bp)).hexdigest() == digests[2]
+
+
+def test_a_blueprint_with_a_mixed_ac_dc_model_round_trips():
+    triple = catalog.get_charger_model("abb-terra-54-cjg")
+    assert triple is not None
+    data = json.loads(_resolved("highway-dc", "FR").model_dump_json())
+    data["template"]["charger_mix"][0]["model"] = triple.model_dump(mode="json")
+    with pytest.raises(ValidationError, match="power_types"):  # the AC output must be declared and priced
+        Blueprint.model_validate(data)
+    data["template"]["power_types"] = ["AC_3_PHASE", "DC"]
+    with pytest.raises(ValidationError, match="one per power class"):
+        Blueprint.model_validate(data)
+    data["template"]["tariffs"] = [catalog.CATALOG.tariffs[c].model_dump(mode="json") for c in ("AC", "DC")]
+    bp = Blueprint.model_validate(data)
+    assert Blueprint.model_validate_json(bp.model_dump_json()) == bp
 
 
 # ---- catalog edits do not reach existing CPOs ----------------------------------------------------

@@ -191,3 +191,69 @@ def test_inconsistent_data_fails_loudly(mutate):
     mutate(templates, chargers)
     with pytest.raises(CatalogError):
         load_catalog(templates, chargers, streets)
+
+
+# ---- charger models: outputs match the hardware ---------------------------------------------------
+
+
+def _outputs(model_id: str) -> list[list[tuple[str, str, str]]]:
+    model = catalog.get_charger_model(model_id)
+    assert model is not None, model_id
+    assert model.outputs == model.evses  # `evses` is the stored name of the outputs
+    return [[(c.standard, c.format, c.power_type) for c in output] for output in model.outputs]
+
+
+CCS_CABLE = ("IEC_62196_T2_COMBO", "CABLE", "DC")
+CHADEMO_CABLE = ("CHADEMO", "CABLE", "DC")
+T2_SOCKET = ("IEC_62196_T2", "SOCKET", "AC_3_PHASE")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "outputs"),
+    [
+        # One power stage, two cables used one at a time: one output.
+        ("abb-terra-54", [[CCS_CABLE, CHADEMO_CABLE]]),
+        ("tritium-rtm75", [[CCS_CABLE, CHADEMO_CABLE]]),
+        # Triple charger: the DC cables share one output; the AC cable charges another car at the same time.
+        ("abb-terra-54-cjg", [[CCS_CABLE, CHADEMO_CABLE], [("IEC_62196_T2", "CABLE", "AC_3_PHASE")]]),
+        # Dual-outlet AC: two outputs.
+        ("alfen-eve-double-pro-line", [[T2_SOCKET], [T2_SOCKET]]),
+        ("alfen-eve-single-pro-line", [[T2_SOCKET]]),
+        ("abb-terra-184", [[CCS_CABLE], [CCS_CABLE, CHADEMO_CABLE]]),
+    ],
+)
+def test_catalog_models_have_the_hardware_outputs(model_id: str, outputs: list):
+    assert _outputs(model_id) == outputs
+
+
+def test_a_model_may_add_an_ac_output_to_a_dc_unit():
+    cjg = catalog.get_charger_model("abb-terra-54-cjg")
+    assert cjg is not None and cjg.power_type == "DC"  # the headline (first) output's type
+    # The unit's rating covers both outputs charging at once.
+    assert cjg.max_power_w >= sum(max(c.max_electric_power for c in output) for output in cjg.outputs)
+
+
+def _model_doc(chargers: Any, model_id: str) -> dict[str, Any]:
+    return next(m for m in chargers["models"] if m["id"] == model_id)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "mutate", "needle"),
+    [
+        ("abb-terra-54", lambda m: m["evses"].append([]), "output 2 needs at least one connector"),
+        ("abb-terra-54", lambda m: m.update(evses=[]), "evses"),
+        (
+            "abb-terra-54-cjg",
+            lambda m: m["evses"][0].append(copy.deepcopy(m["evses"][1][0])),  # an AC cable on the DC stage
+            "the connectors of output 1 mix power types",
+        ),
+        ("abb-terra-54-cjg", lambda m: m.update(power_type="AC_3_PHASE"), "is not its first output's"),
+        ("abb-terra-54-cjg", lambda m: m["evses"].reverse(), "is not its first output's"),
+        ("abb-terra-54", lambda m: m.update(max_power_w=40000), "exceeds the model's max_power_w"),
+    ],
+)
+def test_inconsistent_outputs_fail_loudly(model_id: str, mutate, needle: str):
+    templates, chargers, streets = _docs()
+    mutate(_model_doc(chargers, model_id))
+    with pytest.raises(CatalogError, match=needle):
+        load_catalog(templates, chargers, streets)

@@ -1,4 +1,6 @@
-"""The pure network generator: determinism, shape, ids, OCPI formats and geography."""
+"""The pure network generator: determinism, shape, ids, OCPI formats and geography, per generator version.
+
+EVSE topology per charger model and the OCPP connector numbering are in test_topology.py."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from app.network import catalog
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.generator import (
     GENERATOR_VERSION,
+    SUPPORTED_GENERATOR_VERSIONS,
     LocationPlan,
     NetworkSpec,
     charger_identity_slug,
@@ -38,11 +41,13 @@ LAT_RE = re.compile(r"-?[0-9]{1,2}\.[0-9]{5,7}")
 LON_RE = re.compile(r"-?[0-9]{1,3}\.[0-9]{5,7}")
 EVSE_ID_RE = re.compile(r"([A-Z]{2}\*?[A-Z0-9]{3}\*?E[A-Z0-9\*]{1,30})")
 IDENTITY_RE = re.compile(r"[a-z0-9-]{1,48}")
+VERSIONS = sorted(SUPPORTED_GENERATOR_VERSIONS)
 
 
 def spec(template: str = "small-urban-ac", **kw) -> NetworkSpec:
+    """A spec of the version new CPOs get, unless `generator_version` says otherwise."""
     base = {"seed": 42, "country_code": "FR", "party_id": "ABC", "name_prefix": "alice"}
-    return NetworkSpec(template=template, **{**base, **kw})
+    return NetworkSpec(template=template, **{"generator_version": GENERATOR_VERSION, **base, **kw})
 
 
 @cache
@@ -77,42 +82,62 @@ CROSS_PROCESS_SPEC = {
 }
 
 
-# sha256 of network_json on the commit before blueprints (d915d61), with the charger passwords (then
-# generated from public inputs, now HMACs computed outside the generator) removed from the JSON.
+GOLDEN_SPECS = {
+    "city-mixed-large": CROSS_PROCESS_SPEC,
+    "mixed-depot": {"template": "mixed-depot", "seed": 7, "country_code": "GB", "party_id": "M1X"}
+    | {"name_prefix": "depot", "locations": 3, "chargers_per_location": 9},
+    "small-urban-ac": {"template": "small-urban-ac", "seed": 1, "country_code": "JP", "party_id": "J01"}
+    | {"name_prefix": "東京 cars"},
+    "highway-dc": {
+        "template": "highway-dc",
+        "seed": 99,
+        "country_code": "US",
+        "party_id": "HWY",
+        "name_prefix": "Route 66",
+    },
+}
+# sha256 of network_json per (template, generator version). Version 1: the digests of the commit before
+# blueprints (d915d61) with the charger passwords (then generated from public inputs, now HMACs computed
+# outside the generator) removed from the JSON; they must never change. Version 2 differs only where a
+# 1.6 charger has an output with several connectors (city-mixed-large: Terra 54; highway-dc: Terra 184).
 GOLDEN = [
-    (CROSS_PROCESS_SPEC, "953c74ff9247d8d9779fab7b434f46d687cbc02c3c156ec60f56dffae7bcc850"),
-    (
-        {"template": "mixed-depot", "seed": 7, "country_code": "GB", "party_id": "M1X", "name_prefix": "depot"}
-        | {"locations": 3, "chargers_per_location": 9},
-        "ecf9916a148624b500623a6a0dece0fd4d6f3c3e03fdff484a021c10ffe8e416",
-    ),
-    (
-        {"template": "small-urban-ac", "seed": 1, "country_code": "JP", "party_id": "J01", "name_prefix": "東京 cars"},
-        "a4919e9d5a59e3c4b4e8606a3378ba81c0cfd37192627d9bd1d75536974854d1",
-    ),
-    (
-        {"template": "highway-dc", "seed": 99, "country_code": "US", "party_id": "HWY", "name_prefix": "Route 66"},
-        "cd51382e3cbfebfe705632aeee9ba32911c1c05ab1808ac3ba3cae080f7f0041",
-    ),
+    ("city-mixed-large", 1, "953c74ff9247d8d9779fab7b434f46d687cbc02c3c156ec60f56dffae7bcc850"),
+    ("mixed-depot", 1, "ecf9916a148624b500623a6a0dece0fd4d6f3c3e03fdff484a021c10ffe8e416"),
+    ("small-urban-ac", 1, "a4919e9d5a59e3c4b4e8606a3378ba81c0cfd37192627d9bd1d75536974854d1"),
+    ("highway-dc", 1, "cd51382e3cbfebfe705632aeee9ba32911c1c05ab1808ac3ba3cae080f7f0041"),
+    ("city-mixed-large", 2, "68e6af12f141ba694eb6ffd6da24e1972cb5da98e32ec9c30adea02cfe8dee56"),
+    ("mixed-depot", 2, "ecf9916a148624b500623a6a0dece0fd4d6f3c3e03fdff484a021c10ffe8e416"),
+    ("small-urban-ac", 2, "a4919e9d5a59e3c4b4e8606a3378ba81c0cfd37192627d9bd1d75536974854d1"),
+    ("highway-dc", 2, "29ce137805f5c503b440207624e061fd4ef28c325a0833ec876773ccefb3222f"),
 ]
 
 
-@pytest.mark.parametrize(("fields", "digest"), GOLDEN, ids=[f["template"] for f, _ in GOLDEN])
-def test_output_equals_pre_blueprint_generator_minus_passwords(fields: dict, digest: str):
-    raw = json_of(NetworkSpec(**fields))
+@pytest.mark.parametrize(("template", "version", "digest"), GOLDEN, ids=[f"{t}-v{v}" for t, v, _ in GOLDEN])
+def test_output_is_pinned_per_generator_version(template: str, version: int, digest: str):
+    raw = json_of(NetworkSpec(**GOLDEN_SPECS[template], generator_version=version))
     assert hashlib.sha256(raw).hexdigest() == digest
     assert b"password" not in raw
 
 
-def test_network_json_identical_across_processes():
+@pytest.mark.parametrize("template", GOLDEN_SPECS)
+def test_a_spec_without_a_version_is_generated_by_version_1(template: str):
+    # Workflow inputs stored before the field existed deserialise without it: those CPOs are version 1.
+    unversioned = NetworkSpec(**GOLDEN_SPECS[template])
+    assert unversioned.generator_version == 1
+    assert json_of(unversioned) == json_of(NetworkSpec(**GOLDEN_SPECS[template], generator_version=1))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_json_identical_across_processes(version: int):
     # The child gets the blueprint as stored JSON (what a workflow carries), not the live catalog.
-    s = NetworkSpec(**CROSS_PROCESS_SPEC)
+    fields = {**CROSS_PROCESS_SPEC, "generator_version": version}
+    s = NetworkSpec(**fields)
     expected = hashlib.sha256(json_of(s)).hexdigest()
     code = (
         "import hashlib, sys; from app.network.blueprint import Blueprint; "
         "from app.network.generator import NetworkSpec, network_json; "
         "bp = Blueprint.model_validate_json(sys.stdin.read()); "
-        f"print(hashlib.sha256(network_json(NetworkSpec(**{CROSS_PROCESS_SPEC!r}), bp)).hexdigest())"
+        f"print(hashlib.sha256(network_json(NetworkSpec(**{fields!r}), bp)).hexdigest())"
     )
     for hash_seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
@@ -181,8 +206,9 @@ def test_network_shape_does_not_load_geonames():
         ("stress-10k", 2, None),
     ],
 )
-def test_network_shape_equals_real_counts(template: str, locations: int | None, per_location: int | None):
-    s = spec(template, locations=locations, chargers_per_location=per_location)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_shape_equals_real_counts(template: str, locations: int | None, per_location: int | None, version: int):
+    s = spec(template, locations=locations, chargers_per_location=per_location, generator_version=version)
     shape = network_shape(s, bp(s))
     plan = generate_network(s, bp(s))
     locs = plan.locations
@@ -198,13 +224,19 @@ def test_network_shape_equals_real_counts(template: str, locations: int | None, 
     assert shape.chargers_per_location == (per_location or t.chargers_per_location)
 
 
-def test_product_default_topologies():
-    s = spec("small-urban-ac")
+@pytest.mark.parametrize(
+    ("version", "highway_evses"),
+    # Per site a Terra 184 (outputs: CCS | CCS + CHAdeMO) and an HYC300 (CCS | CCS): 5 virtual EVSEs
+    # in version 1, 4 outputs in version 2.
+    [(1, 15), (2, 12)],
+)
+def test_product_default_topologies(version: int, highway_evses: int):
+    s = spec("small-urban-ac", generator_version=version)
     small = network_shape(s, bp(s))
     assert (small.locations, small.chargers, small.evses, small.connectors) == (2, 6, 6, 6)
-    h = spec("highway-dc")
+    h = spec("highway-dc", generator_version=version)
     highway = generate_network(h, bp(h))
-    assert highway.shape.chargers == 6
+    assert (highway.shape.chargers, highway.shape.evses, highway.shape.connectors) == (6, highway_evses, 15)
     assert {c.ocpp_version for loc in highway.locations for c in loc.chargers} == {"1.6"}
     assert {k.power_type for loc in highway.locations for e in loc.evses for k in e.connectors} == {"DC"}
 
@@ -249,8 +281,9 @@ def test_invalid_specs_raise():
             {"country_code": "DE"},
             "spec is for 'small-urban-ac' in 'DE' but the blueprint is for 'small-urban-ac' in 'FR'",
         ),
-        ({"generator_version": 2}, "generator_version 2 is not implemented (supported: 1)"),
+        ({"generator_version": 3}, "generator_version 3 is not implemented (supported: 1, 2)"),
         ({"generator_version": 0}, "generator_version 0 is not implemented"),
+        ({"generator_version": -1}, "generator_version -1 is not implemented"),
     ],
 )
 def test_generator_refuses_a_spec_its_blueprint_or_version_does_not_fit(fields: dict, message: str):
@@ -266,8 +299,9 @@ def test_generator_refuses_a_spec_its_blueprint_or_version_does_not_fit(fields: 
             call()
 
 
-def test_new_specs_use_the_implemented_generator_version():
-    assert GENERATOR_VERSION == 1 and spec().generator_version == 1
+def test_new_cpos_get_generator_version_2_and_version_1_stays_implemented():
+    assert GENERATOR_VERSION == 2
+    assert sorted(SUPPORTED_GENERATOR_VERSIONS) == [1, 2]
 
 
 # ---- ids, identities, OCPI formats ---------------------------------------------------------------
@@ -297,8 +331,12 @@ def _check_network(locs: list[LocationPlan], s: NetworkSpec) -> None:
             evses = evses_by_charger[charger.identity]
             assert charger.evse_uids == tuple(e.uid for e in evses)
             assert [e.ocpp_evse_id for e in evses] == list(range(1, len(evses) + 1))
-            if charger.ocpp_version == "1.6":  # no EVSE level in 1.6: one virtual EVSE per connector
-                assert all(len(e.connectors) == 1 for e in evses)
+            if s.generator_version == 1 and charger.ocpp_version == "1.6":  # one virtual EVSE per connector
+                assert [len(e.connectors) for e in evses] == [1] * sum(len(o) for o in model.outputs)
+            else:  # the model's outputs, connector for connector
+                assert [tuple(c.standard for c in e.connectors) for e in evses] == [
+                    tuple(c.standard for c in o) for o in model.outputs
+                ]
             identities.add(charger.identity)
             serials.add(charger.serial_number)
     shape = network_shape(s, bp(s))
@@ -309,8 +347,9 @@ def _check_network(locs: list[LocationPlan], s: NetworkSpec) -> None:
 
 
 @pytest.mark.parametrize("template", [t.slug for t in catalog.list_templates() if t.slug != "stress-10k"])
-def test_ids_unique_and_well_formed(template: str):
-    s = spec(template, name_prefix="Zoë & Co — Test Fleet")
+@pytest.mark.parametrize("version", VERSIONS)
+def test_ids_unique_and_well_formed(template: str, version: int):
+    s = spec(template, name_prefix="Zoë & Co — Test Fleet", generator_version=version)
     _check_network(all_locations(s), s)
 
 

@@ -38,7 +38,7 @@ from temporalio.service import RPCError
 
 from app.lifecycle.models import teardown_workflow_id, workflow_id
 from app.network.blueprint import resolve_blueprint
-from app.network.generator import NetworkSpec, generate_locations, generate_tariffs
+from app.network.generator import GENERATOR_VERSION, NetworkSpec, generate_locations, generate_tariffs
 from tests.databases import AppDatabase, DatabaseFactory
 from tests.stack import QUIET, Stack, api_command, free_port, wait_http
 
@@ -100,6 +100,7 @@ def expected_rows(body: dict[str, object], party_id: str) -> dict[str, int]:
         name_prefix=str(body["name_prefix"]),
         locations=overrides["locations"],
         chargers_per_location=overrides["chargers_per_location"],
+        generator_version=GENERATOR_VERSION,  # what the API gives a new CPO
     )
     bp = resolve_blueprint(spec.template, spec.country_code)
     assert bp is not None

@@ -21,7 +21,7 @@ from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
 from app.lifecycle.models import CpoStatus, CpoWorkflowInput, workflow_id
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.catalog import validate_overrides
-from app.network.generator import NetworkShape, NetworkSpec, network_shape
+from app.network.generator import GENERATOR_VERSION, NetworkShape, NetworkSpec, network_shape
 from app.network.party import reserve
 from app.observability.logging import bind
 from app.ocpi.roam import credentials_payload, curl_snippet
@@ -86,6 +86,7 @@ async def create_cpo(request: Request) -> Response:
         name_prefix=body.name_prefix,
         locations=overrides.get("locations"),
         chargers_per_location=overrides.get("chargers_per_location"),
+        generator_version=GENERATOR_VERSION,  # named, not defaulted: the default is for unversioned specs
     )
     now = utcnow()
     draft = _Draft(

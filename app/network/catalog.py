@@ -84,25 +84,41 @@ class Connector(_Frozen):
 
 
 class ChargerModel(_Frozen):
+    """A charger product. `evses` lists its power *outputs*, each with the connectors (cables or
+    sockets) that share it: an output charges one vehicle at a time whatever its connector count, so
+    it is one OCPI EVSE. A CCS + CHAdeMO fast charger with one power stage is one output with two
+    connectors; a twin-socket wallbox is two outputs. (The key keeps its name: stored blueprints
+    inline these models, and the template lock hashes them.)"""
+
     id: Slug
     vendor: str = Field(min_length=1, max_length=20)  # OCPP 1.6 chargePointVendor limit
     model: str = Field(min_length=1, max_length=20)  # OCPP 1.6 chargePointModel limit
     serial_prefix: str = Field(pattern=r"^[A-Z0-9]{2,6}$")
-    power_type: PowerType
-    max_power_w: PositiveInt
+    power_type: PowerType  # the headline output's (the first); others may differ, e.g. an AC outlet on a DC unit
+    max_power_w: PositiveInt  # the whole unit, all outputs together
     ocpp_versions: tuple[OcppVersion, ...] = Field(min_length=1)
     capabilities: tuple[Capability, ...]
     evses: tuple[tuple[Connector, ...], ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> ChargerModel:
-        for connectors in self.evses:
+        for number, connectors in enumerate(self.evses, start=1):
             if not connectors:
-                raise ValueError(f"{self.id}: every EVSE needs at least one connector")
+                raise ValueError(f"{self.id}: output {number} needs at least one connector")
+            # The connectors of one output are alternatives on one power stage: one kind of power.
+            if len({c.power_type for c in connectors}) > 1:
+                raise ValueError(f"{self.id}: the connectors of output {number} mix power types")
             for c in connectors:
-                if c.power_type != self.power_type or c.max_electric_power > self.max_power_w:
-                    raise ValueError(f"{self.id}: connector {c.standard} does not fit the model rating")
+                if c.max_electric_power > self.max_power_w:
+                    raise ValueError(f"{self.id}: connector {c.standard} exceeds the model's max_power_w")
+        if self.evses[0][0].power_type != self.power_type:
+            raise ValueError(f"{self.id}: power_type {self.power_type} is not its first output's")
         return self
+
+    @property
+    def outputs(self) -> tuple[tuple[Connector, ...], ...]:
+        """The power outputs (what `evses` holds), by their hardware name."""
+        return self.evses
 
 
 class MixEntry(_Frozen):

