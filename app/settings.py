@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     outbound_timeout: float = Field(5.0, gt=0, le=60)  # whole call, connect to last byte
     outbound_max_body: int = Field(1024 * 1024, gt=0)  # bytes of a response, after decompression
     outbound_per_cpo: int = Field(4, gt=0)  # concurrent calls one CPO may have in flight
+    # The OCPI outbox (app/ocpi/outbox.py): every API process delivers due pushes, polling at this
+    # interval (a push enqueued in the process itself goes at once), at most `outbox_concurrency` at
+    # a time; a push still failing after `outbox_max_age` seconds is dropped (eMSPs catch up by pulling).
+    outbox_poll_interval: float = Field(0.5, gt=0, le=10)
+    outbox_concurrency: int = Field(32, gt=0)
+    outbox_max_age: int = Field(86400, gt=0)
 
     # ---- inbound limits ----
     max_body: int = Field(1024 * 1024, gt=0)  # bytes of a request body (413 above)

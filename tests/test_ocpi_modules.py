@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app.ocpi import log as traffic
 from app.ocpi import push
 from app.store.db import Database
 from tests.emsp_peer import ROUTING, EmspPeer, OcpiClient, b64, credentials_url, err, new_cpo, ok, register
@@ -246,57 +246,48 @@ async def test_sessions_and_cdrs_lists(reg: Registered, stack: Stack):
 # ---- pushes -------------------------------------------------------------------------------------------
 
 
-async def test_pushes_reach_the_emsp_and_failures_are_logged_once(
+async def test_the_api_delivers_pushes_from_the_outbox(
     reg: Registered, stack: Stack, peer: EmspPeer, client: httpx.AsyncClient, http: httpx.AsyncClient
 ):
+    """Recorded by this process, delivered by the API process's dispatcher (started by its lifespan)
+    to the eMSP registered through the real handshake; tests/test_outbox.py covers the dispatcher."""
     db = Database(stack.database_url)
     try:
         location_id, evse_uid, _ = network(stack, reg.id)
-        before = len(peer.received)
-        outcomes = await push.push_evse_status(db, reg.id, location_id, evse_uid, "CHARGING", "2024-06-01T12:00:00Z")
-        outcomes += await push.push_session(db, reg.id, {"id": "S9", "status": "ACTIVE"})
-        outcomes += await push.push_session_patch(
-            db, reg.id, "S9", {"kwh": 1.5, "last_updated": "2024-06-01T12:05:00Z"}
-        )
-        with pytest.raises(ValueError, match="last_updated"):
-            await push.push_session_patch(db, reg.id, "S9", {"kwh": 2.0})
-        outcomes += await push.push_cdr(db, reg.id, {"id": "CDR9"})
-        outcomes += await push.push_tariff(db, reg.id, {"id": "T1"})
-        outcomes += await push.push_tariff_deleted(db, reg.id, "T1")
-        assert all(o.ok for o in outcomes), outcomes
-        got = [(r.method, r.path.split("/2.2.1/")[1]) for r in peer.received[before:]]
-        assert got == [
-            ("PATCH", f"locations/DE/MOD/{location_id}/{evse_uid}"),
-            ("PUT", "sessions/DE/MOD/S9"),
-            ("PATCH", "sessions/DE/MOD/S9"),
-            ("POST", "cdrs"),
-            ("PUT", "tariffs/DE/MOD/T1"),
-            ("DELETE", "tariffs/DE/MOD/T1"),
-        ]
-        first = peer.received[before]
-        assert first.body == {"status": "CHARGING", "last_updated": "2024-06-01T12:00:00Z"}
-        assert first.token == reg.token_b and first.headers["authorization"] == f"Token {b64(reg.token_b)}"
-        assert first.headers["ocpi-from-party-id"] == "MOD" and first.headers["ocpi-to-party-id"] == "EMS"
-        assert outcomes[3].location and "/cdrs/" in outcomes[3].location
+        async with db.session() as session:
+            await push.evse_status(session, reg.id, location_id, evse_uid, "CHARGING", "2024-06-01T12:00:00Z")
+            await session.commit()
+        got = await peer.wait_for(lambda r: r.method == "PATCH" and r.path.endswith(f"/{evse_uid}"), timeout=5)
+        assert got.path.split("/2.2.1/")[1] == f"locations/DE/MOD/{location_id}/{evse_uid}"
+        assert got.body == {"status": "CHARGING", "last_updated": "2024-06-01T12:00:00Z"}
+        assert got.token == reg.token_b and got.headers["authorization"] == f"Token {b64(reg.token_b)}"
+        assert got.headers["ocpi-from-party-id"] == "MOD" and got.headers["ocpi-to-party-id"] == "EMS"
 
-        # A CPO whose eMSP is down: the push fails, is logged with the error, and is not retried.
+        # A CPO whose eMSP is down: the push is retried, every attempt logged, until the eMSP unregisters.
         async with stack.client() as control:
             down_cpo = await new_cpo(control, party_id="DWN")
         token_c = ok((await register(http, down_cpo, peer, profile="down"))[0])["token"]
-        assert token_c
         down_id = int(down_cpo["cpo_id"])
-        before = len(peer.received)
-        [outcome] = await push.push_session(db, down_id, {"id": "S1", "status": "ACTIVE"})
-        assert not outcome.ok and outcome.http_status == 503 and "HTTP 503" in (outcome.error or "")
-        await asyncio.sleep(0.3)
-        assert len(peer.received) == before + 1
-        await traffic.flush(db)
+        async with db.session() as session:
+            await push.session_put(session, down_id, {"id": "S1", "status": "ACTIVE"})
+            await session.commit()
+        deadline = time.monotonic() + 10
+        while len([r for r in peer.received if r.path.startswith("/down/2.2.1/sessions/")]) < 2:
+            assert time.monotonic() < deadline, "no retry after the first failure"  # backoff: 0.5–1 s
+            await asyncio.sleep(0.05)
         entries = (await client.get(f"/ocpi/cpos/{down_id}/ocpi-log")).json()["data"]
-        assert entries[0]["direction"] == "out" and entries[0]["method"] == "PUT"
-        assert entries[0]["http_status"] == 503 and "503" in entries[0]["error"]
-        # After DELETE the peer gets nothing at all.
+        failed = [e for e in entries if e["direction"] == "out" and e["method"] == "PUT"]
+        assert failed and failed[-1]["http_status"] == 503 and "503" in failed[-1]["error"]
+        assert stack.count("ocpi_outbox", down_id) == 1  # still waiting for its next attempt
+        # After DELETE the row is dropped at its next attempt and nothing new is recorded.
         ok(await OcpiClient(http, token_c).request("DELETE", credentials_url(down_cpo)))
-        assert await push.push_session(db, down_id, {"id": "S2"}) == []
+        deadline = time.monotonic() + 10
+        while stack.count("ocpi_outbox", down_id):
+            assert time.monotonic() < deadline, "the unregistered peer's row was not dropped"
+            await asyncio.sleep(0.1)
+        async with db.session() as session:
+            assert await push.session_put(session, down_id, {"id": "S2", "status": "ACTIVE"}) == 0
+            await session.commit()
     finally:
         await db.dispose()
 

@@ -119,9 +119,10 @@ def test_every_operation_needs_a_bearer_token(served: dict[str, Any]) -> None:
             assert op["operationId"]
     for path in served["paths"]:
         if "{cpo_id}" in path:
-            (param,) = [p for p in served["paths"][path]["parameters"] if p["in"] == "path"]
-            assert param["name"] == "cpo_id" and param["required"] is True
-            assert param["schema"] == {"type": "string", "pattern": "^[0-9]+$"}
+            params = {p["name"]: p for p in served["paths"][path]["parameters"] if p["in"] == "path"}
+            assert set(params) == ({"cpo_id", "identity"} if "{identity}" in path else {"cpo_id"})
+            assert params["cpo_id"]["required"] is True
+            assert params["cpo_id"]["schema"] == {"type": "string", "pattern": "^[0-9]+$"}
             assert "422" in served["paths"][path]["get"]["responses"]
 
 

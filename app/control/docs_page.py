@@ -172,6 +172,11 @@ jq -r .roam_helper.curl_snippet created.json   # the eMSP registration command, 
 .venv/bin/cpolab snippet created.json          # the same without jq
 curl -sS $API/ocpi/cpos/$CPO_ID/status -H "$AUTH"
 curl -sS $API/ocpi/cpos/$CPO_ID/report -H "$AUTH" -H 'Accept: text/markdown'
+
+# its chargers (state, last seen), and one charger's CSMS URL, username and password (scope cpos:write)
+.venv/bin/cpolab chargers $CPO_ID
+IDENTITY=$(curl -sS "$API/ocpi/cpos/$CPO_ID/chargers?limit=1" -H "$AUTH" | jq -r '.data[0].identity')
+curl -sS $API/ocpi/cpos/$CPO_ID/chargers/$IDENTITY -H "$AUTH" | jq .connection
 curl -sS -X DELETE $API/ocpi/cpos/$CPO_ID -H "$AUTH"
 """
     return (

@@ -18,12 +18,22 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.control import schemas as s
+from app.control.openapi_chargers import SCHEMA_DESCRIPTIONS as CHARGER_SCHEMA_DESCRIPTIONS
+from app.control.openapi_chargers import charger_paths
+from app.control.openapi_parts import (
+    CPO_ID,
+    CPO_NOT_FOUND,
+    INVALID,
+    JSON,
+    MARKDOWN,
+    PAGING,
+    REF,
+    SECURITY,
+    operation,
+    ref,
+    response,
+)
 from app.control.traffic import OcpiLogPage
-
-REF = "#/components/schemas/{model}"
-SECURITY = [{"bearerAuth": []}]
-JSON = "application/json"
-MARKDOWN = "text/markdown"
 
 LOG_PATH = "/ocpi/cpos/{cpo_id}/ocpi-log"  # served with the OCPI routes, documented here
 
@@ -101,33 +111,16 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         s.QuotaExceeded,
         s.ValidationErrorOut,
         OcpiLogPage,
+        s.ChargerList,
+        s.ChargerDetail,
+        s.OcppLogPage,
     ]
     out += [(m, "serialization") for m in responses]
     return out
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
-
-
-def _json(description: str, model: type[BaseModel], headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref(model)}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-_WWW_AUTH = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
-_401 = _json("Missing, malformed, expired or badly signed bearer token.", s.HttpError, _WWW_AUTH)
-_403 = _json("Valid token without an `org` claim or without the scope this operation needs.", s.HttpError)
-_404_CPO = _json("No such CPO in your org (another org's CPO is indistinguishable from a missing one).", s.HttpError)
-_422 = _json(
-    "Invalid parameter or body; each issue names its location (`loc`). A body nesting arrays/objects "
-    'deeper than `CPOLAB_MAX_JSON_DEPTH` (32) is one issue at `["body"]` of type `json_too_deep`.',
-    s.ValidationErrorOut,
-)
-_413 = _json("The request body is larger than `CPOLAB_MAX_BODY` bytes (1 MiB); it was not read.", s.HttpError)
-_503 = _json(
+_413 = response("The request body is larger than `CPOLAB_MAX_BODY` bytes (1 MiB); it was not read.", s.HttpError)
+_503 = response(
     "The workflow backend is unreachable or no worker answered in time (`workflow_backend_unavailable`; "
     "answered within `CPOLAB_TEMPORAL_RPC_TIMEOUT`, 2.5 s), or, on create, every candidate party_id is taken "
     "(`party_namespace_exhausted`) or a workflow of the new CPO's id already exists in the Temporal namespace "
@@ -135,7 +128,7 @@ _503 = _json(
     "retry later.",
     s.CodedHttpError,
 )
-_429 = _json(
+_429 = response(
     "Creating this CPO would exceed one of your org's quotas: `quota` names it (`live_cpos` or "
     "`live_chargers`) and `limit` gives its value. Nothing was created.",
     s.QuotaExceeded,
@@ -149,64 +142,11 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "maxLength": 128},
 }
 
-CPO_ID = {
-    "name": "cpo_id",
-    "in": "path",
-    "required": True,
-    "description": (
-        "CPO id: a positive integer (at most 2147483647) rendered as a string (e.g. `101`). Anything else is a 422."
-    ),
-    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-}
-
-PAGING = [
-    {
-        "name": "page",
-        "in": "query",
-        "required": False,
-        "description": "1-based page number.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 10**9, "default": 1},
-    },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "Page size.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
-    },
-]
-
-
-def _op(
-    op_id: str,
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    tag: str = "CPOs",
-    scope: str = "cpos:read",
-    description: str = "",
-    parameters: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "operationId": op_id,
-        "summary": summary,
-        "description": (description + "\n\n" if description else "") + f"Requires scope `{scope}`.",
-        "tags": [tag],
-        "security": SECURITY,
-    }
-    if parameters:
-        op["parameters"] = parameters
-    if body:
-        op["requestBody"] = body
-    op["responses"] = {**responses, "401": _401, "403": _403}
-    op["responses"] = dict(sorted(op["responses"].items()))
-    return op
-
 
 def _report_200() -> dict[str, Any]:
-    out = _json(
-        "Party, status, locations, topology, the OCPI peer URL and, while Token A is unused, how to handshake.",
+    out = response(
+        "Party, status, locations, topology, chargers by state and the CSMS endpoint, the OCPI peer URL and, "
+        "while Token A is unused, how to handshake.",
         s.ReportOut,
     )
     out["content"][MARKDOWN] = {"schema": {"type": "string", "description": "The same one-pager, bare."}}
@@ -215,8 +155,8 @@ def _report_200() -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     def templates(op_id: str, description: str) -> dict[str, Any]:
-        gallery = _json("Every template with its defaults, caps, OCPP versions and power types.", s.TemplateList)
-        return _op(op_id, "Templates gallery", {"200": gallery}, tag="Templates", description=description)
+        gallery = response("Every template with its defaults, caps, OCPP versions and power types.", s.TemplateList)
+        return operation(op_id, "Templates gallery", {"200": gallery}, tag="Templates", description=description)
 
     list_params = [
         *PAGING,
@@ -230,11 +170,11 @@ def _paths() -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {
         "/ocpi/cpos": {
-            "post": _op(
+            "post": operation(
                 "createCpo",
                 "Create a CPO",
                 {
-                    "202": _json(
+                    "202": response(
                         "Accepted: the provisioning workflow started. Token A is returned here only, never again.",
                         s.CpoAcceptedResponse,
                         {
@@ -245,9 +185,9 @@ def _paths() -> dict[str, Any]:
                             }
                         },
                     ),
-                    "404": _json("Unknown template; `template` echoes the slug.", s.TemplateNotFound),
+                    "404": response("Unknown template; `template` echoes the slug.", s.TemplateNotFound),
                     "413": _413,
-                    "422": _422,
+                    "422": INVALID,
                     "429": _429,
                     "503": _503,
                 },
@@ -255,13 +195,13 @@ def _paths() -> dict[str, Any]:
                 description="Answers within a second; poll `status_url` (the `Location` header) until `READY`.",
                 body={
                     "required": True,
-                    "content": {JSON: {"schema": _ref(s.CreateCpoRequest), "example": EXAMPLE_BODY}},
+                    "content": {JSON: {"schema": ref(s.CreateCpoRequest), "example": EXAMPLE_BODY}},
                 },
             ),
-            "get": _op(
+            "get": operation(
                 "listCpos",
                 "List your CPOs",
-                {"200": _json("One page of your org's CPOs, newest first.", s.CpoList), "422": _422},
+                {"200": response("One page of your org's CPOs, newest first.", s.CpoList), "422": INVALID},
                 parameters=list_params,
             ),
         },
@@ -269,22 +209,22 @@ def _paths() -> dict[str, Any]:
         "/ocpi/templates/cpos": {"get": templates("listTemplatesAlias", "Alias of `GET /ocpi/cpos/templates`.")},
         "/ocpi/cpos/{cpo_id}": {
             "parameters": [CPO_ID],
-            "get": _op(
+            "get": operation(
                 "getCpo",
                 "Get a CPO",
-                {"200": _json("The CPO (never Token A).", s.CpoDetail), "404": _404_CPO, "422": _422},
+                {"200": response("The CPO (never Token A).", s.CpoDetail), "404": CPO_NOT_FOUND, "422": INVALID},
             ),
-            "patch": _op(
+            "patch": operation(
                 "updateCpo",
                 "Change a CPO's TTL",
                 {
-                    "200": _json("The CPO with its new `expires_at`.", s.CpoDetail),
-                    "404": _404_CPO,
-                    "409": _json(
+                    "200": response("The CPO with its new `expires_at`.", s.CpoDetail),
+                    "404": CPO_NOT_FOUND,
+                    "409": response(
                         "The CPO is being torn down, failed or is gone: its TTL can no longer change.", s.HttpError
                     ),
                     "413": _413,
-                    "422": _422,
+                    "422": INVALID,
                     "503": _503,
                 },
                 scope="cpos:write",
@@ -293,16 +233,16 @@ def _paths() -> dict[str, Any]:
                 parameters=[IDEMPOTENCY_KEY],
                 body={
                     "required": True,
-                    "content": {JSON: {"schema": _ref(s.UpdateCpoRequest), "example": {"ttl_seconds": 7200}}},
+                    "content": {JSON: {"schema": ref(s.UpdateCpoRequest), "example": {"ttl_seconds": 7200}}},
                 },
             ),
-            "delete": _op(
+            "delete": operation(
                 "deleteCpo",
                 "Destroy a CPO",
                 {
-                    "200": _json("Already gone, failed, or not yours: nothing to do.", s.DeleteResponse),
-                    "202": _json("Teardown started (or is running); poll `status_url`.", s.DeleteResponse),
-                    "422": _422,
+                    "200": response("Already gone, failed, or not yours: nothing to do.", s.DeleteResponse),
+                    "202": response("Teardown started (or is running); poll `status_url`.", s.DeleteResponse),
+                    "422": INVALID,
                     "503": _503,
                 },
                 scope="cpos:write",
@@ -312,26 +252,29 @@ def _paths() -> dict[str, Any]:
         },
         "/ocpi/cpos/{cpo_id}/status": {
             "parameters": [CPO_ID],
-            "get": _op(
+            "get": operation(
                 "getCpoStatus",
                 "Provisioning status",
                 {
-                    "200": _json("Status, progress and error (when FAILED).", s.CpoStatusResponse),
-                    "404": _404_CPO,
-                    "422": _422,
+                    "200": response(
+                        "Status, progress and error (when FAILED); once READY, the chargers' live states.",
+                        s.CpoStatusResponse,
+                    ),
+                    "404": CPO_NOT_FOUND,
+                    "422": INVALID,
                 },
                 description="Cheap enough to poll every second.",
             ),
         },
         "/ocpi/cpos/{cpo_id}/report": {
             "parameters": [CPO_ID],
-            "get": _op(
+            "get": operation(
                 "getCpoReport",
                 "Markdown one-pager",
                 {
                     "200": _report_200(),
-                    "404": _404_CPO,
-                    "422": _422,
+                    "404": CPO_NOT_FOUND,
+                    "422": INVALID,
                 },
                 description="JSON by default; `Accept: text/markdown` returns the Markdown itself. It reflects "
                 "the CPO's state: no handshake recipe once Token A is used, no expiry once it is torn down.",
@@ -340,16 +283,21 @@ def _paths() -> dict[str, Any]:
     }
     paths[LOG_PATH] = {
         "parameters": [CPO_ID, *PAGING],
-        "get": _op(
+        "get": operation(
             "getCpoOcpiLog",
             "OCPI traffic log",
-            {"200": _json("One page of this CPO's OCPI exchanges.", OcpiLogPage), "404": _404_CPO, "422": _422},
+            {
+                "200": response("One page of this CPO's OCPI exchanges.", OcpiLogPage),
+                "404": CPO_NOT_FOUND,
+                "422": INVALID,
+            },
             description="Every OCPI request this CPO received with a valid token of its own and every call it "
             "made, newest first, within the retention (`CPOLAB_TRAFFIC_LOG_MAX_ROWS` entries, "
             "`CPOLAB_TRAFFIC_LOG_MAX_AGE` seconds). Requests without such a token are only counted "
             "(`rejected_unauthenticated`).",
         ),
     }
+    paths.update(charger_paths())
     return paths
 
 
@@ -365,7 +313,7 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once per process; treat it as read-only)."""
     _, defs = models_json_schema(_models(), ref_template=REF)
     for name, schema in defs.get("$defs", {}).items():
-        schema.setdefault("description", SCHEMA_DESCRIPTIONS.get(name, ""))
+        schema.setdefault("description", {**SCHEMA_DESCRIPTIONS, **CHARGER_SCHEMA_DESCRIPTIONS}.get(name, ""))
     return {
         "openapi": "3.1.0",
         "info": {"title": "cpolab control plane", "version": _package_version(), "description": DESCRIPTION},
@@ -373,6 +321,7 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "CPOs", "description": "Create, inspect and destroy simulated CPOs."},
             {"name": "Templates", "description": "What can be provisioned."},
+            {"name": "Chargers", "description": "A CPO's simulated OCPP charge points and how to connect as one."},
         ],
         "security": SECURITY,
         "paths": _paths(),

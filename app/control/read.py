@@ -1,4 +1,5 @@
-"""Reads of the control plane: templates, the org's CPO list, detail, status and the report."""
+"""Reads of the control plane: templates, the org's CPO list, detail, status (with live charger counts
+once READY) and the report."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.control.charger_counts import charger_counts, count_cache
+from app.control.chargers import csms_root
 from app.control.common import database, gateway, owned_call, summary_fields
-from app.control.report import Registration, render_report
-from app.control.schemas import CpoDetail, CpoList, CpoStatusResponse, CpoSummary, ReportOut, TemplateList, TemplateOut
+from app.control.report import ENDED, Registration, render_report
+from app.control.schemas import (
+    CpoDetail,
+    CpoList,
+    CpoStatusResponse,
+    CpoSummary,
+    ReportOut,
+    TemplateList,
+    TemplateOut,
+)
 from app.control.temporal_gateway import BackendUnavailable, Liveness
 from app.lifecycle.models import TERMINAL, CpoStatus
 from app.network import catalog
@@ -95,13 +106,16 @@ async def get_status(request: Request) -> Response:
         "updated_at": as_utc(cpo.updated_at),
         "expires_at": as_utc(cpo.expires_at),
     }
+    counts = None
     if cpo.status not in TERMINAL:
         # READY and the terminal states are written to the row before the workflow reports them, so
         # the row is authoritative there; while provisioning or tearing down, the query has the live
-        # progress. Both asks run at once, so an unreachable Temporal costs one short timeout.
+        # progress, and once READY the chargers' live states are counted in the DB. All asks run at
+        # once, so an unreachable Temporal costs one short timeout.
         gw = gateway(request)
         query = gw.query_state(cpo_id) if cpo.status in LIVE_PROGRESS else _none()
-        state, live = await asyncio.gather(query, gw.liveness(cpo_id))
+        counted = count_cache(request).get(cpo_id) if cpo.status == CpoStatus.READY else _none()
+        state, live, counts = await asyncio.gather(query, gw.liveness(cpo_id), counted)
         if state is not None:
             fields.update(
                 status=state.status,
@@ -113,6 +127,10 @@ async def get_status(request: Request) -> Response:
             )
         if await _reconcile(request, cpo, live):
             fields["status"] = CpoStatus.DESTROYING
+    if counts is not None and fields["status"] == CpoStatus.READY:
+        fields["chargers"] = counts
+        if fields["progress"] is not None:
+            fields["progress"] = {**fields["progress"], "chargers_online": counts.online}
     out = CpoStatusResponse.model_validate(
         {
             **fields,
@@ -179,6 +197,7 @@ async def get_report(request: Request) -> Response:
                 )
             )
         ).scalar_one()
+        counts = None if cpo.status in ENDED else await charger_counts(session, cpo_id)
     markdown = render_report(
         cpo,
         locations,
@@ -186,10 +205,12 @@ async def get_report(request: Request) -> Response:
         ocpi_versions_url(request, cpo_id),
         f"{ocpi_root(request, cpo_id)}/{cpo.ocpi_version}/credentials",
         Registration(token_a_live=token_a_live, registered_peers=peers),
+        chargers=counts,
+        csms_root=csms_root(request, cpo_id),
     )
     if prefers_markdown(request.headers.get("accept", "")):
         return Response(markdown, media_type=MARKDOWN)
-    return model_response(ReportOut(cpo_id=str(cpo_id), markdown=markdown))
+    return model_response(ReportOut(cpo_id=str(cpo_id), markdown=markdown, chargers=counts))
 
 
 def prefers_markdown(accept: str) -> bool:

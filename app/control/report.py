@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.control.schemas import ChargerCounts
 from app.lifecycle.models import CpoStatus
 from app.store.db import as_utc
 from app.store.tables import Cpo
@@ -45,6 +46,9 @@ def render_report(
     versions_url: str,
     credentials_url: str,
     registration: Registration,
+    *,
+    chargers: ChargerCounts | None = None,
+    csms_root: str = "",
 ) -> str:
     lines = [
         f"# CPO {cpo.id} — {cpo.name_prefix}",
@@ -75,6 +79,8 @@ def render_report(
             lines.append(f"\n…and {cpo.locations - len(locations)} more locations (OCPI `locations` module).")
     else:
         lines.append("_No locations yet (provisioning has not written them, or the CPO was torn down)._")
+    if chargers is not None:
+        lines += _chargers(cpo, chargers, csms_root)
     lines += ["", "## OCPI peer", "", f"- Versions endpoint: `{versions_url}` (OCPI {cpo.ocpi_version})", ""]
     lines += _registration(cpo, credentials_url, registration)
     return "\n".join(lines) + "\n"
@@ -107,6 +113,22 @@ def _registration(cpo: Cpo, credentials_url: str, reg: Registration) -> list[str
         "```",
         "",
         "3. The response carries Token C: use it for every later call. Token A stops working.",
+    ]
+
+
+def _chargers(cpo: Cpo, counts: ChargerCounts, csms_root: str) -> list[str]:
+    return [
+        "",
+        "## Chargers",
+        "",
+        "| online | booting | offline | detached |",
+        "|---:|---:|---:|---:|",
+        f"| {counts.online} | {counts.booting} | {counts.offline} | {counts.detached} |",
+        "",
+        f"- CSMS endpoint: `{csms_root}/{{identity}}` (OCPP-J over WebSocket, HTTP Basic auth: the identity and "
+        "its password)",
+        f"- Each charger, its state and connection: `GET /ocpi/cpos/{cpo.id}/chargers` and "
+        f"`GET /ocpi/cpos/{cpo.id}/chargers/{{identity}}` (the password needs scope `cpos:write`)",
     ]
 
 

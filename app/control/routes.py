@@ -1,4 +1,4 @@
-"""The control plane's route table: /ocpi/cpos… (CONTRACT §1)."""
+"""The control plane's route table: /ocpi/cpos… (CONTRACT §1, chargers §3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.control import create, manage, read, traffic
+from app.control import chargers, create, manage, read, traffic
 
 
 def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -32,4 +32,7 @@ routes = [
     Route("/ocpi/cpos/{cpo_id}/status", read.get_status, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/report", read.get_report, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/ocpi-log", traffic.get_ocpi_log, methods=["GET"]),
+    Route("/ocpi/cpos/{cpo_id}/chargers", chargers.list_chargers, methods=["GET"]),
+    Route("/ocpi/cpos/{cpo_id}/chargers/{identity}", chargers.get_charger, methods=["GET"]),
+    Route("/ocpi/cpos/{cpo_id}/chargers/{identity}/ocpp-log", chargers.get_ocpp_log, methods=["GET"]),
 ]

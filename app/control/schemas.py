@@ -123,6 +123,24 @@ class CpoAcceptedResponse(BaseModel):
     expires_at: datetime | None
 
 
+class ChargerState(StrEnum):
+    """A charger's connection to the CSMS (the `charger.status` column)."""
+
+    BOOTING = "BOOTING"  # connected, BootNotification or first StatusNotification pending
+    ONLINE = "ONLINE"  # booted and reported its connectors' status
+    OFFLINE = "OFFLINE"  # not connected (never was, disconnected, or its API process went silent)
+    DETACHED = "DETACHED"  # deliberately disconnected (the `detach` action)
+
+
+class ChargerCounts(BaseModel):
+    """How many of a CPO's chargers are in each state, counted in the database."""
+
+    online: int
+    offline: int
+    booting: int
+    detached: int
+
+
 class CpoStatusResponse(BaseModel):
     cpo_id: str
     status: CpoStatus
@@ -130,6 +148,11 @@ class CpoStatusResponse(BaseModel):
     workflow_run_id: str | None
     error: CpoError | None
     progress: Progress | None
+    chargers: ChargerCounts | None = Field(
+        default=None,
+        description="Once READY: the chargers by live state, counted in the database (`progress.chargers_online` "
+        "is then the same live count). Null in any other status.",
+    )
     provisioned_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -204,6 +227,9 @@ class TemplateList(BaseModel):
 class ReportOut(BaseModel):
     cpo_id: str
     markdown: str
+    chargers: ChargerCounts | None = Field(
+        default=None, description="The chargers by live state (as in the Markdown); null once the CPO has ended."
+    )
 
 
 class DeleteResponse(BaseModel):
@@ -241,3 +267,54 @@ class ValidationIssue(BaseModel):
 
 class ValidationErrorOut(BaseModel):
     detail: list[ValidationIssue]
+
+
+class Charger(BaseModel):
+    identity: str = Field(description="OCPP charge point identity (unique within the CPO; the Basic-auth username).")
+    location_id: str
+    evse_uids: list[str] = Field(description="OCPI EVSE uids of this charger, in OCPP EVSE order.")
+    vendor: str
+    model: str
+    ocpp_version: Literal["1.6", "2.0.1"]
+    state: ChargerState
+    last_boot_at: datetime | None = Field(description="When the CSMS last accepted its BootNotification.")
+    last_seen_at: datetime | None = Field(description="Last frame, or last keep-alive of the API process holding it.")
+
+
+class ChargerList(BaseModel):
+    data: list[Charger]
+    total: int
+    page: int
+    limit: int
+
+
+class ChargerConnection(BaseModel):
+    url: str = Field(description="WebSocket URL of this charger on the CSMS: `ws(s)://…/ocpp/{cpo_id}/{identity}`.")
+    subprotocol: Literal["ocpp1.6", "ocpp2.0.1"]
+    username: str = Field(description="HTTP Basic username (OCPP security profile 1): the identity.")
+    password: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="HTTP Basic password. Present only for a token with scope `cpos:write`.",
+    )
+
+
+class ChargerDetail(Charger):
+    connection: ChargerConnection
+
+
+class OcppLogEntry(BaseModel):
+    id: int
+    timestamp: datetime
+    direction: Literal["in", "out"] = Field(description="`in`: charger → CSMS; `out`: CSMS → charger.")
+    message_type: int = Field(description="2 CALL, 3 CALLRESULT, 4 CALLERROR, 0 unparseable frame.")
+    message_id: str | None
+    action: str | None = Field(description="The CALL's action (results carry the action of the CALL they answer).")
+    payload: Any = Field(description="The frame as JSON when it parses, else its (possibly truncated) text.")
+
+
+class OcppLogPage(BaseModel):
+    data: list[OcppLogEntry]
+    total: int
+    page: int
+    limit: int

@@ -1,4 +1,4 @@
-"""Prometheus metrics recorded below the web layer (the OCPI outbound client).
+"""Prometheus metrics recorded below the web layer (the OCPI outbound client and outbox).
 
 Labels are closed sets: `module` is one of OCPI_MODULES (else "other"), `outcome` one of OUTCOMES,
 so a peer can never grow the number of series.
@@ -6,7 +6,7 @@ so a peer can never grow the number of series.
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 OCPI_MODULES = frozenset(
     {"versions", "version_details", "credentials", "locations", "sessions", "cdrs", "tariffs", "tokens", "commands"}
@@ -17,6 +17,16 @@ OCPI_OUTBOUND_CALLS = Counter(
     "cpolab_ocpi_outbound_calls",
     "OCPI calls from a CPO to an eMSP peer, by OCPI module and outcome (anything but ok is a failure).",
     ["module", "outcome"],
+)
+OCPI_OUTBOX_PUSHES = Counter(
+    "cpolab_ocpi_outbox_pushes",
+    "Outbox deliveries by how they ended: delivered, retried (backoff), dropped (permanent failure, "
+    "peer or CPO gone), expired (still failing after outbox_max_age).",
+    ["outcome"],
+)
+OCPI_OUTBOX_ROWS = Gauge(
+    "cpolab_ocpi_outbox_rows",
+    "Pushes waiting in the outbox, all CPOs (counted in the database by each API process; use max).",
 )
 OCPI_OUTBOUND_FAILURES = Counter(
     "cpolab_ocpi_outbound_failures",

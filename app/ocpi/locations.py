@@ -246,8 +246,9 @@ async def _find_evse(conn: AsyncConnection, cpo_id: int, location_id: str, evse_
     return None
 
 
-def _unknown(what: str, status_code: int = 2000) -> OcpiError:
-    return OcpiError(status_code, f"unknown {what}", http_status=404)
+def _unknown(what: str) -> OcpiError:
+    """HTTP 404 with OCPI 2003 (unknown location), for a location and for anything under it."""
+    return OcpiError(2003, f"unknown {what}", http_status=404)
 
 
 async def get_location(request: Request, ctx: OcpiContext) -> Response:
@@ -256,10 +257,10 @@ async def get_location(request: Request, ctx: OcpiContext) -> Response:
     async with engine.connect() as conn:
         found = await _find_location(conn, ctx.cpo_id, location_id)
     if found is None:
-        raise _unknown(f"location {location_id!r}", 2003)
+        raise _unknown(f"location {location_id!r}")
     parts = await _serialised(engine, ctx.cpo_id, ctx.version, [found])
     if not parts:
-        raise _unknown(f"location {location_id!r}", 2003)
+        raise _unknown(f"location {location_id!r}")
     return raw_ocpi_response(parts[0])
 
 
@@ -268,7 +269,7 @@ async def _evse_and_connectors(
 ) -> tuple[Any, list[Any]]:
     found = await _find_location(conn, ctx.cpo_id, location_id)
     if found is None:
-        raise _unknown(f"location {location_id!r}", 2003)
+        raise _unknown(f"location {location_id!r}")
     evse_row = await _find_evse(conn, ctx.cpo_id, found[0], evse_uid)
     if evse_row is None:
         raise _unknown(f"EVSE {evse_uid!r} at location {found[0]!r}")

@@ -1,33 +1,24 @@
 """Pushes from a CPO to its registered eMSP(s): EVSE status, sessions, CDRs, tariffs.
 
-Each push goes to the peer's RECEIVER endpoint for the module (skipped when the peer has none), with
-Token B and routing headers. Failures are logged in the traffic log ("out", with the error) and not
-retried: per the spec's offline rules the receiver catches up by pulling our Sender lists.
+Each helper records the push in the OCPI outbox within the caller's transaction (commit it with the
+change it reports); app.ocpi.outbox delivers it to the peer's RECEIVER endpoint for the module, with
+Token B and routing headers, in order per object, retried until the eMSP accepts it, a permanent
+failure drops it (the eMSP catches up by pulling our Sender lists) or it is too old.
+
+URLs: PUT, PATCH and DELETE address an object under this CPO's `{country_code}/{party_id}/…`;
+POST creates one at the bare endpoint (CDRs; the eMSP answers with a Location header).
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ocpi import client
 from app.ocpi.transport import ocpi_datetime
-from app.store.db import Database
 from app.store.ocpi_tables import OcpiPeer
-from app.store.tables import Cpo
-
-
-@dataclass
-class PushOutcome:
-    peer_id: int
-    url: str | None  # None when the peer has no receiver endpoint for the module
-    ok: bool
-    http_status: int | None = None
-    error: str | None = None
-    location: str | None = None  # CDR POST: the Location header the eMSP answered with
+from app.store.outbox import enqueue
 
 
 def receiver_url(peer: OcpiPeer, module: str) -> str | None:
@@ -38,79 +29,96 @@ def receiver_url(peer: OcpiPeer, module: str) -> str | None:
     return None
 
 
-async def _targets(db: Database, cpo_id: int) -> tuple[Cpo | None, list[OcpiPeer]]:
-    async with db.session() as session:
-        cpo = await session.get(Cpo, cpo_id)
-        peers = (
-            await session.execute(
-                select(OcpiPeer).where(OcpiPeer.cpo_id == cpo_id, OcpiPeer.registered.is_(True))  # type: ignore[attr-defined]
-            )
-        ).scalars()
-        return cpo, list(peers)
+def target_url(base: str, country_code: str, party_id: str, method: str, path: list[str]) -> str:
+    """Where a push of `path` goes on a receiver endpoint `base` (see the module docstring)."""
+    parts = path if method == "POST" else [country_code, party_id, *path]
+    return client.join_url(base, *parts)
 
 
-async def _push(
-    db: Database, cpo_id: int, module: str, method: str, path: tuple[str, ...], body: Any, *, own_path: bool = True
-) -> list[PushOutcome]:
-    """`path` is appended to the receiver URL after `{country_code}/{party_id}` of this CPO."""
-    cpo, peers = await _targets(db, cpo_id)
-    if cpo is None:
-        return []
-
-    async def one(peer: OcpiPeer) -> PushOutcome:
-        assert peer.id is not None
-        base = receiver_url(peer, module)
-        if base is None:
-            return PushOutcome(peer.id, None, ok=False, error=f"peer has no {module} receiver endpoint")
-        parts = (cpo.country_code, cpo.party_id, *path) if own_path else path
-        url = client.join_url(base, *parts)
-        routing = client.Routing(cpo.country_code, cpo.party_id, peer.country_code, peer.party_id)
-        result = await client.call(
-            db,
-            cpo_id=cpo_id,
-            method=method,
-            url=url,
-            token=peer.token_b,
-            version=peer.version,
-            module=module,
-            body=body,
-            routing=routing,
-        )
-        location = result.headers.get("location") if result.headers is not None else None
-        return PushOutcome(peer.id, url, result.ok, result.http_status, result.error, location)
-
-    return list(await asyncio.gather(*(one(p) for p in peers)))
-
-
-async def push_evse_status(
-    db: Database, cpo_id: int, location_id: str, evse_uid: str, status: str, last_updated: Any
-) -> list[PushOutcome]:
+async def evse_status(
+    session: AsyncSession, cpo_id: int, location_id: str, evse_uid: str, status: str, last_updated: Any
+) -> int:
+    """PATCH of an EVSE's status. Coalescible: while the peer has not taken the previous one, a
+    newer status replaces it (the peer sees the latest state, never an older one after it)."""
     body = {"status": status, "last_updated": _ts(last_updated)}
-    return await _push(db, cpo_id, "locations", "PATCH", (location_id, evse_uid), body)
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"evse:{location_id}/{evse_uid}",
+        module="locations",
+        method="PATCH",
+        path=[location_id, evse_uid],
+        body=body,
+        coalescible=True,
+    )
 
 
-async def push_session(db: Database, cpo_id: int, session: dict[str, Any]) -> list[PushOutcome]:
-    return await _push(db, cpo_id, "sessions", "PUT", (str(session["id"]),), session)
+async def session_put(session: AsyncSession, cpo_id: int, ocpi_session: dict[str, Any]) -> int:
+    session_id = str(ocpi_session["id"])
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"session:{session_id}",
+        module="sessions",
+        method="PUT",
+        path=[session_id],
+        body=ocpi_session,
+        coalescible=True,  # a whole Session: a newer one supersedes it
+    )
 
 
-async def push_session_patch(db: Database, cpo_id: int, session_id: str, changes: dict[str, Any]) -> list[PushOutcome]:
-    """PATCH must carry last_updated; `charging_periods` in it are appended by the receiver."""
+async def session_patch(session: AsyncSession, cpo_id: int, session_id: str, changes: dict[str, Any]) -> int:
+    """PATCH must carry last_updated; `charging_periods` in it are appended by the receiver, so
+    PATCHes are never coalesced."""
     if "last_updated" not in changes:
         raise ValueError("a Session PATCH must include last_updated")
-    return await _push(db, cpo_id, "sessions", "PATCH", (session_id,), changes)
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"session:{session_id}",
+        module="sessions",
+        method="PATCH",
+        path=[session_id],
+        body=changes,
+    )
 
 
-async def push_cdr(db: Database, cpo_id: int, cdr: dict[str, Any]) -> list[PushOutcome]:
-    # CDRs are POSTed to the bare endpoint; the eMSP answers with a Location header.
-    return await _push(db, cpo_id, "cdrs", "POST", (), cdr, own_path=False)
+async def cdr(session: AsyncSession, cpo_id: int, ocpi_cdr: dict[str, Any]) -> int:
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"cdr:{ocpi_cdr['id']}",
+        module="cdrs",
+        method="POST",
+        path=[],
+        body=ocpi_cdr,
+    )
 
 
-async def push_tariff(db: Database, cpo_id: int, tariff: dict[str, Any]) -> list[PushOutcome]:
-    return await _push(db, cpo_id, "tariffs", "PUT", (str(tariff["id"]),), tariff)
+async def tariff_put(session: AsyncSession, cpo_id: int, tariff: dict[str, Any]) -> int:
+    tariff_id = str(tariff["id"])
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"tariff:{tariff_id}",
+        module="tariffs",
+        method="PUT",
+        path=[tariff_id],
+        body=tariff,
+        coalescible=True,
+    )
 
 
-async def push_tariff_deleted(db: Database, cpo_id: int, tariff_id: str) -> list[PushOutcome]:
-    return await _push(db, cpo_id, "tariffs", "DELETE", (tariff_id,), None)
+async def tariff_deleted(session: AsyncSession, cpo_id: int, tariff_id: str) -> int:
+    return await enqueue(
+        session,
+        cpo_id=cpo_id,
+        object_key=f"tariff:{tariff_id}",
+        module="tariffs",
+        method="DELETE",
+        path=[tariff_id],
+        body=None,
+    )
 
 
 def _ts(value: Any) -> Any:

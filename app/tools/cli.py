@@ -1,7 +1,7 @@
 """`cpolab` command line: mint dev tokens and drive the control plane over HTTP.
 
-Results are JSON on stdout (the report is printed as Markdown, `snippet` and `create --snippet` print
-the raw registration curl command); errors are one line on stderr.
+Results are JSON on stdout (the report is printed as Markdown, `chargers` as a table, `snippet` and
+`create --snippet` print the raw registration curl command); errors are one line on stderr.
 Exit codes: 0 ok, 1 API error or FAILED CPO, 2 usage, 3 API unreachable, 4 timed out waiting, 130 interrupted.
 """
 
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+
+from app.tools import charger_commands
 
 DEFAULT_API = "http://127.0.0.1:8000"
 SCOPES = ("cpos:read", "cpos:write")
@@ -392,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[conn], help="print a CPO's Markdown one-pager")
     p.add_argument("cpo_id")
     p.set_defaults(handler=cmd_report)
+    charger_commands.add_parsers(sub, conn)
     return parser
 
 

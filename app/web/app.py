@@ -20,6 +20,7 @@ from app.control.temporal_gateway import TemporalGateway
 from app.lifecycle import temporal_client
 from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
+from app.ocpi import outbox as ocpi_outbox
 from app.ocpi import reads as ocpi_reads
 from app.ocpi import routes as ocpi_routes
 from app.ocpi.transport import ocpi_response
@@ -62,9 +63,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.db = Database(settings.database_url)
         app.state.temporal = TemporalGateway(settings)
         app.state.cpo_counts = metrics.CpoCounts()
+        app.state.outbox = ocpi_outbox.Dispatcher(app.state.db, settings)
+        app.state.outbox.start()
         try:
             yield
         finally:
+            await app.state.outbox.stop()  # in-flight pushes finish or go back to the outbox
             await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
             await ocpi_reads.dispose(app.state.db)
             await app.state.db.dispose()
