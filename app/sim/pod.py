@@ -1,0 +1,47 @@
+"""A pod: the simulators of a batch of chargers in one asyncio loop, run until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from app.sim.charger import Charger, PodContext
+from app.sim.config import ChargerConfig, Tunables
+from app.sim.state import Phase
+
+
+class Pod:
+    def __init__(self, chargers: Sequence[ChargerConfig], *, seed: int = 0, tunables: Tunables | None = None) -> None:
+        """`seed` makes every charger's reconnect jitter reproducible (with its identity)."""
+        identities = [c.identity for c in chargers]
+        if len(set(identities)) != len(identities):
+            raise ValueError("charger identities must be unique within a pod")
+        tunables = tunables or Tunables()
+        self._ctx = PodContext(seed, tunables, asyncio.Semaphore(tunables.connect_concurrency))
+        self._chargers = [Charger(config, self._ctx) for config in chargers]
+
+    async def run(self) -> None:
+        """One task per charger, until cancelled: then every charger closes its WebSocket cleanly and
+        CancelledError propagates (a charger never fails the pod: each retries on its own)."""
+        async with asyncio.TaskGroup() as group:
+            for charger in self._chargers:
+                group.create_task(charger.run(), name=f"sim:{charger.state.config.identity}")
+
+    def online(self) -> int:
+        """Chargers connected, registered (boot Accepted) and whose StatusNotifications went out."""
+        return sum(1 for c in self._chargers if c.state.phase is Phase.ONLINE)
+
+    def stats(self) -> dict[str, int]:
+        """For heartbeat details: sockets open, online, booting (open but not online), connecting,
+        and reconnects (successful openings after each charger's first)."""
+        phases = [c.state.phase for c in self._chargers]
+        online = phases.count(Phase.ONLINE)
+        booting = phases.count(Phase.BOOTING)
+        return {
+            "chargers": len(phases),
+            "connected": online + booting,
+            "online": online,
+            "booting": booting,
+            "connecting": phases.count(Phase.CONNECTING),
+            "reconnects": sum(max(c.state.connects - 1, 0) for c in self._chargers),
+        }
