@@ -12,7 +12,7 @@ import hmac
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     traffic_log_max_rows: int = Field(5000, gt=0)  # per CPO, oldest dropped first
     traffic_log_max_age: int = Field(7 * 86400, gt=0)  # seconds
 
+    # ---- CSMS: the OCPP endpoint /ocpp/{cpo_id}/{identity} (app/csms) ----
+    csms_heartbeat_interval: int = Field(300, gt=0, le=86400)  # the BootNotification `interval`, seconds
+    # Characters of one OCPP frame; a longer one is answered with a CALLERROR, unparsed. uvicorn's
+    # --ws-max-size (1 MiB) is the hard cap: above it the socket closes (1009).
+    csms_max_frame: int = Field(65536, ge=1024, le=1048576)
+    # Frames per second one charger may send (bursts of twice that); beyond it its frames are read
+    # later, so one charger cannot starve the others.
+    csms_rate: float = Field(50.0, gt=0)
+    # Every API process marks the chargers it holds as seen this often, and sweeps: a charger not
+    # seen for csms_stale_after seconds (its API process died) goes OFFLINE, its EVSEs UNKNOWN.
+    csms_touch_interval: float = Field(30.0, gt=0, le=3600)
+    csms_stale_after: float = Field(90.0, gt=0)
+    ocpp_log_max_rows: int = Field(1000, gt=0)  # per charger, oldest dropped first
+    ocpp_log_max_age: int = Field(7 * 86400, gt=0)  # seconds
+
     # ---- per-org quotas ----
     quota_live_cpos: int = Field(50, gt=0)
     quota_live_chargers: int = Field(20_000, gt=0)
@@ -118,6 +133,13 @@ class Settings(BaseSettings):
     ui_port: int = 8233
     var_dir: str = "var"
     workers: int = Field(2, gt=0)
+
+    @model_validator(mode="after")
+    def _stale_after_outlasts_touches(self) -> Settings:
+        # A live connection is touched every csms_touch_interval: a shorter bound would sweep it.
+        if self.csms_stale_after < 2 * self.csms_touch_interval:
+            raise ValueError("csms_stale_after must be at least twice csms_touch_interval")
+        return self
 
     def require_secrets(self) -> None:
         """Refuse to run with a missing, empty or weak JWT secret (it signs every tenant's tokens)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from app.tools.devstack import temporal_command, wait_for_temporal
+from app.tools.devstack import temporal_command, wait_for_temporal, ws_flags
 from app.web.auth import ALL_SCOPES, mint_token
 from tests.databases import AppDatabase, migrate
 
@@ -30,7 +30,7 @@ QUIET = ("--log-level", "warning", "--no-access-log")
 
 def api_command(port: int) -> list[str]:
     """An API process on loopback, as the tests start it."""
-    return [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port), *ws_flags()]
 
 
 def free_port() -> int:

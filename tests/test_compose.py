@@ -205,6 +205,9 @@ def _uvicorn_limits(command: list[str]) -> dict[str, str]:
         "--limit-concurrency",
         "--timeout-keep-alive",
         "--timeout-graceful-shutdown",
+        "--ws-max-size",
+        "--ws-ping-interval",
+        "--ws-ping-timeout",
     )
     return {flag: command[command.index(flag) + 1] for flag in flags if flag in command}
 
@@ -218,6 +221,9 @@ def test_uvicorn_limits_are_the_same_in_the_image_compose_and_make_run() -> None
         "--limit-concurrency": str(devstack.MAX_CONNECTIONS),
         "--timeout-keep-alive": str(devstack.KEEP_ALIVE_S),
         "--timeout-graceful-shutdown": str(devstack.GRACEFUL_SHUTDOWN_S),
+        "--ws-max-size": str(devstack.WS_MAX_BYTES),
+        "--ws-ping-interval": str(devstack.WS_PING_S),
+        "--ws-ping-timeout": str(devstack.WS_PING_S),
     }
     cmd = [_exec_form(args) for instr, args in _dockerfile() if instr == "CMD"][-1]
     assert _uvicorn_limits(cmd) == wanted

@@ -46,6 +46,12 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 # SIGTERM: stop accepting, let in-flight requests finish for up to this long, then cancel them (open
 # WebSockets would otherwise hold the shutdown forever). Below the orchestrator's kill grace period.
 GRACEFUL_SHUTDOWN_S = 15
+# Charger WebSockets (the CSMS): the hard cap on one message (the app answers frames over
+# CPOLAB_CSMS_MAX_FRAME with a CALLERROR; above this uvicorn closes the socket, 1009), and the ping
+# that finds dead links: a peer that misses a pong for WS_PING_S is dropped (uvicorn's defaults,
+# made explicit).
+WS_MAX_BYTES = 1024 * 1024
+WS_PING_S = 20
 
 
 def temporal_binary() -> str:
@@ -150,6 +156,12 @@ def dev_secret(var: Path) -> str:
     return secret
 
 
+def ws_flags() -> list[str]:
+    """uvicorn's WebSocket limits for the API (every launch of it uses these)."""
+    ping = str(WS_PING_S)
+    return ["--ws-max-size", str(WS_MAX_BYTES), "--ws-ping-interval", ping, "--ws-ping-timeout", ping]
+
+
 def uvicorn_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """uvicorn with the inbound limits it has: header size (h11 only, hence `--http h11`), open
     connections (503 above), idle keep-alive. uvicorn has no header-read timeout (README says so)."""
@@ -172,6 +184,7 @@ def uvicorn_command(port: int, host: str = "127.0.0.1") -> list[str]:
         str(KEEP_ALIVE_S),
         "--timeout-graceful-shutdown",
         str(GRACEFUL_SHUTDOWN_S),
+        *ws_flags(),
         "--log-level",
         "warning",
         "--no-access-log",

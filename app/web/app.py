@@ -17,6 +17,7 @@ from starlette.routing import Route
 from app.control import openapi
 from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
+from app.csms import runtime as csms
 from app.lifecycle import temporal_client
 from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
@@ -65,9 +66,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.cpo_counts = metrics.CpoCounts()
         app.state.outbox = ocpi_outbox.Dispatcher(app.state.db, settings)
         app.state.outbox.start()
+        app.state.csms = csms.Csms(app.state.db, settings)
+        app.state.csms.start()
         try:
             yield
         finally:
+            await app.state.csms.stop()  # chargers released (OFFLINE) and their last frames logged
             await app.state.outbox.stop()  # in-flight pushes finish or go back to the outbox
             await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
             await ocpi_reads.dispose(app.state.db)
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *control_plane.routes,
         *openapi.routes,
         *ocpi_routes.routes,
+        *csms.routes,  # WebSocket /ocpp/{cpo_id}/{identity}: the chargers' CSMS
     ]
     limits = Middleware(
         RequestLimits,

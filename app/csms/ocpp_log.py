@@ -1,0 +1,176 @@
+"""Each charger's OCPP frames, both directions, with a retention per charger (the `ocpp_log` table).
+
+Same approach as the OCPI traffic log (app.ocpi.log): the hot path appends to an in-memory buffer and
+a lazily started per-process task inserts it in one statement every ~100 ms, so no OCPP response
+waits on a log INSERT. Readers call `flush` first and filter with `retained`, which applies the
+retention exactly; the flush prunes physically, per charger, once it has written
+`ocpp_log_max_rows / 10` new rows for it or PRUNE_AGE_INTERVAL_S has passed since its last prune,
+so the table stays bounded without a DELETE per frame.
+
+Payloads are cut to MAX_PAYLOAD characters and secret configuration values are masked
+(app.csms.frames.redacted) before they reach the buffer. Credentials of the upgrade request are
+never seen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import ColumnElement, Table, and_, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.settings import get_settings
+from app.store.db import Database, utcnow
+from app.store.tables import OcppLogRow
+
+log = logging.getLogger("cpolab.csms.log")
+
+FLUSH_INTERVAL_S = 0.1
+PRUNE_AGE_INTERVAL_S = 600.0  # a charger with new rows is pruned at least this often (age limit)
+MAX_PRUNES_PER_FLUSH = 20
+MAX_TRACKED = 100_000  # chargers whose prune bookkeeping a process keeps
+MAX_PENDING = 50_000  # frames buffered between two flushes; beyond that (DB stalled) new ones are dropped
+MAX_PAYLOAD = 4096
+
+_row = cast(Table, OcppLogRow.__table__).c
+
+ChargerKey = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_rows: int
+    max_age_s: int
+
+    def cutoff(self) -> datetime:
+        return utcnow() - timedelta(seconds=self.max_age_s)
+
+
+class _Writer:
+    def __init__(self, db: Database, retention: Retention) -> None:
+        self.db = db
+        self.retention = retention
+        self.pending: list[dict[str, Any]] = []
+        self.dropped = 0
+        self.task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.added: dict[ChargerKey, int] = {}  # rows written since the charger's last prune
+        self.pruned_at: dict[ChargerKey, float] = {}  # monotonic time of its last prune
+
+    def add(self, row: dict[str, Any]) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self.dropped += 1
+        else:
+            self.pending.append(row)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        # Runs while there is something to write, then exits; the next `add` starts it again.
+        while self.pending:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            rows, self.pending = self.pending, []
+            dropped, self.dropped = self.dropped, 0
+            if dropped:
+                log.warning("dropped %d OCPP log entries: the buffer was full", dropped)
+            if not rows:
+                return
+            try:
+                async with self.db.session() as session, session.begin():
+                    await (await session.connection()).execute(insert(OcppLogRow), rows)
+                    for key in self._due_for_pruning(rows):
+                        await _prune(session, key, self.retention)
+            except Exception:  # the log must never break OCPP traffic
+                log.exception("dropping %d OCPP log entries", len(rows))
+
+    def _due_for_pruning(self, rows: list[dict[str, Any]]) -> list[ChargerKey]:
+        for row in rows:
+            key = (row["cpo_id"], row["identity"])
+            self.added[key] = self.added.get(key, 0) + 1
+        now = time.monotonic()
+        every = max(1, self.retention.max_rows // 10)
+        due = [
+            key
+            for key, added in self.added.items()
+            if added >= every or now - self.pruned_at.setdefault(key, now) >= PRUNE_AGE_INTERVAL_S
+        ][:MAX_PRUNES_PER_FLUSH]  # the others stay due for the next flush: one flush stays short
+        for key in due:
+            self.pruned_at[key] = now
+            del self.added[key]
+        if len(self.pruned_at) > MAX_TRACKED:  # forget chargers without new rows (gone ones included)
+            self.pruned_at = {k: t for k, t in self.pruned_at.items() if k in self.added}
+        return due
+
+
+async def _prune(session: AsyncSession, key: ChargerKey, retention: Retention) -> None:
+    """Drop the charger's entries older than the age limit and beyond its newest `max_rows`."""
+    cpo_id, identity = key
+    mine = and_(_row.cpo_id == cpo_id, _row.identity == identity)
+    await session.execute(delete(OcppLogRow).where(mine, _row.timestamp < retention.cutoff()))
+    newest_dropped = (
+        await session.execute(select(_row.id).where(mine).order_by(_row.id.desc()).offset(retention.max_rows).limit(1))
+    ).scalar_one_or_none()
+    if newest_dropped is not None:
+        await session.execute(delete(OcppLogRow).where(mine, _row.id <= newest_dropped))
+
+
+_writers: weakref.WeakKeyDictionary[Database, _Writer] = weakref.WeakKeyDictionary()
+
+
+def _writer(db: Database) -> _Writer:
+    writer = _writers.get(db)
+    if writer is None:
+        settings = get_settings()
+        retention = Retention(settings.ocpp_log_max_rows, settings.ocpp_log_max_age)
+        writer = _writers[db] = _Writer(db, retention)
+    return writer
+
+
+def record(
+    db: Database,
+    *,
+    cpo_id: int,
+    identity: str,
+    direction: Literal["in", "out"],
+    message_type: int,
+    message_id: str | None,
+    action: str | None,
+    payload: str,
+) -> None:
+    """Buffer one frame (non-blocking; needs a running event loop). `payload` must be redacted."""
+    _writer(db).add(
+        {
+            "cpo_id": cpo_id,
+            "identity": identity,
+            "timestamp": utcnow(),
+            "direction": direction,
+            "message_type": message_type,
+            "message_id": message_id[:36] if message_id else None,
+            "action": action[:64] if action else None,
+            "payload": payload[:MAX_PAYLOAD],
+        }
+    )
+
+
+def retained(db: Database, cpo_id: int, identity: str) -> tuple[ColumnElement[bool], int]:
+    """Filter and row cap of the charger's entries a reader may show (newest first, by id): exactly
+    the retention, whether or not the flush has pruned yet."""
+    retention = _writer(db).retention
+    return (
+        and_(_row.cpo_id == cpo_id, _row.identity == identity, _row.timestamp >= retention.cutoff()),
+        retention.max_rows,
+    )
+
+
+async def flush(db: Database) -> None:
+    await _writer(db).flush()

@@ -1,0 +1,97 @@
+"""The connection object `ocpp.ChargePoint` reads and writes (`recv()` / `send(text)`) over a
+Starlette WebSocket, with what the library does not do itself:
+
+- every frame is pre-parsed (app.csms.frames): a bad one is answered with our CALLERROR here and
+  never reaches the library, so its receive loop only ever sees well-formed CALLs and results;
+- CALLRESULT/CALLERROR frames arrive only while a CALL of ours is in flight (the library queues
+  them without bound otherwise); unsolicited ones are logged and dropped;
+- frames are read at most `rate` per second (bursts of twice that): with one frame handled at a
+  time per connection, a flooding charger only slows itself;
+- every frame, both ways, goes to the OCPP log (redacted).
+
+A disconnect ends `recv()` with WebSocketDisconnect, which ends the library's `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.csms import frames
+
+FrameLogger = Callable[[Literal["in", "out"], int, "str | None", "str | None", str], None]
+
+
+class TokenBucket:
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = 2 * rate
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    async def take(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens = 1.0
+            self.at = time.monotonic()
+        self.tokens -= 1
+
+
+class OcppSocket:
+    def __init__(
+        self, websocket: WebSocket, *, ocpp_version: str, max_frame: int, rate: float, log_frame: FrameLogger
+    ) -> None:
+        self.websocket = websocket
+        self.ocpp_version = ocpp_version
+        self.max_frame = max_frame
+        self.bucket = TokenBucket(rate)
+        self.log_frame = log_frame
+        self.answering: str | None = None  # the action of the CALL being answered
+        self.pending: dict[str, str] = {}  # message id → action of our CALLs in flight (set by the ChargePoint)
+
+    async def recv(self) -> str:
+        while True:
+            await self.bucket.take()
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                self.log_frame("in", 0, None, None, f"<binary frame, {len(data)} bytes>")
+                self.answering = None
+                await self.send(frames.call_error(self.ocpp_version, "-1", "FormatViolation", "OCPP-J frames are text"))
+                continue
+            try:
+                frame = frames.parse(text, self.ocpp_version, self.max_frame)
+            except frames.FrameError as bad:
+                self.log_frame("in", 0, None, None, frames.redacted(0, text))
+                self.answering = None
+                if bad.reply is not None:
+                    await self.send(bad.reply)
+                continue
+            if frame.message_type == frames.CALL:
+                self.log_frame("in", frames.CALL, frame.message_id, frame.action, frames.redacted(frames.CALL, text))
+                self.answering = frame.action
+                return text
+            action = self.pending.get(frame.message_id)
+            self.log_frame(
+                "in", frame.message_type, frame.message_id, action, frames.redacted(frame.message_type, text)
+            )
+            if action is not None:
+                return text
+
+    async def send(self, text: str) -> None:
+        text = frames.fix_error_spelling(text, self.ocpp_version)
+        message_type, message_id, action = frames.head(text)
+        if message_type != frames.CALL:
+            action = self.answering
+        self.log_frame("out", message_type, message_id, action, frames.redacted(message_type, text))
+        await self.websocket.send_text(text)

@@ -1,0 +1,173 @@
+"""CSMS throughput: OCPP messages one API process handles, N raw OCPP-J clients on loopback.
+
+    .venv/bin/python bench/bench_csms.py [--clients 100] [--duration 15] [--database sqlite|postgres]
+
+One uvicorn API process (no Temporal, no worker) on a database seeded with a city-mixed-large network
+(1.6 and 2.0.1 chargers) and one registered eMSP peer, so EVSE changes also write outbox rows. Each
+client is a charger written directly on `websockets` (not app/sim): it connects, boots, reports its
+connectors Available, then sends back to back (closed loop) Heartbeat and StatusNotification in turn
+(`--status-share`); every status differs from the connector's previous one, cycling Available →
+Preparing → Charging → SuspendedEV → Finishing (1.6) or Available → Occupied (2.0.1), so each is a
+DB write, and some change the EVSE's OCPI status (+ Location bump + outbox row). Prints messages/s,
+latency p50/p99/max, and CPU per message of the API process and of the clients (one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script, `tests` (the stack it drives) must be importable
+
+from websockets.asyncio.client import ClientConnection  # noqa: E402
+
+from bench.app_database import add_database_arg, bench_databases, tree_cpu_seconds  # noqa: E402
+from bench.bench_create import pct, run_main  # noqa: E402
+from tests.csms_support import CsmsApi, open_charger  # noqa: E402
+from tests.databases import DatabaseFactory  # noqa: E402
+from tests.network_rows import SeededCharger, register_peer, seed_cpo  # noqa: E402
+
+# The connection table's default cycle (tests/csms_support.py speeds it up for the tests).
+PRODUCTION_TABLE = {"CPOLAB_CSMS_TOUCH_INTERVAL": "30", "CPOLAB_CSMS_STALE_AFTER": "90", "CPOLAB_LOG_LEVEL": "WARNING"}
+CYCLES = {"1.6": ("Available", "Preparing", "Charging", "SuspendedEV", "Finishing"), "2.0.1": ("Available", "Occupied")}
+
+
+class Client:
+    def __init__(self, ws: ClientConnection, charger: SeededCharger) -> None:
+        self.ws = ws
+        self.charger = charger
+        self.ids = itertools.count()
+        if charger.ocpp_version == "1.6":  # one connectorId space across the charger
+            count = sum(len(connectors) for _, _, connectors in charger.evses)
+            self.connectors = [(0, n) for n in range(1, count + 1)]
+        else:  # (evseId, connectorId within the EVSE)
+            self.connectors = [(evse_id, n) for evse_id, _, cs in charger.evses for n in range(1, len(cs) + 1)]
+        self.step = {c: 0 for c in self.connectors}
+
+    async def call(self, action: str, payload: dict[str, object]) -> float:
+        message_id = str(next(self.ids))
+        started = time.perf_counter()
+        await self.ws.send(json.dumps([2, message_id, action, payload]))
+        answer = json.loads(await self.ws.recv())
+        if answer[0] != 3 or answer[1] != message_id:
+            raise RuntimeError(f"{self.charger.identity}: {answer}")
+        return time.perf_counter() - started
+
+    async def status(self, connector: tuple[int, int]) -> float:
+        cycle = CYCLES[self.charger.ocpp_version]
+        status = cycle[self.step[connector] % len(cycle)]
+        self.step[connector] += 1
+        evse_id, connector_id = connector
+        if self.charger.ocpp_version == "1.6":
+            payload: dict[str, object] = {"connectorId": connector_id, "errorCode": "NoError", "status": status}
+        else:
+            payload = {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "connectorStatus": status,
+                "evseId": evse_id,
+                "connectorId": connector_id,
+            }
+        return await self.call("StatusNotification", payload)
+
+    async def boot(self) -> None:
+        if self.charger.ocpp_version == "1.6":
+            await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Raw"})
+        else:
+            payload = {"chargingStation": {"vendorName": "Bench", "model": "Raw"}, "reason": "PowerUp"}
+            await self.call("BootNotification", payload)
+        for connector in self.connectors:
+            await self.status(connector)
+
+
+async def run_client(client: Client, until: float, warm_until: float, status_share: float, out: list[float]) -> None:
+    turn = 0.0
+    connectors = itertools.cycle(client.connectors)
+    while time.monotonic() < until:
+        turn += status_share
+        if turn >= 1:
+            turn -= 1
+            latency = await client.status(next(connectors))
+        else:
+            latency = await client.call("Heartbeat", {})
+        if time.monotonic() >= warm_until:
+            out.append(latency)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-csms-") as tmp, bench_databases(args.database) as dbs:
+        database = dbs.new("csms") or DatabaseFactory("sqlite", Path(tmp), None).new("csms")
+        per_location = 6
+        locations = -(-args.clients // per_location)
+        cpo = seed_cpo(database, party_id="BCH", locations=locations, chargers_per_location=per_location)
+        register_peer(database, cpo.cpo_id)
+        api = CsmsApi(Path(tmp) / "api", database, env=PRODUCTION_TABLE)
+        clients: list[Client] = []
+        try:
+            await api.start()
+            assert api.stack.api is not None
+            chargers = list(cpo.chargers.values())[: args.clients]
+            sockets = await asyncio.gather(*(open_charger(api.ws_url, cpo.cpo_id, c) for c in chargers))
+            clients = [Client(ws, c) for ws, c in zip(sockets, chargers, strict=True)]
+            await asyncio.gather(*(c.boot() for c in clients))
+            latencies: list[float] = []
+            start = time.monotonic()
+            warm_until = start + args.warmup
+            until = warm_until + args.duration
+            api_cpu = client_cpu = 0.0
+
+            async def mark_cpu() -> None:
+                nonlocal api_cpu, client_cpu
+                await asyncio.sleep(max(0.0, warm_until - time.monotonic()))
+                api_cpu, client_cpu = -tree_cpu_seconds(api.stack.api.pid), -_own_cpu()  # type: ignore[union-attr]
+
+            await asyncio.gather(
+                mark_cpu(), *(run_client(c, until, warm_until, args.status_share, latencies) for c in clients)
+            )
+            api_cpu += tree_cpu_seconds(api.stack.api.pid)
+            client_cpu += _own_cpu()
+            elapsed = time.monotonic() - warm_until
+            outbox = database.query("SELECT count(*) FROM ocpi_outbox")[0][0]
+        finally:
+            for client in clients:
+                await client.ws.close()
+            api.stop()
+    n = len(latencies)
+    ms = [x * 1000 for x in latencies]
+    kinds = {"1.6": 0, "2.0.1": 0}
+    for c in clients:
+        kinds[c.charger.ocpp_version] += 1
+    print(
+        f"CSMS, one API process, {args.database}: {len(clients)} clients ({kinds['1.6']} × 1.6, "
+        f"{kinds['2.0.1']} × 2.0.1), closed loop, {args.status_share:.0%} StatusNotification / rest Heartbeat, "
+        f"{elapsed:.1f} s timed after {args.warmup:.0f} s warm-up"
+    )
+    print(f"messages: {n}  →  {n / elapsed:,.0f} msg/s   (target ≥ 2,000)")
+    print(f"latency: p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms  max {max(ms):.1f} ms   (target p99 ≤ 100 ms)")
+    print(
+        f"CPU: API {api_cpu:.1f} s = {api_cpu / elapsed:.0%} of a core, {api_cpu / n * 1e6:.0f} µs/msg; "
+        f"clients {client_cpu:.1f} s = {client_cpu / elapsed:.0%} of a core, {client_cpu / n * 1e6:.0f} µs/msg"
+    )
+    print(f"outbox rows left (one peer, coalesced per EVSE): {outbox}")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100, choices=range(1, 2001), metavar="N", help="chargers")
+    parser.add_argument("--duration", type=float, default=15.0, help="timed seconds")
+    parser.add_argument("--warmup", type=float, default=3.0, help="untimed seconds first")
+    parser.add_argument("--status-share", type=float, default=0.5, help="share of StatusNotification (0-1)")
+    add_database_arg(parser)
+    run_main(main(parser.parse_args()))
