@@ -17,7 +17,7 @@ from temporalio import activity
 
 from app.lifecycle.pods import GENERATION_HEADER, PodRun, SimChargerSpec
 from app.security.passwords import charger_password
-from app.sim.pod import ChargerConfig, Pod, SimEvse
+from app.sim import ChargerConfig, Pod, SimEvse
 
 HEARTBEAT_S = 2.0
 

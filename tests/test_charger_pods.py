@@ -139,10 +139,10 @@ async def test_continue_as_new_leaves_the_pods_running(stack: Stack, db: Databas
     cpo_id = await insert_cpo(db, "CAN")
     temporal = await Client.connect(stack.temporal_address)
     inp = workflow_input(cpo_id, "CAN", None)
-    inp.max_history_events = 40  # READY's first wait already continues as new
+    inp.max_history_events = 10  # READY's first wait already continues as new
     handle = await start_cpo(temporal, inp)
     await wait_for("online", lambda: {s for s, _ in charger_states(stack, cpo_id).values()} == {"ONLINE"}, 60)
-    first_run = (await handle.describe()).run_id
+    first_run = handle.first_execution_run_id
     connections = stack.query("SELECT identity, connection_id FROM charger WHERE cpo_id = ?", cpo_id)
 
     async def continued() -> bool:
