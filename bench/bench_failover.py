@@ -5,7 +5,7 @@ Starts its own stack (Temporal dev server, one worker, the API, two sim workers)
 per size (`--sizes`, default 100 and 1,000 chargers), waits for READY (every charger online), then
 kills the sim worker holding the most chargers and measures, from the kill:
 - until the CSMS saw them drop (the sockets close with the process: OFFLINE at once),
-- until every charger is ONLINE again (pod heartbeat timeout 10 s + retry + reconnect and boot).
+- until every charger is ONLINE again (pod heartbeat timeout 20 s + retry + reconnect and boot).
 Baseline beside it: the same CPO's first boot (POST → READY), so the figure reads as "failover =
 heartbeat timeout + N × a first boot".
 

@@ -119,7 +119,7 @@ async def test_a_killed_sim_worker_hands_its_pod_to_another(stack: Stack, client
 
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    # The CSMS sees the sockets drop; the pod's heartbeat timeout (10 s) hands it to the other worker.
+    # The CSMS sees the sockets drop; the pod's heartbeat timeout (20 s) hands it to the other worker.
     await wait_for("chargers offline", lambda: "OFFLINE" in {s for s, _ in charger_states(stack, cpo_id).values()}, 15)
     took = await wait_for(
         "chargers back online",

@@ -25,7 +25,9 @@ with workflow.unsafe.imports_passed_through():
 # offline meanwhile). Each attempt is bounded to a day, so a wedged sim worker cannot hold a pod
 # forever; the retry reconnects the chargers under a new generation.
 POD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
-POD_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# How long a silent pod counts as alive. A sim worker booting hundreds of chargers at once on a
+# loaded box can starve its event loop for seconds; a retry then would reboot them all again.
+POD_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 
 
 @workflow.defn

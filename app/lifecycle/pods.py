@@ -27,9 +27,10 @@ def pod_workflow_id(cpo_id: int, index: int) -> str:
 
 
 def online_timeout(chargers: int) -> int:
-    """Seconds every charger of a CPO may take to boot: a minute, plus one per hundred chargers
-    (stress-10k comes online in well under a minute on a 2-core box; this leaves room for a loaded one)."""
-    return 60 + chargers // 100
+    """Seconds every charger of a CPO may take to boot: two minutes, plus one per fifty chargers.
+    Generous on purpose (a CPO that fails is worse than one that is slow): on a shared, loaded box
+    a pod may be retried once (heartbeat timeout) and boot its chargers again."""
+    return 120 + chargers // 50
 
 
 def pod_ranges(locations: int, chargers_per_location: int, pod_chargers: int = POD_CHARGERS) -> list[tuple[int, int]]:
