@@ -124,7 +124,7 @@ async def test_a_killed_sim_worker_hands_its_pod_to_another(stack: Stack, client
     took = await wait_for(
         "chargers back online",
         lambda: {s for s, _ in charger_states(stack, cpo_id).values()} == {"ONLINE"},
-        40,
+        60,
     )
     print(f"\nfailover of 6 chargers: online again {took:.1f} s after they went offline")
     after = charger_states(stack, cpo_id)
