@@ -42,6 +42,8 @@ BENCHES = {
     "status": ("bench.bench_status", [], ["--duration", "8"]),
     "handshake": ("bench.bench_handshake", [], []),
     "locations": ("bench.bench_locations", [], []),
+    # OCPP charger simulators: pods of 100 / 1,000 / 10,000 against the test CSMS, no stack.
+    "sim": ("bench.bench_sim", [], ["--quick"]),
 }
 
 

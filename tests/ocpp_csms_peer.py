@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+import ocpp.messages
 from ocpp import v16, v201
 from ocpp.routing import on
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -108,6 +110,7 @@ class CsmsPeer:
         interval: int = 60,
         record: bool = True,
         compression: str | None = "deflate",
+        ping_interval: float | None = 20,
     ) -> None:
         """`passwords`: identity → password; None accepts any identity and password."""
         self.passwords = passwords
@@ -117,6 +120,7 @@ class CsmsPeer:
         self.heartbeat_delay = 0.0  # seconds before a Heartbeat is answered (an unresponsive CSMS)
         self.record = record  # False: counters only (benchmarks)
         self.compression = compression
+        self.ping_interval = ping_interval  # WebSocket pings to each charger (websockets' and uvicorn's default: 20 s)
         self.records: dict[str, Record] = {}
         self.connections: dict[str, tuple[ServerConnection, v16.ChargePoint | v201.ChargePoint]] = {}
         self.port = 0
@@ -133,7 +137,9 @@ class CsmsPeer:
             subprotocols=["ocpp1.6", "ocpp2.0.1"],
             process_request=self._check_request,
             compression=self.compression,
+            ping_interval=self.ping_interval,
             max_size=64 * 1024,
+            logger=_quiet,  # the test's log then holds only what the simulators log
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -258,9 +264,9 @@ class CsmsPeer:
                 self.rec(identity).disconnects += 1
 
 
-async def _serve_forever(port: int, interval: int) -> None:
+async def _serve_forever(port: int, interval: int, ping_interval: float | None) -> None:
     """Benchmark mode: accept anyone, answer Accepted with `interval`, print one line of totals on SIGUSR1."""
-    peer = CsmsPeer(interval=interval, record=False, compression=None)
+    peer = CsmsPeer(interval=interval, record=False, compression=None, ping_interval=ping_interval)
     await peer.start(port)
     print(f"READY {peer.port}", flush=True)
     loop = asyncio.get_running_loop()
@@ -276,8 +282,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--interval", type=int, default=300, help="heartbeat interval in BootNotification answers")
+    parser.add_argument("--ping", type=float, default=20, help="WebSocket ping interval, s (0: none)")
+    parser.add_argument("--inline-validation", action="store_true", help="ocpp schema checks on the loop")
     args = parser.parse_args()
-    asyncio.run(_serve_forever(args.port, args.interval))
+    ocpp.messages.ASYNC_VALIDATION = not args.inline_validation
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per charger
+    asyncio.run(_serve_forever(args.port, args.interval, args.ping or None))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ from app.sim.base import Session
 from app.sim.config import ChargerConfig, Tunables
 from app.sim.cp16 import SimChargePoint16
 from app.sim.cp201 import SimChargePoint201
-from app.sim.logs import LogOnce
+from app.sim.logs import LogOnce, ws_log
 from app.sim.state import ChargerState, Followup, Phase
 
-_REFUSED = {401, 403, 404}  # the CSMS does not know or accept us: retry slowly (the CPO may be gone)
+# The CSMS does not know or accept us (bad key, CPO gone, a newer pod holds the charger): retry slowly.
+_REFUSED = {401, 403, 404, 409, 410}
 
 
 @dataclass
@@ -89,14 +90,15 @@ class Charger:
                     ping_timeout=t.ping_timeout,
                     close_timeout=t.close_timeout,
                     max_size=t.max_size,
+                    logger=ws_log,
                 )
         except InvalidStatus as exc:
-            st.phase = Phase.DOWN
+            st.phase, st.failed_connects = Phase.DOWN, st.failed_connects + 1
             code = exc.response.status_code
             self.ctx.once.warning(f"http:{code}", "charger %s: the CSMS refused the upgrade (HTTP %d)", self._id, code)
             return self._backoff(refused=code in _REFUSED)
         except (OSError, TimeoutError, WebSocketException) as exc:
-            st.phase = Phase.DOWN
+            st.phase, st.failed_connects = Phase.DOWN, st.failed_connects + 1
             self.ctx.once.warning(f"connect:{type(exc).__name__}", "charger %s: cannot connect: %r", self._id, exc)
             return self._backoff(refused=False)
         try:
@@ -142,6 +144,9 @@ class Charger:
         finally:
             reader.cancel()
             behave.cancel()
+            # Closing first also ends a task whose cancel got lost (Python 3.11's wait_for, inside the
+            # library's call(), returns a result that races a cancel): its next send or recv fails.
+            await ws.close()
             await asyncio.gather(reader, behave, return_exceptions=True)
         if behave.cancelled():  # the receive loop ended first: normally the socket closed under us
             if (exc := reader.exception()) is not None and not isinstance(exc, WebSocketException):
@@ -201,6 +206,8 @@ class Charger:
         st = self.state
         if st.followups:
             return
+        if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # a cancel lost in call()
+            raise asyncio.CancelledError
         st.wake.clear()
         try:
             async with asyncio.timeout_at(deadline):

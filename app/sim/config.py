@@ -106,14 +106,17 @@ class Tunables:
     open_timeout: float = 10.0  # WebSocket opening handshake
     response_timeout: float = 30.0  # a CALL without answer: the link is considered dead
     close_timeout: float = 5.0  # closing handshake on cancel / reboot
-    ping_interval: float | None = 60.0  # WebSocket pings (dead-link detection besides Heartbeats)
+    # Our own WebSocket pings: off, because they cost as much CPU as the Heartbeats of an idle pod and add
+    # little: a dead CSMS process resets the TCP connection, a silent one fails the next Heartbeat
+    # (response_timeout), and the CSMS pings us anyway (we answer with pongs).
+    ping_interval: float | None = None
     ping_timeout: float | None = 30.0
     max_size: int = 64 * 1024  # largest frame accepted from the CSMS
     # Reconnect (OCPP 2.0.1 part 4 §5.3): wait backoff_min · 2^min(n, backoff_doublings) + U(0, backoff_range).
     backoff_min: float = 1.0
     backoff_range: float = 5.0
     backoff_doublings: int = 6
-    # The CSMS refused the upgrade (HTTP 401/403/404, or no OCPP subprotocol): retry, but no sooner.
+    # The CSMS refused the upgrade (HTTP 401/403/404/409/410, or no OCPP subprotocol): retry, no sooner.
     refused_wait: float = 60.0
     fallback_interval: int = 60  # when BootNotification answers interval ≤ 0
     reboot_delay: float = 1.0  # between the Reset answer and the reconnect that boots again

@@ -5,6 +5,8 @@
   each frame at INFO and whole frames with its errors; a frame may carry a password
   (ChangeConfiguration AuthorizationKey), so frames are cut out of every record and only records
   of WARNING and above are kept.
+- `ws_log`: handed to `websockets.connect`; pinned at WARNING because at DEBUG websockets logs the
+  upgrade headers (Authorization) and every frame, whatever the root logger's level.
 - `LogOnce`: a pod reports each kind of trouble once (the first charger that hit it), not once per
   charger per retry.
 """
@@ -16,6 +18,8 @@ import logging
 log = logging.getLogger("cpolab.sim")
 ocpp_log = logging.getLogger("cpolab.sim.ocpp")
 ocpp_log.setLevel(logging.WARNING)
+ws_log = logging.getLogger("cpolab.sim.websockets")
+ws_log.setLevel(logging.WARNING)
 
 
 class _DropFrames(logging.Filter):

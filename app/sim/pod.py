@@ -23,6 +23,8 @@ class Pod:
     async def run(self) -> None:
         """One task per charger, until cancelled: then every charger closes its WebSocket cleanly and
         CancelledError propagates (a charger never fails the pod: each retries on its own)."""
+        if not self._chargers:  # nothing to run, but the contract is the same: until cancelled
+            await asyncio.get_running_loop().create_future()
         async with asyncio.TaskGroup() as group:
             for charger in self._chargers:
                 group.create_task(charger.run(), name=f"sim:{charger.state.config.identity}")
@@ -33,7 +35,8 @@ class Pod:
 
     def stats(self) -> dict[str, int]:
         """For heartbeat details: sockets open, online, booting (open but not online), connecting,
-        and reconnects (successful openings after each charger's first)."""
+        reconnects (successful openings after each charger's first, reboots included) and
+        failed_connects (attempts that did not open: refused, unreachable, timed out)."""
         phases = [c.state.phase for c in self._chargers]
         online = phases.count(Phase.ONLINE)
         booting = phases.count(Phase.BOOTING)
@@ -44,4 +47,5 @@ class Pod:
             "booting": booting,
             "connecting": phases.count(Phase.CONNECTING),
             "reconnects": sum(max(c.state.connects - 1, 0) for c in self._chargers),
+            "failed_connects": sum(c.state.failed_connects for c in self._chargers),
         }

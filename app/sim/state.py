@@ -46,6 +46,7 @@ class ChargerState:
         "boot_reason",
         "config",
         "connects",
+        "failed_connects",
         "failures",
         "followups",
         "heartbeat_interval",
@@ -71,6 +72,7 @@ class ChargerState:
         self.followups: list[Task] = []
         self.wake = asyncio.Event()
         self.connects = 0  # successful WebSocket openings
+        self.failed_connects = 0  # attempts that did not open (refused, unreachable, timed out)
         self.failures = 0  # consecutive failed connections (backoff exponent)
         self.jitter_draws = 0  # how many jitter values were drawn (the deterministic sequence)
 
