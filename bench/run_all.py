@@ -42,6 +42,8 @@ BENCHES = {
     "status": ("bench.bench_status", [], ["--duration", "8"]),
     "handshake": ("bench.bench_handshake", [], []),
     "locations": ("bench.bench_locations", [], []),
+    # OCPP messages/s of one API process, 100 raw chargers (Heartbeat/StatusNotification), no Temporal.
+    "csms": ("bench.bench_csms", [], ["--duration", "8"]),
 }
 
 
