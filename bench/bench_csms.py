@@ -87,18 +87,20 @@ class Client:
             await self.status(connector)
 
 
-async def run_client(client: Client, until: float, warm_until: float, status_share: float, out: list[float]) -> None:
+async def run_client(
+    client: Client, until: float, warm_until: float, status_share: float, out: dict[str, list[float]]
+) -> None:
     turn = 0.0
     connectors = itertools.cycle(client.connectors)
     while time.monotonic() < until:
         turn += status_share
         if turn >= 1:
             turn -= 1
-            latency = await client.status(next(connectors))
+            kind, latency = "StatusNotification", await client.status(next(connectors))
         else:
-            latency = await client.call("Heartbeat", {})
+            kind, latency = "Heartbeat", await client.call("Heartbeat", {})
         if time.monotonic() >= warm_until:
-            out.append(latency)
+            out[kind].append(latency)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -117,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
             sockets = await asyncio.gather(*(open_charger(api.ws_url, cpo.cpo_id, c) for c in chargers))
             clients = [Client(ws, c) for ws, c in zip(sockets, chargers, strict=True)]
             await asyncio.gather(*(c.boot() for c in clients))
-            latencies: list[float] = []
+            latencies: dict[str, list[float]] = {"Heartbeat": [], "StatusNotification": []}
             start = time.monotonic()
             warm_until = start + args.warmup
             until = warm_until + args.duration
@@ -139,8 +141,8 @@ async def main(args: argparse.Namespace) -> None:
             for client in clients:
                 await client.ws.close()
             api.stop()
-    n = len(latencies)
-    ms = [x * 1000 for x in latencies]
+    n = sum(len(v) for v in latencies.values())
+    ms = [x * 1000 for v in latencies.values() for x in v]
     kinds = {"1.6": 0, "2.0.1": 0}
     for c in clients:
         kinds[c.charger.ocpp_version] += 1
@@ -151,6 +153,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     print(f"messages: {n}  →  {n / elapsed:,.0f} msg/s   (target ≥ 2,000)")
     print(f"latency: p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms  max {max(ms):.1f} ms   (target p99 ≤ 100 ms)")
+    for kind, values in latencies.items():
+        kms = [x * 1000 for x in values]
+        if kms:
+            print(f"  {kind}: {len(kms)} msgs, p50 {pct(kms, 50):.1f} ms  p99 {pct(kms, 99):.1f} ms")
     print(
         f"CPU: API {api_cpu:.1f} s = {api_cpu / elapsed:.0%} of a core, {api_cpu / n * 1e6:.0f} µs/msg; "
         f"clients {client_cpu:.1f} s = {client_cpu / elapsed:.0%} of a core, {client_cpu / n * 1e6:.0f} µs/msg"

@@ -21,6 +21,7 @@ DATABASE_CHOICE = "--database {sqlite,postgres}"
         ("bench_cost.py", ["--starters", DATABASE_CHOICE]),
         ("bench_workers.py", ["--phases", DATABASE_CHOICE]),
         ("bench_locations.py", ["--rounds", DATABASE_CHOICE]),
+        ("bench_csms.py", ["--clients", DATABASE_CHOICE]),
     ],
 )
 def test_bench_runs_as_a_script(tmp_path: Path, script: str, flags: list[str]) -> None:

@@ -11,20 +11,21 @@
   chargers not seen within the staleness bound OFFLINE (their API process died), EVSEs UNKNOWN.
 
 SQLite has one writer at a time: concurrent transactions of one process would wait for each other in
-SQLite's busy handler (sleeps of up to 100 ms), so this process's CSMS writes queue on an asyncio
-lock there instead. Postgres needs no such lock (row locks).
+SQLite's busy handler (sleeps of up to 100 ms), so this process's CSMS writes (the OCPP log's too)
+queue on one asyncio lock per database there instead (`write_lock`). Postgres needs none (row locks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, case
 
@@ -44,6 +45,19 @@ _FIND = (
     .join(Cpo, Cpo.id == CH.c.cpo_id)  # type: ignore[arg-type]
     .where(CH.c.cpo_id == bindparam("b_cpo"), CH.c.identity == bindparam("b_identity"))
 )
+
+
+_write_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def write_lock(db: Database) -> contextlib.AbstractAsyncContextManager[object]:
+    """Held around a write transaction of the CSMS: the process's writers take turns on SQLite."""
+    if db.engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _write_locks.get(db)
+    if lock is None:
+        lock = _write_locks[db] = asyncio.Lock()
+    return lock
 
 
 class ConnectionLost(Exception):
@@ -93,16 +107,10 @@ class ConnectionTable:
     def __init__(self, db: Database, api_instance: str) -> None:
         self.db = db
         self.api_instance = api_instance
-        sqlite = db.engine.dialect.name == "sqlite"
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
-            session = await stack.enter_async_context(self.db.session())
-            await stack.enter_async_context(session.begin())
+        async with write_lock(self.db), self.db.session() as session, session.begin():
             yield session
 
     async def find(self, cpo_id: int, identity: str) -> ChargerRecord | None:
@@ -145,7 +153,10 @@ class ConnectionTable:
             stmt = (
                 update(CH)
                 .where(
-                    tuple_(CH.c.cpo_id, CH.c.identity).in_([f.key for f in group]),
+                    # Separate INs use the (cpo_id, identity) key on both databases (a row-value IN
+                    # scans on SQLite); the connection ids, unique per socket, keep only the pairs meant.
+                    CH.c.cpo_id.in_({f.key[0] for f in group}),
+                    CH.c.identity.in_({f.key[1] for f in group}),
                     CH.c.connection_id.in_([f.connection_id for f in group]),
                 )
                 .values(**values)

@@ -4,8 +4,9 @@ Same approach as the OCPI traffic log (app.ocpi.log): the hot path appends to an
 a lazily started per-process task inserts it in one statement every ~100 ms, so no OCPP response
 waits on a log INSERT. Readers call `flush` first and filter with `retained`, which applies the
 retention exactly; the flush prunes physically, per charger, once it has written
-`ocpp_log_max_rows / 10` new rows for it or PRUNE_AGE_INTERVAL_S has passed since its last prune,
-so the table stays bounded without a DELETE per frame.
+`ocpp_log_max_rows / 2` new rows for it (so at most 1.5 × max_rows are stored) or PRUNE_AGE_INTERVAL_S
+has passed since its last prune, so the table stays bounded without a DELETE per frame (a busy charger
+sends thousands of frames an hour).
 
 Payloads are cut to MAX_PAYLOAD characters and secret configuration values are masked
 (app.csms.frames.redacted) before they reach the buffer. Credentials of the upgrade request are
@@ -25,6 +26,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import ColumnElement, Table, and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.csms.connections import write_lock
 from app.settings import get_settings
 from app.store.db import Database, utcnow
 from app.store.tables import OcppLogRow
@@ -32,7 +34,7 @@ from app.store.tables import OcppLogRow
 log = logging.getLogger("cpolab.csms.log")
 
 FLUSH_INTERVAL_S = 0.1
-PRUNE_AGE_INTERVAL_S = 600.0  # a charger with new rows is pruned at least this often (age limit)
+PRUNE_AGE_INTERVAL_S = 3600.0  # a charger with new rows is pruned at least this often (age limit)
 MAX_PRUNES_PER_FLUSH = 20
 MAX_TRACKED = 100_000  # chargers whose prune bookkeeping a process keeps
 MAX_PENDING = 50_000  # frames buffered between two flushes; beyond that (DB stalled) new ones are dropped
@@ -86,7 +88,7 @@ class _Writer:
             if not rows:
                 return
             try:
-                async with self.db.session() as session, session.begin():
+                async with write_lock(self.db), self.db.session() as session, session.begin():
                     await (await session.connection()).execute(insert(OcppLogRow), rows)
                     for key in self._due_for_pruning(rows):
                         await _prune(session, key, self.retention)
@@ -98,7 +100,7 @@ class _Writer:
             key = (row["cpo_id"], row["identity"])
             self.added[key] = self.added.get(key, 0) + 1
         now = time.monotonic()
-        every = max(1, self.retention.max_rows // 10)
+        every = max(1, self.retention.max_rows // 2)
         due = [
             key
             for key, added in self.added.items()

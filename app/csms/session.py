@@ -20,7 +20,7 @@ from ocpp.exceptions import GenericError, InternalError, PropertyConstraintViola
 
 from app.csms.connections import ChargerKey, ConnectionLost, Fence, Route
 from app.csms.writer import ChargerWrite, WriteBatcher
-from app.network.evse_state import ConnectorReport, EvseView
+from app.network.evse_state import ConnectorReport, EvseView, new_status
 from app.network.status import ChargerState
 from app.network.topology import OcppConnector, ocpp_connectors
 
@@ -88,10 +88,11 @@ class ChargerLink:
 
     async def connector_status(self, connector: OcppConnector, ocpp_status: str) -> None:
         view = self.views[connector.evse_uid]
-        if view.connectors.get(connector.connector_id) == ocpp_status and self.status_seen:
-            return  # nothing changes: the periodic touch keeps last_seen_at
-        state = ChargerState.ONLINE if self.booted else ChargerState.BOOTING
         report = ConnectorReport(view, connector.connector_id, ocpp_status, self.ocpp_version)
+        unchanged = view.connectors.get(connector.connector_id) == ocpp_status and new_status(report) == view.status
+        if unchanged and self.status_seen:
+            return  # nothing to write: the periodic touch keeps last_seen_at
+        state = ChargerState.ONLINE if self.booted else ChargerState.BOOTING
         await self._write(Fence(self.key, self.connection_id, state), report, "status")
         self.status_seen = True
 

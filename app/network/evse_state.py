@@ -24,19 +24,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.network.status import UNKNOWN, evse_status
 from app.store.db import as_utc
 from app.store.outbox import Push, enqueue_many
-from app.store.tables import Connector, Evse, Location
+from app.store.tables import ChargerRoute, Connector, Evse, Location
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 L = cast(Table, Location.__table__)
 E = cast(Table, Evse.__table__)
 C = cast(Table, Connector.__table__)
+R = cast(Table, ChargerRoute.__table__)
 
 LocationKey = tuple[int, str]  # (cpo_id, location_id)
 
@@ -90,11 +91,8 @@ class EvseChange:
 async def load_views(session: AsyncSession, cpo_id: int, identity: str) -> dict[str, EvseView]:
     """The charger's EVSEs (by uid) with their connectors, as stored now."""
     conn = await session.connection()
-    evses = (
-        await conn.execute(
-            select(E.c.uid, E.c.location_id, E.c.status).where(E.c.cpo_id == cpo_id, E.c.charger_identity == identity)
-        )
-    ).all()
+    read = select(E.c.uid, E.c.location_id, E.c.status).where(*_of_charger(cpo_id, identity))
+    evses = (await conn.execute(read)).all()
     views = {uid: EvseView(cpo_id, location_id, uid, status, {}) for uid, location_id, status in evses}
     if views:
         connectors = await conn.execute(
@@ -143,15 +141,19 @@ async def charger_unknown(session: AsyncSession, *, cpo_id: int, identity: str, 
     """Every EVSE of an offline charger becomes UNKNOWN ("also used when offline", OCPI); returns the
     EVSEs that changed. The connectors keep their last OCPP status."""
     conn = await session.connection()
-    rows = await conn.execute(
-        select(E.c.uid, E.c.location_id).where(
-            E.c.cpo_id == cpo_id, E.c.charger_identity == identity, E.c.status != UNKNOWN
-        )
-    )
+    known = select(E.c.uid, E.c.location_id).where(*_of_charger(cpo_id, identity), E.c.status != UNKNOWN)
+    rows = await conn.execute(known)
     wanted: dict[LocationKey, dict[str, str]] = defaultdict(dict)
     for uid, location_id in rows:
         wanted[(cpo_id, location_id)][uid] = UNKNOWN
     return await set_statuses(session, wanted, now)
+
+
+def _of_charger(cpo_id: int, identity: str) -> list[ColumnElement[bool]]:
+    """The charger's EVSEs, found through its routing rows (their key starts with the identity; no
+    index of `evse` does)."""
+    uids = select(R.c.evse_uid).where(R.c.cpo_id == cpo_id, R.c.identity == identity)
+    return [E.c.cpo_id == cpo_id, E.c.uid.in_(uids)]
 
 
 async def set_statuses(
@@ -163,7 +165,11 @@ async def set_statuses(
         return []
     conn = await session.connection()
     keys = sorted(wanted)
-    at_keys = tuple_(L.c.cpo_id, L.c.id).in_(keys)
+    by_cpo: dict[int, list[str]] = defaultdict(list)
+    for cpo_id, location_id in keys:
+        by_cpo[cpo_id].append(location_id)
+    # One index lookup per CPO (a row-value IN would scan the table on SQLite).
+    at_keys = or_(*(and_(L.c.cpo_id == cpo_id, L.c.id.in_(ids)) for cpo_id, ids in by_cpo.items()))
     read = select(L.c.cpo_id, L.c.id, L.c.last_updated).where(at_keys)
     if conn.dialect.name == "postgresql":
         read = read.order_by(L.c.cpo_id, L.c.id).with_for_update()

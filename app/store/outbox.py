@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, func, insert, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -133,11 +133,17 @@ async def _newest_coalescible(
     dispatcher holds it. Locked on Postgres until the commit, so a dispatcher cannot claim it between
     this read and the coalescing UPDATE (SQLite: the caller's transaction holds the write lock)."""
     conn = await session.connection()
-    newest_ids = (
-        select(func.max(OB.c.id))
-        .where(tuple_(OB.c.cpo_id, OB.c.peer_id, OB.c.object_key).in_(sorted(set(keys))))
-        .group_by(OB.c.cpo_id, OB.c.peer_id, OB.c.object_key)
+    streams: dict[tuple[int, int], set[str]] = {}
+    for cpo_id, peer_id, object_key in keys:
+        streams.setdefault((cpo_id, peer_id), set()).add(object_key)
+    # One lookup of ix_ocpi_outbox_object per (CPO, peer) (a row-value IN would scan on SQLite).
+    in_streams = or_(
+        *(
+            and_(OB.c.cpo_id == cpo_id, OB.c.peer_id == peer_id, OB.c.object_key.in_(sorted(objects)))
+            for (cpo_id, peer_id), objects in streams.items()
+        )
     )
+    newest_ids = select(func.max(OB.c.id)).where(in_streams).group_by(OB.c.cpo_id, OB.c.peer_id, OB.c.object_key)
     read = select(OB.c.id, OB.c.cpo_id, OB.c.peer_id, OB.c.object_key, OB.c.method, OB.c.path).where(
         OB.c.id.in_(newest_ids),
         OB.c.coalescible.is_(True),
