@@ -74,8 +74,8 @@ def _exec_form(args: str) -> list[str]:
 
 def test_expected_services_exist() -> None:
     temporal = {"temporal-schema", "temporal", "temporal-namespace", "temporal-ui"}
-    assert {"postgresql", *temporal, "migrate", "api", "worker"} <= set(SERVICES)
-    assert set(project_services()) == {"migrate", "api", "worker"}
+    assert {"postgresql", *temporal, "migrate", "api", "worker", "sim-worker"} <= set(SERVICES)
+    assert set(project_services()) == {"migrate", "api", "worker", "sim-worker"}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
