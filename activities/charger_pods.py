@@ -101,24 +101,28 @@ class PodActivities:
 
     @activity.defn
     async def stop_charger_pods(self, cpo_id: int) -> int:
-        """Cancel every pod workflow of the CPO and wait until each has closed (its chargers have
-        disconnected). Pods are numbered from 0 without gaps, so the first unknown id ends the scan.
-        Idempotent: closed pods are skipped. Returns how many pods were running."""
-        stopped = 0
+        """Cancel every pod of the CPO and wait until each has closed (idempotent)."""
         async with heartbeating():
-            index = 0
-            while True:
-                handle = self.client.get_workflow_handle(pod_workflow_id(cpo_id, index))
-                try:
-                    desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-                except RPCError as err:
-                    if err.status == RPCStatusCode.NOT_FOUND:
-                        break
-                    raise
-                if desc.status == WorkflowExecutionStatus.RUNNING:
-                    await handle.cancel(rpc_timeout=RPC_TIMEOUT)
-                    stopped += 1
-                    with suppress(WorkflowFailureError):  # it ends cancelled: what was asked
-                        await handle.result(follow_runs=True)
-                index += 1
-        return stopped
+            return await stop_pods(self.client, cpo_id)
+
+
+async def stop_pods(client: Client, cpo_id: int) -> int:
+    """Cancel every pod workflow of the CPO and wait until each has closed (its chargers have
+    disconnected). Pods are numbered from 0 without gaps, so the first unknown id ends the scan.
+    Closed pods are skipped. Returns how many pods were running."""
+    stopped = 0
+    index = 0
+    while True:
+        handle = client.get_workflow_handle(pod_workflow_id(cpo_id, index))
+        try:
+            desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return stopped
+            raise
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            await handle.cancel(rpc_timeout=RPC_TIMEOUT)
+            stopped += 1
+            with suppress(WorkflowFailureError):  # it ends cancelled: what was asked
+                await handle.result(follow_runs=True)
+        index += 1

@@ -40,10 +40,18 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, workdir: Path, *, temporal_db: bool = False, database: AppDatabase | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        temporal_db: bool = False,
+        database: AppDatabase | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """`database`: an already migrated app database; default a SQLite file in `workdir`, migrated by
-        start() (benchmarks)."""
+        start() (benchmarks). `env`: extra settings for every process of the stack."""
         self.workdir = workdir
+        self.extra_env = env or {}
         workdir.mkdir(parents=True, exist_ok=True)
         self.database = database or AppDatabase(
             f"sqlite+aiosqlite:///{workdir / 'cpolab.db'}", f"sqlite:///{workdir / 'cpolab.db'}"
@@ -70,6 +78,7 @@ class Stack:
             "CPOLAB_EGRESS_ALLOW_LOOPBACK": "1",
             "CPOLAB_CSMS_URL": f"ws://127.0.0.1:{self.api_port}/ocpp",
             "PYTHONPATH": str(ROOT),
+            **self.extra_env,
         }
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -1,8 +1,9 @@
 """A CPO's chargers on the control plane (CONTRACT §3) against the real stack: list, detail with the
 CSMS connection, OCPP log, live counts in status and report, the CLI.
 
-Provisioning writes the charger rows (OFFLINE, never seen); the tests then play the CSMS by writing
-the charger states and OCPP log rows it would write.
+The CPO comes up with live chargers (READY means online); the module then stops its pods, so the
+chargers disconnect, and plays the CSMS by writing the charger states and OCPP log rows it would
+write. Its own stack's CSMS never sweeps those hand-written states (CPOLAB_CSMS_STALE_AFTER).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import httpx
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
+from temporalio.client import Client
 
+from activities.charger_pods import stop_pods
 from app.control.charger_counts import COUNTS_TTL_S, CountCache
 from app.control.openapi import openapi_document
 from app.control.schemas import ChargerCounts
@@ -89,6 +92,29 @@ def add_frame(stack: Stack, cpo_id: str, identity: str, at: datetime, direction:
 
 
 @pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) -> AsyncIterator[Stack]:
+    never_sweep = {"CPOLAB_CSMS_STALE_AFTER": str(10**9)}
+    s = Stack(Path(tmp_path_factory.mktemp("chargers-stack")), database=databases.new("chargers_api"), env=never_sweep)
+    try:
+        await s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+async def stop_live_chargers(stack: Stack, cpo_id: str) -> None:
+    """Cancel the CPO's pods (as teardown does) and wait until the CSMS saw every charger go."""
+    temporal = await Client.connect(stack.temporal_address)
+    await stop_pods(temporal, int(cpo_id))
+    deadline = time.monotonic() + 30
+    while stack.query("SELECT count(*) FROM charger WHERE cpo_id = ? AND status != 'OFFLINE'", int(cpo_id)) != [(0,)]:
+        assert time.monotonic() < deadline, "chargers still connected after their pods stopped"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # the CSMS's last buffered log frames (flushed every 0.1 s)
+    stack.query("DELETE FROM ocpp_log WHERE cpo_id = ?", int(cpo_id))
+
+
+@pytest.fixture(scope="module")
 async def cpo(stack: Stack) -> Cpo:
     """A READY mixed-depot CPO (4 × OCPP 1.6 dual-outlet AC, 2 × OCPP 2.0.1 DC); states: 2 ONLINE,
     1 BOOTING, 1 DETACHED, 2 OFFLINE (never connected)."""
@@ -100,6 +126,7 @@ async def cpo(stack: Stack) -> Cpo:
         assert (await wait_status(c, cpo_id, {"READY", "FAILED"}))["status"] == "READY"
     identities = sorted(r[0] for r in stack.query("SELECT identity FROM charger WHERE cpo_id = ?", int(cpo_id)))
     assert len(identities) == 6
+    await stop_live_chargers(stack, cpo_id)
     for identity, state in zip(identities, STATES, strict=True):
         set_state(stack, cpo_id, identity, state, seen=T0 if state != "OFFLINE" else None)
     return Cpo(cpo_id, identities)
@@ -436,8 +463,8 @@ async def test_ended_cpo_has_no_counts(client: httpx.AsyncClient) -> None:
     cpo_id = (await client.post("/ocpi/cpos", json=body)).json()["cpo_id"]
     await wait_status(client, cpo_id, {"READY"})
     ready = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
-    assert ready["chargers"] == {"online": 0, "offline": 6, "booting": 0, "detached": 0}
-    assert ready["progress"]["chargers_online"] == 0
+    assert ready["chargers"] == {"online": 6, "offline": 0, "booting": 0, "detached": 0}  # READY = all online
+    assert ready["progress"]["chargers_online"] == 6
     assert (await client.delete(f"/ocpi/cpos/{cpo_id}")).status_code == 202
     gone = await wait_status(client, cpo_id, {"DESTROYED"})
     assert gone["chargers"] is None
