@@ -17,6 +17,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from websockets.asyncio.server import ServerConnection, serve
 
+from app.network.topology import ocpp_connectors
 from app.sim import ChargerConfig, Pod, SimEvse, Tunables
 from app.sim.backoff import reconnect_wait, unit_jitter
 from app.sim.config import connector_layout
@@ -141,6 +142,19 @@ def test_duplicate_identities_in_a_pod_are_refused() -> None:
 def test_connector_layout_follows_the_topology_rule() -> None:
     layout = connector_layout((SimEvse(2, 1), SimEvse(1, 2)))  # given out of order
     assert [(c.evse_id, c.connector_id, c.flat_id) for c in layout] == [(1, 1, 1), (1, 2, 2), (2, 1, 3)]
+
+
+@pytest.mark.parametrize("shape", [(1,), (2, 1), (1, 3, 2), (4, 4)])
+def test_connector_layout_matches_the_platforms_rule(shape: tuple[int, ...]) -> None:
+    """The simulator cannot import app.network, so its copy of the numbering rule is checked here."""
+    evses = tuple(SimEvse(i + 1, n) for i, n in enumerate(shape))
+    platform = [(e.evse_id, f"EVSE-{e.evse_id}", [str(c) for c in range(1, e.connectors + 1)]) for e in evses]
+    layout = connector_layout(evses)
+    v16 = ocpp_connectors("1.6", platform)
+    assert [c.flat_id for c in layout] == [c.ocpp_connector_id for c in v16]
+    assert [c.evse_id for c in layout] == [c.ocpp_evse_id for c in v16]
+    v201 = ocpp_connectors("2.0.1", platform)
+    assert [(c.evse_id, c.connector_id) for c in layout] == [(c.ocpp_evse_id, c.ocpp_connector_id) for c in v201]
 
 
 def test_jitter_is_deterministic_and_backoff_doubles_up_to_a_cap() -> None:
@@ -289,7 +303,7 @@ async def test_heartbeats_at_the_interval(peer: CsmsPeer) -> None:
     rec = peer.rec("B201")
     async with running(pod):
         await peer.wait_until(lambda: len(rec.heartbeats) >= 3, timeout=4.5, what="3 heartbeats")
-    assert all(0.8 < g < 1.5 for g in gaps(rec.heartbeats)), gaps(rec.heartbeats)
+    assert all(0.9 < g < 1.6 for g in gaps(rec.heartbeats)), gaps(rec.heartbeats)
 
 
 # --- CSMS-initiated calls, 1.6 ----------------------------------------------------------------------
@@ -598,7 +612,7 @@ async def test_refused_upgrade_is_retried_slowly_and_logged_once(
         await asyncio.sleep(1.2)
         assert pod.online() == 0 and pod.stats()["connected"] == 0
     assert set(rec.refusals) == {status} and rec.connects == 0
-    assert 3 <= len(rec.attempts) <= 5, rec.attempts  # every ≥ 0.3 s (refused_wait), not a tight loop
+    assert 2 <= len(rec.attempts) <= 5, rec.attempts  # every ≥ 0.3 s (refused_wait), not a tight loop
     assert all(g >= 0.3 for g in gaps(rec.attempts))
     refusals = [r for r in caplog.records if f"HTTP {status}" in r.getMessage()]
     assert len(refusals) == 1
@@ -615,7 +629,7 @@ async def test_unavailable_csms_backoff_doubles_up_to_the_cap(peer: CsmsPeer) ->
         await online(peer, pod, 1)
     expected = [reconnect_wait(FAST, n, unit_jitter(3, "A16", n), refused=False) for n in range(6)]
     for got, want in zip(gaps(rec.attempts[:7]), expected, strict=True):
-        assert want <= got < want + 0.25, (gaps(rec.attempts), expected)
+        assert want <= got < want + 0.5, (gaps(rec.attempts), expected)
 
 
 async def test_no_subprotocol_agreed_is_retried_slowly() -> None:

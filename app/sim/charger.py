@@ -209,11 +209,12 @@ class Charger:
         if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # a cancel lost in call()
             raise asyncio.CancelledError
         st.wake.clear()
+        # A timer that sets the event, not asyncio.timeout: no cancellation and exception per wait.
+        timer = asyncio.get_running_loop().call_at(deadline, st.wake.set)
         try:
-            async with asyncio.timeout_at(deadline):
-                await st.wake.wait()
-        except TimeoutError:
-            pass
+            await st.wake.wait()
+        finally:
+            timer.cancel()
 
     async def _boot(self, cp: Session, reason: str) -> tuple[str, int]:
         try:
