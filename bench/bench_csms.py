@@ -1,15 +1,19 @@
 """CSMS throughput: OCPP messages one API process handles, N raw OCPP-J clients on loopback.
 
-    .venv/bin/python bench/bench_csms.py [--clients 100] [--duration 15] [--database sqlite|postgres]
+    .venv/bin/python bench/bench_csms.py [--clients 100] [--duration 15] [--rate MSG_PER_S]
+                                         [--status-share 0.5] [--database sqlite|postgres]
 
 One uvicorn API process (no Temporal, no worker) on a database seeded with a city-mixed-large network
 (1.6 and 2.0.1 chargers) and one registered eMSP peer, so EVSE changes also write outbox rows. Each
-client is a charger written directly on `websockets` (not app/sim): it connects, boots, reports its
-connectors Available, then sends back to back (closed loop) Heartbeat and StatusNotification in turn
-(`--status-share`); every status differs from the connector's previous one, cycling Available →
-Preparing → Charging → SuspendedEV → Finishing (1.6) or Available → Occupied (2.0.1), so each is a
-DB write, and some change the EVSE's OCPI status (+ Location bump + outbox row). Prints messages/s,
-latency p50/p99/max, and CPU per message of the API process and of the clients (one process).
+client is a charger written directly on `websockets` (not app/sim): it connects (50 at a time), boots,
+reports its connectors Available, then sends Heartbeat and StatusNotification in turn
+(`--status-share`), back to back (closed loop: capacity) or paced (`--rate`: latency at a given load,
+counted from each message's due time, so queueing is not hidden). Every status differs from the
+connector's previous one, cycling Available → Preparing → Charging → SuspendedEV → Finishing (1.6) or
+Available → Occupied (2.0.1), so each is a DB write, and some change the EVSE's OCPI status (+ Location
+bump + outbox row): a worst case, real chargers repeat statuses far less often. Prints the connect
+rate, messages/s, latency p50/p99/max per message type, and CPU per message of the API process and
+of the clients (one process).
 """
 
 from __future__ import annotations
@@ -88,19 +92,34 @@ class Client:
 
 
 async def run_client(
-    client: Client, until: float, warm_until: float, status_share: float, out: dict[str, list[float]]
+    client: Client,
+    window: tuple[float, float],
+    status_share: float,
+    pace: tuple[float, float] | None,
+    out: dict[str, list[float]],
 ) -> None:
+    """Closed loop (`pace` None: the next message as soon as the last is answered) or open loop (`pace` =
+    (interval, offset): message k is due at start + offset + k × interval, and its latency counts from
+    then, so a late answer also delays what follows without hiding it)."""
+    warm_until, until = window
     turn = 0.0
     connectors = itertools.cycle(client.connectors)
-    while time.monotonic() < until:
+    started = time.monotonic()
+    for k in itertools.count():
+        due = started + pace[1] + k * pace[0] if pace else time.monotonic()
+        if due >= until:
+            return
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         turn += status_share
         if turn >= 1:
             turn -= 1
-            kind, latency = "StatusNotification", await client.status(next(connectors))
+            kind = "StatusNotification"
+            await client.status(next(connectors))
         else:
-            kind, latency = "Heartbeat", await client.call("Heartbeat", {})
-        if time.monotonic() >= warm_until:
-            out[kind].append(latency)
+            kind = "Heartbeat"
+            await client.call("Heartbeat", {})
+        if due >= warm_until:
+            out[kind].append(time.monotonic() - due)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -116,7 +135,12 @@ async def main(args: argparse.Namespace) -> None:
             await api.start()
             assert api.stack.api is not None
             chargers = list(cpo.chargers.values())[: args.clients]
-            sockets = await asyncio.gather(*(open_charger(api.ws_url, cpo.cpo_id, c) for c in chargers))
+            connect_started = time.monotonic()
+            sockets = []
+            for wave in range(0, len(chargers), 50):  # a pod's worth at a time
+                batch = chargers[wave : wave + 50]
+                sockets += await asyncio.gather(*(open_charger(api.ws_url, cpo.cpo_id, c) for c in batch))
+            connect_s = time.monotonic() - connect_started
             clients = [Client(ws, c) for ws, c in zip(sockets, chargers, strict=True)]
             await asyncio.gather(*(c.boot() for c in clients))
             latencies: dict[str, list[float]] = {"Heartbeat": [], "StatusNotification": []}
@@ -130,8 +154,15 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(max(0.0, warm_until - time.monotonic()))
                 api_cpu, client_cpu = -tree_cpu_seconds(api.stack.api.pid), -_own_cpu()  # type: ignore[union-attr]
 
+            window = (warm_until, until)
+            interval = len(clients) / args.rate if args.rate else None
+
+            def pace(i: int) -> tuple[float, float] | None:
+                return (interval, i * interval / len(clients)) if interval else None
+
             await asyncio.gather(
-                mark_cpu(), *(run_client(c, until, warm_until, args.status_share, latencies) for c in clients)
+                mark_cpu(),
+                *(run_client(c, window, args.status_share, pace(i), latencies) for i, c in enumerate(clients)),
             )
             api_cpu += tree_cpu_seconds(api.stack.api.pid)
             client_cpu += _own_cpu()
@@ -148,9 +179,11 @@ async def main(args: argparse.Namespace) -> None:
         kinds[c.charger.ocpp_version] += 1
     print(
         f"CSMS, one API process, {args.database}: {len(clients)} clients ({kinds['1.6']} × 1.6, "
-        f"{kinds['2.0.1']} × 2.0.1), closed loop, {args.status_share:.0%} StatusNotification / rest Heartbeat, "
+        f"{kinds['2.0.1']} × 2.0.1), {f'paced {args.rate:,.0f} msg/s' if args.rate else 'closed loop'}, "
+        f"{args.status_share:.0%} StatusNotification / rest Heartbeat, "
         f"{elapsed:.1f} s timed after {args.warmup:.0f} s warm-up"
     )
+    print(f"connect (upgrade + claim + topology, 50 at a time): {len(clients) / connect_s:,.0f} chargers/s")
     print(f"messages: {n}  →  {n / elapsed:,.0f} msg/s   (target ≥ 2,000)")
     print(f"latency: p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms  max {max(ms):.1f} ms   (target p99 ≤ 100 ms)")
     for kind, values in latencies.items():
@@ -175,5 +208,8 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=15.0, help="timed seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="untimed seconds first")
     parser.add_argument("--status-share", type=float, default=0.5, help="share of StatusNotification (0-1)")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="open loop: messages/s in total, spread evenly (default: closed loop)"
+    )
     add_database_arg(parser)
     run_main(main(parser.parse_args()))

@@ -646,3 +646,42 @@ async def test_the_ocpp_log_keeps_both_directions_and_no_secret(api: CsmsApi) ->
     # Nor does the API's own log hold the password (or its Basic header).
     log_text = (api.stack.workdir / "api.log").read_text(errors="replace")
     assert charger.password not in log_text and basic(charger.identity, charger.password) not in log_text
+
+
+async def test_the_ocpp_log_keeps_a_bounded_tail_per_charger(
+    databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With CPOLAB_OCPP_LOG_MAX_ROWS=10: the table holds at most about 1.5 × that per charger, the
+    newest frames among them, whatever the charger sends."""
+    csms = CsmsApi(
+        Path(tmp_path_factory.mktemp("csms-log")), databases.new("csms_log"), env={"CPOLAB_OCPP_LOG_MAX_ROWS": "10"}
+    )
+    await csms.start()
+    try:
+        cpo = seed_cpo(csms.database, party_id=_party())
+        noisy, quiet = cpo.of_version("1.6")[:2]
+        client = OcppClient(await open_charger(csms.ws_url, cpo.cpo_id, noisy))
+        other = OcppClient(await open_charger(csms.ws_url, cpo.cpo_id, quiet))
+        try:
+            await other.heartbeat()
+            for _ in range(40):  # 80 frames
+                await client.heartbeat()
+                await asyncio.sleep(0.01)
+        finally:
+            await client.ws.close()
+            await other.ws.close()
+
+        def count(charger: SeededCharger) -> int:
+            sql = "SELECT count(*) FROM ocpp_log WHERE cpo_id = ? AND identity = ?"
+            return int(csms.database.query(sql, cpo.cpo_id, charger.identity)[0][0])
+
+        def newest() -> list[object]:
+            sql = "SELECT message_id FROM ocpp_log WHERE cpo_id = ? AND identity = ? ORDER BY id DESC LIMIT 2"
+            return [r[0] for r in csms.database.query(sql, cpo.cpo_id, noisy.identity)]
+
+        # Flushed to the last frame, and pruned.
+        await eventually(lambda: newest() == ["m40", "m40"] and count(noisy) <= 15, timeout=5)
+        assert count(noisy) >= 10  # never below what readers must see
+        assert count(quiet) == 2  # another charger's tail is its own
+    finally:
+        csms.stop()

@@ -12,7 +12,7 @@ from typing import Any
 import ocpp.messages
 
 from app.csms.session import ChargerLink
-from app.csms.socket import OcppSocket
+from app.csms.wire import OcppSocket
 
 # The library logs every frame at INFO and every handler error (a charger's schema violation too)
 # with the whole message at ERROR. Frames go to our own OCPP log; errors that are ours are logged

@@ -3,10 +3,11 @@
 Same approach as the OCPI traffic log (app.ocpi.log): the hot path appends to an in-memory buffer and
 a lazily started per-process task inserts it in one statement every ~100 ms, so no OCPP response
 waits on a log INSERT. Readers call `flush` first and filter with `retained`, which applies the
-retention exactly; the flush prunes physically, per charger, once it has written
-`ocpp_log_max_rows / 2` new rows for it (so at most 1.5 × max_rows are stored) or PRUNE_AGE_INTERVAL_S
-has passed since its last prune, so the table stays bounded without a DELETE per frame (a busy charger
-sends thousands of frames an hour).
+retention exactly. The writer prunes physically, per charger, once it has written
+`ocpp_log_max_rows / 2` new rows for it (so about 1.5 × max_rows are stored) or PRUNE_AGE_INTERVAL_S has
+passed since its last prune, so the table stays bounded without a DELETE per frame (a busy charger sends
+thousands of frames an hour). Inserts and prunes are separate short transactions: on SQLite they hold
+the one write lock the chargers' own writes wait for.
 
 Payloads are cut to MAX_PAYLOAD characters and secret configuration values are masked
 (app.csms.frames.redacted) before they reach the buffer. Credentials of the upgrade request are
@@ -35,7 +36,7 @@ log = logging.getLogger("cpolab.csms.log")
 
 FLUSH_INTERVAL_S = 0.1
 PRUNE_AGE_INTERVAL_S = 3600.0  # a charger with new rows is pruned at least this often (age limit)
-MAX_PRUNES_PER_FLUSH = 20
+PRUNES_PER_PASS = 4  # chargers pruned after each flush, one short transaction each
 MAX_TRACKED = 100_000  # chargers whose prune bookkeeping a process keeps
 MAX_PENDING = 50_000  # frames buffered between two flushes; beyond that (DB stalled) new ones are dropped
 MAX_PAYLOAD = 4096
@@ -62,6 +63,7 @@ class _Writer:
         self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
+        self.due: dict[ChargerKey, None] = {}  # chargers to prune, oldest first
         self.added: dict[ChargerKey, int] = {}  # rows written since the charger's last prune
         self.pruned_at: dict[ChargerKey, float] = {}  # monotonic time of its last prune
 
@@ -74,12 +76,14 @@ class _Writer:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        # Runs while there is something to write, then exits; the next `add` starts it again.
-        while self.pending:
+        # Runs while there is something to write or prune, then exits; the next `add` starts it again.
+        while self.pending or self.due:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await self.flush()
+            await self._prune_some()
 
     async def flush(self) -> None:
+        """Insert the buffered frames (one statement: a short hold of SQLite's write lock)."""
         async with self.lock:
             rows, self.pending = self.pending, []
             dropped, self.dropped = self.dropped, 0
@@ -90,10 +94,21 @@ class _Writer:
             try:
                 async with write_lock(self.db), self.db.session() as session, session.begin():
                     await (await session.connection()).execute(insert(OcppLogRow), rows)
-                    for key in self._due_for_pruning(rows):
-                        await _prune(session, key, self.retention)
             except Exception:  # the log must never break OCPP traffic
                 log.exception("dropping %d OCPP log entries", len(rows))
+                return
+            for key in self._due_for_pruning(rows):
+                self.due[key] = None
+
+    async def _prune_some(self) -> None:
+        """A few due chargers, one transaction each, so the chargers' own writes get the lock between."""
+        for key in list(self.due)[:PRUNES_PER_PASS]:
+            del self.due[key]
+            try:
+                async with write_lock(self.db), self.db.session() as session, session.begin():
+                    await _prune(session, key, self.retention)
+            except Exception:  # retried when the charger is due again
+                log.exception("pruning the OCPP log of charger %r of CPO %s failed", key[1], key[0])
 
     def _due_for_pruning(self, rows: list[dict[str, Any]]) -> list[ChargerKey]:
         for row in rows:
@@ -105,7 +120,7 @@ class _Writer:
             key
             for key, added in self.added.items()
             if added >= every or now - self.pruned_at.setdefault(key, now) >= PRUNE_AGE_INTERVAL_S
-        ][:MAX_PRUNES_PER_FLUSH]  # the others stay due for the next flush: one flush stays short
+        ]
         for key in due:
             self.pruned_at[key] = now
             del self.added[key]
@@ -118,12 +133,12 @@ async def _prune(session: AsyncSession, key: ChargerKey, retention: Retention) -
     """Drop the charger's entries older than the age limit and beyond its newest `max_rows`."""
     cpo_id, identity = key
     mine = and_(_row.cpo_id == cpo_id, _row.identity == identity)
-    await session.execute(delete(OcppLogRow).where(mine, _row.timestamp < retention.cutoff()))
+    conn = await session.connection()
+    await conn.execute(delete(OcppLogRow).where(mine, _row.timestamp < retention.cutoff()))
     newest_dropped = (
-        await session.execute(select(_row.id).where(mine).order_by(_row.id.desc()).offset(retention.max_rows).limit(1))
-    ).scalar_one_or_none()
-    if newest_dropped is not None:
-        await session.execute(delete(OcppLogRow).where(mine, _row.id <= newest_dropped))
+        select(_row.id).where(mine).order_by(_row.id.desc()).offset(retention.max_rows).limit(1).scalar_subquery()
+    )
+    await conn.execute(delete(OcppLogRow).where(mine, _row.id <= newest_dropped))
 
 
 _writers: weakref.WeakKeyDictionary[Database, _Writer] = weakref.WeakKeyDictionary()

@@ -25,9 +25,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.csms import ocpp_log, upgrade
 from app.csms.connections import ChargerKey, ConnectionTable
 from app.csms.session import ChargerLink, Topology
-from app.csms.socket import FrameLogger, OcppSocket
 from app.csms.v16 import CsmsChargePointV16
 from app.csms.v201 import CsmsChargePointV201
+from app.csms.wire import FrameLogger, OcppSocket
 from app.csms.writer import WriteBatcher
 from app.settings import Settings
 from app.store.db import Database, utcnow
@@ -163,6 +163,9 @@ class Csms:
             if current is not None and current.cancelling():
                 raise  # the server is cancelling us (the child was cancelled with us)
             # else: ended on purpose (Connection.end)
+        except Exception:
+            log.exception("charger %r of CPO %s: connection failed", record.identity, record.cpo_id)
+            connection.close_code, connection.close_reason = 1011, "internal error"
         finally:
             await self._finish(connection)
 
