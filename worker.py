@@ -44,6 +44,7 @@ from app.observability.temporal import LogContextInterceptor, metrics_runtime
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
+from app.tools.open_files import raise_open_files_limit
 from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 from workflows.reconciler import ReconcilerWorkflow
@@ -107,6 +108,7 @@ def make_sim_worker(
 
 async def run_sim_worker(stop: asyncio.Event) -> None:
     settings = get_settings()
+    raise_open_files_limit()  # one descriptor per simulated charger
     client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
     worker = make_sim_worker(
         client,

@@ -41,7 +41,7 @@ BACKOFF_RESET_S = 60.0  # a worker that ran this long before dying is restarted 
 MAX_BACKOFF_S = 30.0
 # uvicorn limits (also in the Dockerfile and docker-compose.yml; tests/test_compose.py checks they agree).
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers; larger → 400 and the connection is closed
-MAX_CONNECTIONS = 512  # open connections + in-flight requests; above → 503
+MAX_CONNECTIONS = 12_000  # open connections (charger WebSockets included) + in-flight requests; above → 503
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 # SIGTERM: stop accepting, let in-flight requests finish for up to this long, then cancel them (open
 # WebSockets would otherwise hold the shutdown forever). Below the orchestrator's kill grace period.

@@ -27,6 +27,7 @@ from app.ocpi import routes as ocpi_routes
 from app.ocpi.transport import ocpi_response
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
+from app.tools.open_files import raise_open_files_limit
 from app.web import health, metrics
 from app.web.limits import RequestLimits
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab API refuses to start: {exc}") from None
     configure_logging(settings.log_format, settings.log_level)
+    raise_open_files_limit()  # one descriptor per charger WebSocket
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
