@@ -17,9 +17,14 @@ from temporalio import activity
 
 from app.lifecycle.pods import GENERATION_HEADER, PodRun, SimChargerSpec
 from app.security.passwords import charger_password
-from app.sim import ChargerConfig, Pod, SimEvse
+from app.sim import ChargerConfig, Pod, SimEvse, Tunables
 
 HEARTBEAT_S = 2.0
+# Admission toward the CSMS: a CSMS process accepts some tens of chargers per second (each upgrade is
+# an authenticated claim in the connection table), so 20 pods × 100 handshakes at once timed out,
+# retried and collapsed (10,000 chargers: < 300 online after 8 min). Few handshakes in flight per pod
+# and a patient opening handshake keep the queue short enough that every attempt completes.
+POD_TUNABLES = Tunables(connect_concurrency=10, open_timeout=30.0)
 
 
 def generation() -> int:
@@ -51,7 +56,11 @@ class ChargerRuntime:
     async def run_charger_pod(self, run: PodRun) -> None:
         """Runs until cancelled (teardown); returns only if the pod itself ends."""
         gen = generation()
-        pod = Pod([self._config(run, c, gen) for c in run.chargers], seed=run.cpo_id * 10_000 + run.index)
+        pod = Pod(
+            [self._config(run, c, gen) for c in run.chargers],
+            seed=run.cpo_id * 10_000 + run.index,
+            tunables=POD_TUNABLES,
+        )
         task = asyncio.create_task(pod.run())
         try:
             while not task.done():
