@@ -91,7 +91,7 @@ def make_worker(
 
 
 def make_sim_worker(
-    client: Client, charger_key: bytes, csms_url: str, shutdown_grace: float = 10.0, *, max_pods: int = 40
+    client: Client, charger_key: bytes, csms_url: str, shutdown_grace: float = 10.0, *, max_pods: int = 500
 ) -> Worker:
     runtime = ChargerRuntime(charger_key, csms_url)
     return Worker(

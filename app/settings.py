@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     # Where the pods' chargers connect: the CSMS WebSocket base of the API (or its load balancer),
     # `ws(s)://host:port/ocpp`. Empty: ws://127.0.0.1:{api_port}/ocpp (one machine, `make run`).
     csms_url: str = ""
-    # Pods one sim worker hosts at once (each is one activity slot of about 500 chargers).
-    sim_max_pods: int = Field(40, gt=0)
+    # Pods one sim worker hosts at once. A pod holds its activity slot for its CPO's whole life, and a
+    # tiny CPO's pod holds one charger: size by chargers (one process holds ~10,000 idle ones), not pods.
+    sim_max_pods: int = Field(500, gt=0)
 
     # ---- `make run` only ----
     api_port: int = 8000
