@@ -4,7 +4,8 @@ test database (Postgres with `--db postgres`, a SQLite file otherwise) and a Tem
 
 Only what a container gives for free is changed: the interpreter is this venv's, the API listens on a
 free loopback port instead of 0.0.0.0:8000, each worker's metrics port is a free one (in compose each
-replica has its own network namespace), and the database / Temporal addresses are the test's.
+replica has its own network namespace), the sim worker reaches the CSMS on that loopback port instead
+of the `api` service name, and the database / Temporal addresses are the test's.
 """
 
 from __future__ import annotations
@@ -123,6 +124,14 @@ async def test_compose_services_as_processes_take_a_cpo_to_ready_and_destroyed(
         await _until_healthy(lambda: compose.healthcheck("api", api_env), "api")
         for i, env in enumerate(worker_envs):
             await _until_healthy(lambda env=env: compose.healthcheck("worker", env), f"worker {i}")
+        assert compose.env("sim-worker")["CPOLAB_CSMS_URL"] == "ws://api:8000/ocpp"  # the api service, in compose
+        sim_env = compose.env(
+            "sim-worker",
+            CPOLAB_WORKER_METRICS_PORT=str(free_port()),
+            CPOLAB_CSMS_URL=f"ws://127.0.0.1:{compose.api_port}/ocpp",
+        )
+        workers.append(compose.start("sim-worker", sim_env, "sim-worker"))
+        await _until_healthy(lambda: compose.healthcheck("sim-worker", sim_env), "sim worker")
 
         api_url = f"http://127.0.0.1:{compose.api_port}"
         async with httpx.AsyncClient(base_url=api_url, headers=temporal.headers(), timeout=30) as client:
@@ -132,7 +141,8 @@ async def test_compose_services_as_processes_take_a_cpo_to_ready_and_destroyed(
             cpo_id = created.json()["cpo_id"]
             ready = await wait_status(client, cpo_id, {"READY", "FAILED"}, timeout=90)
             assert ready["status"] == "READY", ready
-            assert db.query("SELECT count(*) FROM charger WHERE cpo_id = ?", int(cpo_id))[0][0] == 6
+            online = "SELECT count(*) FROM charger WHERE cpo_id = ? AND status = 'ONLINE'"
+            assert db.query(online, int(cpo_id))[0][0] == 6  # READY: every charger booted against the CSMS
             deleted = await client.delete(f"/ocpi/cpos/{cpo_id}")
             assert deleted.status_code == 202, deleted.text
             gone = await wait_status(client, cpo_id, {"DESTROYED"}, timeout=90)

@@ -127,7 +127,10 @@ class ScaleStack(Stack):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**super().env, "CPOLAB_QUOTA_LIVE_CPOS": "1000", **RECONCILE}
+        # The chargers reach the CSMS of API 2 (there is no load balancer here): API 1's kill hits
+        # creates; the sim worker kill below hits chargers.
+        csms = {"CPOLAB_CSMS_URL": f"ws://127.0.0.1:{self.api2_port}/ocpp"}
+        return {**super().env, "CPOLAB_QUOTA_LIVE_CPOS": "1000", **RECONCILE, **csms}
 
     async def start_api2(self) -> None:
         self.api2 = self._spawn(
@@ -280,7 +283,7 @@ async def reconciler_destroyed(temporal: Client, cpo_id: int) -> bool:
 
 
 async def running_workflows(temporal: Client) -> list[str]:
-    query = "ExecutionStatus = 'Running' AND WorkflowType IN ('CpoWorkflow', 'CpoTeardownWorkflow')"
+    query = "ExecutionStatus = 'Running' AND WorkflowType IN ('CpoWorkflow', 'CpoTeardownWorkflow', 'ChargerPodWorkflow')"
     return [wf.id async for wf in temporal.list_workflows(query)]
 
 
@@ -295,6 +298,8 @@ async def test_fifty_cpos_under_worker_and_api_kills(
     try:
         await stack.start_temporal()
         live = [stack.start_worker(), stack.start_worker()]
+        stack.start_sim_worker()
+        stack.start_sim_worker()
         await stack.start_api()
         await stack.start_api2()
         temporal = await Client.connect(stack.temporal_address)
@@ -318,6 +323,13 @@ async def test_fifty_cpos_under_worker_and_api_kills(
         burst_s = time.monotonic() - t0
         print(f"\n{burst_s:.1f} s: burst answered (API 1 killed at {api_killed_at:.1f} s)")
         await stack.start_api()  # API 1 back on its port: both serve the rest of the test
+        # A sim worker SIGKILLed once: its pods move to the other one (heartbeat timeout) and their
+        # chargers boot again; a CPO waiting for them gets READY late, a READY one stays READY.
+        sim_victim = stack.sim_workers[0]
+        sim_victim.send_signal(signal.SIGKILL)
+        sim_victim.wait()
+        sim_killed_at = time.monotonic() - t0
+        stack.start_sim_worker()
         accepted = {c.cpo_id: c for c in creates}
         assert len(accepted) == N_CPOS
         lost = [c for c in creates if any("Error" in a for a in c.attempts)]
@@ -358,6 +370,12 @@ async def test_fifty_cpos_under_worker_and_api_kills(
 
         await wait_until("all READY", verify_ready, 180, temporal)
         ready_s = time.monotonic() - t0
+
+        def not_online() -> dict[int, str]:
+            rows = stack.query("SELECT cpo_id, identity, status FROM charger WHERE status != 'ONLINE'")
+            return {int(r[0]): f"{r[1]} {r[2]}" for r in rows if int(r[0]) in accepted}
+
+        online_s = await wait_until("every charger online again after the sim worker kill", not_online, 120, temporal)
         print(f"\n{ready_s:.1f} s: all {N_CPOS} READY and checked ({chaos.kills} worker kills so far)")
 
         # The reconciler removes or tears down the half-created ones (it may have begun already).
@@ -408,7 +426,8 @@ async def test_fifty_cpos_under_worker_and_api_kills(
         print(
             f"\nscale-out: {N_CPOS} CPOs accepted ({sum(len(c.attempts) for c in creates)} POSTs, "
             f"{len(lost)} retried after the API kill at {api_killed_at:.1f} s with {in_flight} in flight), "
-            f"burst {burst_s:.1f} s; {chaos.kills} worker kills; all READY at {ready_s:.1f} s; "
+            f"burst {burst_s:.1f} s; {chaos.kills} worker kills; sim worker killed at {sim_killed_at:.1f} s; "
+            f"all READY at {ready_s:.1f} s, every charger online {online_s:.1f} s later; "
             f"unanswered rows: {len(half_created)} half-created ({orphans_removed} removed, "
             f"{len(half_created) - orphans_removed} torn down, reconciled {reconciled_s:.1f} s after READY), "
             f"{len(lost_in_transit)} with a 202 lost in transit; "

@@ -2,10 +2,12 @@
 
     python -m app.observability.healthcheck api URL   # 0 when URL (the API's /readyz) answers 2xx
     python -m app.observability.healthcheck worker    # 0 when this host's worker polls its task queue
+    python -m app.observability.healthcheck sim       # 0 when this host's sim worker polls for pods
 
 The worker check reads the Temporal SDK's Prometheus endpoint (CPOLAB_WORKER_METRICS_PORT on
 127.0.0.1) and wants a workflow-task and an activity-task poller on CPOLAB_TASK_QUEUE: a worker that
-serves metrics but has stopped polling (draining, wedged) is not healthy. Exit 1 with one line why.
+serves metrics but has stopped polling (draining, wedged) is not healthy. A sim worker runs only
+activities: it wants an activity-task poller on `charger-runtime`. Exit 1 with one line why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from app.lifecycle.pods import CHARGER_RUNTIME_QUEUE
 from app.settings import Settings, get_settings
 
 TIMEOUT_S = 3.0
@@ -52,13 +55,14 @@ def active_pollers(metrics: str, task_queue: str) -> dict[str, float]:
     return found
 
 
-def check_worker(settings: Settings) -> None:
+def check_worker(settings: Settings, *, sim: bool = False) -> None:
     if not settings.worker_metrics_port:
         raise Unhealthy("CPOLAB_WORKER_METRICS_PORT is 0: the worker serves no metrics to check")
-    pollers = active_pollers(_get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"), settings.task_queue)
-    idle = [kind for kind in WANTED_POLLERS if pollers.get(kind, 0) <= 0]
+    queue, wanted = (CHARGER_RUNTIME_QUEUE, ("activity_task",)) if sim else (settings.task_queue, WANTED_POLLERS)
+    pollers = active_pollers(_get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"), queue)
+    idle = [kind for kind in wanted if pollers.get(kind, 0) <= 0]
     if idle:
-        raise Unhealthy(f"no {' / '.join(idle)} poller on task queue {settings.task_queue!r}")
+        raise Unhealthy(f"no {' / '.join(idle)} poller on task queue {queue!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,12 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="role", required=True)
     sub.add_parser("api", help="GET a URL, healthy on 2xx").add_argument("url")
     sub.add_parser("worker", help="the local worker polls its task queue")
+    sub.add_parser("sim", help="the local sim worker polls for charger pods")
     args = parser.parse_args(argv)
     try:
         if args.role == "api":
             check_api(args.url)
         else:
-            check_worker(get_settings())
+            check_worker(get_settings(), sim=args.role == "sim")
     except Unhealthy as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         sys.exit(1)
