@@ -283,7 +283,9 @@ async def reconciler_destroyed(temporal: Client, cpo_id: int) -> bool:
 
 
 async def running_workflows(temporal: Client) -> list[str]:
-    query = "ExecutionStatus = 'Running' AND WorkflowType IN ('CpoWorkflow', 'CpoTeardownWorkflow', 'ChargerPodWorkflow')"
+    query = (
+        "ExecutionStatus = 'Running' AND WorkflowType IN ('CpoWorkflow', 'CpoTeardownWorkflow', 'ChargerPodWorkflow')"
+    )
     return [wf.id async for wf in temporal.list_workflows(query)]
 
 
