@@ -166,7 +166,9 @@ def measure(size: int, args: argparse.Namespace) -> dict[str, float]:
         cmd += ["--idle", str(args.idle), "--settle", str(args.settle), "--evses", str(args.evses)]
         cmd += ["--timeout", str(args.timeout), "--ping", str(args.ping)]
         cmd += ["--inline-validation"] if args.inline_validation else []
-        out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=args.timeout + args.idle + 120)
+        out = subprocess.run(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=args.timeout + args.settle + args.idle + 180
+        )
         if out.returncode != 0:
             raise SystemExit(f"the pod of {size} failed (its progress and error are above)")
         return json.loads(out.stdout.strip().splitlines()[-1])
