@@ -35,4 +35,4 @@ EXPOSE 8000
 # on SIGTERM in-flight requests get 15 s to finish (give the container a longer stop grace period);
 # charger WebSocket messages up to 1 MiB, pings every 20 s (a missing pong for 20 s drops the link).
 # uvicorn has no header-read timeout: put a proxy with one in front when exposed (README).
-CMD ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11", "--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "12000", "--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "15", "--ws-max-size", "1048576", "--ws-ping-interval", "20", "--ws-ping-timeout", "20"]
+CMD ["uvicorn", "api:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11", "--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "12000", "--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "15", "--ws-max-size", "1048576", "--ws-ping-interval", "60", "--ws-ping-timeout", "60"]
