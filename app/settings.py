@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = Field(0.5, gt=0, le=10)
     outbox_concurrency: int = Field(32, gt=0)
     outbox_max_age: int = Field(86400, gt=0)
+    # Deliver the outbox from this API process. Off: it only records pushes, and other replicas
+    # (or a dedicated one) deliver them.
+    outbox_dispatch: bool = True
 
     # ---- inbound limits ----
     max_body: int = Field(1024 * 1024, gt=0)  # bytes of a request body (413 above)

@@ -23,7 +23,8 @@ from tests.stack import Stack
 T = TypeVar("T")
 
 # Fast connection-table cycles, so staleness shows within seconds.
-FAST_TABLE = {"CPOLAB_CSMS_TOUCH_INTERVAL": "0.5", "CPOLAB_CSMS_STALE_AFTER": "3"}
+# The outbox is not delivered here: the tests read what the CSMS recorded in it.
+FAST_TABLE = {"CPOLAB_CSMS_TOUCH_INTERVAL": "0.5", "CPOLAB_CSMS_STALE_AFTER": "3", "CPOLAB_OUTBOX_DISPATCH": "false"}
 
 
 class CsmsApi:

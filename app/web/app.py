@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.temporal = TemporalGateway(settings)
         app.state.cpo_counts = metrics.CpoCounts()
         app.state.outbox = ocpi_outbox.Dispatcher(app.state.db, settings)
-        app.state.outbox.start()
+        if settings.outbox_dispatch:
+            app.state.outbox.start()
         app.state.csms = csms.Csms(app.state.db, settings)
         app.state.csms.start()
         try:
