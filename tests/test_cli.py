@@ -55,7 +55,7 @@ def test_lifecycle(env: dict[str, str], token: str) -> None:
     assert body["progress"]["chargers_done"] == 6
     # The progress bar went to stderr: a bar, then steps, locations and chargers counts.
     assert "[" + "#" * 24 + "]" in created.stderr
-    assert "steps 4/4" in created.stderr and "locations 2/2" in created.stderr and "chargers 6/6" in created.stderr
+    assert "steps 5/5" in created.stderr and "locations 2/2" in created.stderr and "chargers 6/6" in created.stderr
     assert "Traceback" not in created.stderr
 
     status = run("status", cpo_id, env=env)

@@ -37,9 +37,11 @@ def interrupt(proc: subprocess.Popen[bytes]) -> None:
     assert proc.wait(timeout=40) == 0
 
 
-def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+def worker_pids(proc: subprocess.Popen[bytes], *, sim: bool = False) -> list[int]:
+    """The provisioning workers (or, with `sim`, the sim workers) `make run` supervises."""
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    return [int(pid) for pid in children if b"worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    cmdlines = {int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children}
+    return [pid for pid, argv in cmdlines.items() if b"worker.py" in argv[1] and (b"sim" in argv) == sim]
 
 
 async def wait_log(log: Path, needle: str, timeout: float = 30) -> None:
@@ -75,7 +77,7 @@ async def test_devstack_restart_resumes_cpos_and_workflows(tmp_path: Path) -> No
     try:
         # A crashed worker is restarted; the stack keeps running.
         pids = worker_pids(proc)
-        assert len(pids) == 2
+        assert len(pids) == 2 and len(worker_pids(proc, sim=True)) == 1
         os.kill(pids[0], signal.SIGKILL)
         await wait_log(log, "restarting it in 1 s")
         await wait_log(log, "worker 1 restarted")
@@ -110,6 +112,13 @@ async def test_devstack_restart_resumes_cpos_and_workflows(tmp_path: Path) -> No
             again = (await c.get(f"/ocpi/cpos/{created['cpo_id']}/status")).json()
             assert again["status"] == "READY" and again["workflow_run_id"] == ready["workflow_run_id"]
             assert again["expires_at"] == ready["expires_at"]
+            # Its pod was lost with the old sim worker: Temporal retries it on the new one (heartbeat
+            # timeout) and the chargers boot again.
+            deadline = time.monotonic() + 90
+            online = f"/ocpi/cpos/{created['cpo_id']}/chargers?state=ONLINE"
+            while (await c.get(online)).json()["total"] != 6:
+                assert time.monotonic() < deadline, (await c.get(f"/ocpi/cpos/{created['cpo_id']}/chargers")).text
+                await asyncio.sleep(0.5)
             # The same workflow run (and its TTL timer) is alive: it answers the destroy signal.
             assert (await c.delete(f"/ocpi/cpos/{created['cpo_id']}")).status_code == 202
             await wait_status(c, created["cpo_id"], {"DESTROYED"})

@@ -400,7 +400,10 @@ One line per CPO event follows. Ctrl-C stops everything; data stays in {var} for
             time.sleep(0.2)
     finally:
         print("stopping…", flush=True)
-        _terminate([core[1:], [w.proc for w in pool], core[:1]])
+        # Chargers first (they disconnect cleanly instead of retrying a gone API), then the API,
+        # the workers, Temporal.
+        sims = [w.proc for w in pool if w.cmd[-2:] == ["--role", "sim"]]
+        _terminate([sims, core[1:], [w.proc for w in pool if w.proc not in sims], core[:1]])
     if failed:
         raise SystemExit(1)
 
