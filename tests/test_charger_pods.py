@@ -24,6 +24,7 @@ from activities.charger_pods import PodActivities
 from activities.provisioning import ProvisioningActivities
 from app.lifecycle.pods import pod_workflow_id
 from app.store.db import Database
+from tests.emsp_peer import EmspPeer, OcpiClient, ok, register
 from tests.stack import Stack, wait_status
 from tests.test_workflow_faults import insert_cpo, start_cpo, workflow_input
 from workflows.charger_pod import ChargerPodWorkflow
@@ -108,31 +109,50 @@ async def test_ready_only_once_every_charger_booted_and_teardown_disconnects_the
     assert stack.count("charger", cpo_id) == 0
 
 
-async def test_a_killed_sim_worker_hands_its_pod_to_another(stack: Stack, client: httpx.AsyncClient) -> None:
-    second = stack.start_sim_worker()
+async def test_a_killed_sim_worker_hands_its_pod_to_another_and_the_emsp_sees_it(
+    stack: Stack, client: httpx.AsyncClient, http: httpx.AsyncClient, peer: EmspPeer
+) -> None:
+    """The eMSP registered with the CPO sees the EVSEs go UNKNOWN when their charger drops (a PATCH
+    from the outbox) and AVAILABLE again once the pod runs on the other sim worker; its own pull of
+    the Location agrees with what was pushed."""
+    stack.start_sim_worker()
     resp = await client.post("/ocpi/cpos", json={**BODY, "party_id": "KIL"})
-    cpo_id = resp.json()["cpo_id"]
+    created = resp.json()
+    cpo_id = created["cpo_id"]
     await wait_status(client, cpo_id, {"READY"})
+    token_c = ok((await register(http, created, peer))[0])["token"]
     before = charger_states(stack, cpo_id)
     holder, other = sorted(stack.sim_workers, key=lambda p: -sockets_to(p.pid, stack.api_port))[:2]
     assert sockets_to(holder.pid, stack.api_port) == 6 and sockets_to(other.pid, stack.api_port) == 0
+    location_id, evse_uid = map(str, stack.query("SELECT location_id, uid FROM evse WHERE cpo_id = ?", cpo_id)[0])
+    patches_of_evse = f"/locations/NL/KIL/{location_id}/{evse_uid}"
+    already = len(peer.received)
+
+    def pushed(status: str):
+        return lambda r: r.method == "PATCH" and r.path.endswith(patches_of_evse) and r.body["status"] == status
 
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     # The CSMS sees the sockets drop; the pod's heartbeat timeout (20 s) hands it to the other worker.
     await wait_for("chargers offline", lambda: "OFFLINE" in {s for s, _ in charger_states(stack, cpo_id).values()}, 15)
+    unknown = await peer.wait_for(pushed("UNKNOWN"), timeout=15)
     took = await wait_for(
         "chargers back online",
         lambda: {s for s, _ in charger_states(stack, cpo_id).values()} == {"ONLINE"},
         60,
     )
     print(f"\nfailover of 6 chargers: online again {took:.1f} s after they went offline")
+    available = await peer.wait_for(pushed("AVAILABLE"), timeout=15)
+    assert peer.received.index(unknown) < peer.received.index(available) and peer.received.index(unknown) >= already
+    assert available.body["last_updated"] > unknown.body["last_updated"]
     after = charger_states(stack, cpo_id)
     assert all(after[i][1] > before[i][1] for i in before)  # a newer pod generation holds each one
     assert sockets_to(other.pid, stack.api_port) == 6  # one connection per charger, no duplicates
-    assert other is second or other in stack.sim_workers
-    status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
-    assert status["status"] == "READY"
+    assert (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()["status"] == "READY"
+    # The eMSP's pull agrees with the last push.
+    base = created["ocpi_peer_url"].removesuffix("/versions")
+    pulled = ok(await OcpiClient(http, token_c).request("GET", f"{base}/2.2.1/locations/{location_id}/{evse_uid}"))
+    assert (pulled["status"], pulled["last_updated"]) == ("AVAILABLE", available.body["last_updated"])
 
 
 async def test_continue_as_new_leaves_the_pods_running(stack: Stack, db: Database) -> None:
