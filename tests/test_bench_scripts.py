@@ -22,6 +22,8 @@ DATABASE_CHOICE = "--database {sqlite,postgres}"
         ("bench_workers.py", ["--phases", DATABASE_CHOICE]),
         ("bench_locations.py", ["--rounds", DATABASE_CHOICE]),
         ("bench_csms.py", ["--clients", DATABASE_CHOICE]),
+        ("bench_sim.py", ["--sizes", "--interval"]),
+        ("bench_failover.py", ["--sizes"]),
     ],
 )
 def test_bench_runs_as_a_script(tmp_path: Path, script: str, flags: list[str]) -> None:
