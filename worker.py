@@ -100,6 +100,9 @@ def make_sim_worker(
         task_queue=CHARGER_RUNTIME_QUEUE,
         activities=[runtime.run_charger_pod],
         max_concurrent_activities=max_pods,
+        # A pod learns of its cancellation (teardown) from a heartbeat's answer; the SDK otherwise
+        # throttles heartbeats to 80 % of the 20 s timeout, so a DELETE took ~16 s to disconnect.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
         # A pod runs until cancelled: on shutdown its chargers disconnect at once and Temporal
         # retries the pod on another sim worker (there is nothing to drain).
         graceful_shutdown_timeout=timedelta(seconds=min(shutdown_grace, 2.0)),
