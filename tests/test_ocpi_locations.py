@@ -222,7 +222,7 @@ async def test_date_window_is_inclusive_from_exclusive_to(win: Peer, stack: Stac
     db = Database(stack.database_url)
     try:
         async with db.session() as session, session.begin():
-            assert await set_evse_status(session, win.cpo_id, "LOC00002-C01-1", "AVAILABLE", t1)
+            assert await set_evse_status(session, win.cpo_id, "LOC00002-C01-1", "INOPERATIVE", t1)
             assert await set_evse_status(session, win.cpo_id, "LOC00003-C01-1", "CHARGING", t2)
     finally:
         await db.dispose()
@@ -264,7 +264,7 @@ async def test_date_window_is_inclusive_from_exclusive_to(win: Peer, stack: Stac
     assert loc["last_updated"] == "2031-01-01T12:00:10Z"
     evse = next(e for e in loc["evses"] if e["uid"] == "LOC00003-C01-1")
     assert evse["status"] == "CHARGING" and evse["last_updated"] == "2031-01-01T12:00:10Z"
-    assert all(e["status"] == "UNKNOWN" for e in loc["evses"] if e is not evse)
+    assert all(e["status"] == "AVAILABLE" for e in loc["evses"] if e is not evse)  # live, idle chargers
 
 
 # ---- single objects, errors, auth ----------------------------------------------------------------
