@@ -111,7 +111,9 @@ class Stack:
 
     def start_sim_worker(self) -> subprocess.Popen[bytes]:
         name = f"sim-worker-{len(self.sim_workers)}"
-        proc = self._spawn(name, [sys.executable, "worker.py", "--role", "sim", "--log-level", "WARNING"])
+        # Its own metrics port, if any: a stack that sets one for its workers would clash with them.
+        env = {**self.env, "CPOLAB_WORKER_METRICS_PORT": "0"}
+        proc = self._spawn(name, [sys.executable, "worker.py", "--role", "sim", "--log-level", "WARNING"], env)
         self.sim_workers.append(proc)
         return proc
 
