@@ -8,15 +8,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from app.lifecycle.models import SEARCH_ATTRIBUTES, CpoStatus, CpoWorkflowInput, ExtendTtl, workflow_id
+from app.lifecycle.pods import CHARGER_RUNTIME_QUEUE, PodRun
 from app.network.generator import NetworkSpec
 from app.store.db import Database
-from app.store.tables import Cpo
+from app.store.tables import Charger, Cpo
 from tests.databases import DatabaseFactory
 from tests.rows import cpo_row
 from worker import make_worker
@@ -67,10 +71,15 @@ async def start_cpo(env: WorkflowEnvironment, db: Database, ttl: timedelta | Non
     return cpo.id, handle
 
 
-async def wait_ready(env: WorkflowEnvironment, handle: WorkflowHandle) -> None:
+async def wait_ready(env: WorkflowEnvironment, handle: WorkflowHandle, db: Database) -> None:
+    """No CSMS or sim worker runs here (the pods wait on `charger-runtime`): the test plays the CSMS and
+    marks the chargers online once provisioning wrote them, which is what READY waits for."""
+    cpo_id = int(handle.id.removeprefix("cpo-"))
     for _ in range(200):
         if (await handle.query(CpoWorkflow.state)).status == CpoStatus.READY:
             return
+        async with db.session() as session, session.begin():
+            await session.execute(update(Charger).where(Charger.cpo_id == cpo_id).values(status="ONLINE"))
         await env.sleep(timedelta(milliseconds=50))
     raise AssertionError("never READY")
 
@@ -82,10 +91,23 @@ async def db_status(db: Database, cpo_id: int) -> tuple[str, datetime | None]:
         return cpo.status, cpo.destroyed_at
 
 
+@activity.defn(name="run_charger_pod")
+async def pod_that_ends(run: PodRun) -> None:
+    """The time-skipping server skips no time while an activity runs, and a real pod runs for its
+    CPO's whole life: here each pod ends at once (its child workflow completes), and the tests play
+    the CSMS's part by marking the chargers online. Live pods are tested on the dev server
+    (tests/test_charger_pods.py)."""
+
+
+def sim_worker(env: WorkflowEnvironment) -> Worker:
+    return Worker(env.client, task_queue=CHARGER_RUNTIME_QUEUE, activities=[pod_that_ends])
+
+
 async def test_week_long_ttl_destroys_the_cpo(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"), sim_worker(env):
         started = await env.get_current_time()
         cpo_id, handle = await start_cpo(env, db, timedelta(days=7))
+        await wait_ready(env, handle, db)
         assert await handle.result() == "DESTROYED"  # result() lets the server skip the 7 days
     status, destroyed_at = await db_status(db, cpo_id)
     assert status == "DESTROYED" and destroyed_at is not None
@@ -96,9 +118,9 @@ async def test_week_long_ttl_destroys_the_cpo(env: WorkflowEnvironment, db: Data
 
 
 async def test_null_ttl_never_expires(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"), sim_worker(env):
         cpo_id, handle = await start_cpo(env, db, None)
-        await wait_ready(env, handle)
+        await wait_ready(env, handle, db)
         await env.sleep(timedelta(days=365))
         assert (await handle.query(CpoWorkflow.state)).status == CpoStatus.READY
         assert await handle.execute_update(CpoWorkflow.destroy) == "DESTROYED"
@@ -106,9 +128,9 @@ async def test_null_ttl_never_expires(env: WorkflowEnvironment, db: Database) ->
 
 
 async def test_extend_ttl_moves_the_deadline(env: WorkflowEnvironment, db: Database) -> None:
-    async with make_worker(env.client, db, QUEUE, b"test-charger-key"):
+    async with make_worker(env.client, db, QUEUE, b"test-charger-key"), sim_worker(env):
         cpo_id, handle = await start_cpo(env, db, timedelta(hours=1))
-        await wait_ready(env, handle)
+        await wait_ready(env, handle, db)
         state = await handle.execute_update(CpoWorkflow.extend_ttl, ExtendTtl(ttl_seconds=3 * 86400))
         assert state.expires_at is not None
         assert state.expires_at - await env.get_current_time() > timedelta(days=2, hours=23)
