@@ -1,5 +1,5 @@
 """Run the benchmarks one after another (`make bench`): create latency, POST → READY, status polling,
-the OCPI credentials handshake and OCPI locations pages/s,
+the OCPI credentials handshake and OCPI locations pages/s, OCPP messages/s of the CSMS,
 the cost per CPO and per page beside minimal baselines, and provisioning throughput with 1 vs 2 workers on
 Postgres (needs the PostgreSQL server package, as `pytest --db postgres` does). Each starts and stops its
 own stack, so they never share CPU with one another.

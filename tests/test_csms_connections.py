@@ -347,3 +347,25 @@ async def test_a_reconnected_charger_reports_its_evses_back(api: CsmsApi) -> Non
         assert evses(api, cpo, charger) == {"AVAILABLE"}
     finally:
         await again.ws.close()
+
+
+async def test_a_stopped_api_process_releases_its_chargers(api: CsmsApi) -> None:
+    """SIGTERM (a deploy): the process closes its sockets (1012) and marks its chargers OFFLINE itself,
+    without waiting for another process's sweeper."""
+    cpo = new_cpo(api)
+    chargers = list(cpo.chargers.values())[:3]
+    leaving = Stack(api.stack.workdir / "leaving", database=api.database)
+    await leaving.start_api({**leaving.env, **FAST_TABLE, "CPOLAB_CSMS_STALE_AFTER": "600"})
+    try:
+        clients = [await online(ws_url(leaving), cpo, c) for c in chargers]
+        assert leaving.api is not None
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+        leaving.api.send_signal(signal.SIGTERM)
+        assert {await closed_with(c) for c in clients} == {1012}
+        await eventually(lambda: {row(api, cpo, c)[:3] for c in chargers} == {("OFFLINE", None, None)}, timeout=5)
+        # Sooner than any sweeper could have (rows touched ≤ 0.5 s before, stale after 3 s).
+        assert loop.time() - stopped_at < float(FAST_TABLE["CPOLAB_CSMS_STALE_AFTER"]) - 0.5
+        assert all(evses(api, cpo, c) == {"UNKNOWN"} for c in chargers)
+    finally:
+        leaving.stop()
