@@ -597,7 +597,7 @@ async def test_a_flooding_charger_does_not_starve_another(api: CsmsApi) -> None:
             return latencies
 
         answered, latencies = await asyncio.gather(drain(), meanwhile())
-        assert max(latencies) < 0.5, latencies
+        assert max(latencies) < 1.0, latencies  # not queued behind the flood (400 at 50/s = 8 s)
         # Within 2 s the flooder got at most its burst plus 50 per second, not all 400 answers.
         assert 50 <= answered <= 100 + 50 * 2 + 30, answered
     finally:
