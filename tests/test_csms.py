@@ -9,7 +9,6 @@ The connection table (replacement, fencing, crashes) is in test_csms_connections
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -569,7 +568,7 @@ async def test_oversized_frames(api: CsmsApi) -> None:
 
 async def test_a_flooding_charger_does_not_starve_another(api: CsmsApi) -> None:
     """A charger that pipelines hundreds of CALLs is read at the per-connection rate (50/s, bursts of
-    100); another charger's calls are answered at once meanwhile."""
+    100), so all of its answers take seconds; another charger's calls are answered at once meanwhile."""
     cpo = new_cpo(api)
     flooder_charger, quiet_charger = cpo.of_version("1.6")[:2]
     flooder = await connected(api, cpo, flooder_charger)
@@ -579,14 +578,13 @@ async def test_a_flooding_charger_does_not_starve_another(api: CsmsApi) -> None:
         started = time.monotonic()
         await asyncio.gather(*(flooder.ws.send(json.dumps([2, f"f{i}", "Heartbeat", {}])) for i in range(400)))
 
-        async def drain() -> int:
-            answered = 0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0 - (time.monotonic() - started)):
-                    while True:
-                        await flooder.recv()
-                        answered += 1
-            return answered
+        async def drain() -> float:
+            """Seconds until all 400 are answered: the rate bound makes it ≥ (400 - 100) / 50 = 6 s.
+            A loaded box only makes it longer, so the lower bound cannot fail for the wrong reason."""
+            async with asyncio.timeout(60):
+                for _ in range(400):
+                    await flooder.recv()
+            return time.monotonic() - started
 
         async def meanwhile() -> list[float]:
             latencies = []
@@ -596,10 +594,9 @@ async def test_a_flooding_charger_does_not_starve_another(api: CsmsApi) -> None:
                 latencies.append(time.perf_counter() - t)
             return latencies
 
-        answered, latencies = await asyncio.gather(drain(), meanwhile())
-        assert max(latencies) < 1.0, latencies  # not queued behind the flood (400 at 50/s = 8 s)
-        # Within 2 s the flooder got at most its burst plus 50 per second, not all 400 answers.
-        assert 50 <= answered <= 100 + 50 * 2 + 30, answered
+        took, latencies = await asyncio.gather(drain(), meanwhile())
+        assert max(latencies) < 1.0, latencies  # not queued behind the flood
+        assert took >= 5.0, took  # read at the per-connection rate, not all at once
     finally:
         await flooder.ws.close()
         await quiet.ws.close()
