@@ -193,19 +193,24 @@ async def set_statuses(
     )
     await conn.execute(_SET_LOCATION, stamps)
     pushes = [
-        Push(
-            cpo_id=c.cpo_id,
-            object_key=f"evse:{c.location_id}/{c.evse_uid}",
-            module="locations",
-            method="PATCH",
-            path=[c.location_id, c.evse_uid],
-            body={"status": c.status, "last_updated": ocpi_timestamp(c.last_updated)},
-            coalescible=True,
-        )
-        for c in changes
+        status_push(c.cpo_id, c.location_id, c.evse_uid, c.status, ocpi_timestamp(c.last_updated)) for c in changes
     ]
     await enqueue_many(session, pushes, now=now)
     return changes
+
+
+def status_push(cpo_id: int, location_id: str, evse_uid: str, status: str, last_updated: str) -> Push:
+    """The eMSP's PATCH of an EVSE's status. Coalescible: while the peer has not taken the previous
+    one, a newer status replaces it (the peer sees the latest state, never an older one after it)."""
+    return Push(
+        cpo_id=cpo_id,
+        object_key=f"evse:{location_id}/{evse_uid}",
+        module="locations",
+        method="PATCH",
+        path=[location_id, evse_uid],
+        body={"status": status, "last_updated": last_updated},
+        coalescible=True,
+    )
 
 
 def ocpi_timestamp(at: datetime) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.network.evse_state import status_push
 from app.ocpi import client
 from app.ocpi.transport import ocpi_datetime
 from app.store.ocpi_tables import OcpiPeer
-from app.store.outbox import enqueue
+from app.store.outbox import enqueue, enqueue_many
 
 
 def receiver_url(peer: OcpiPeer, module: str) -> str | None:
@@ -38,19 +39,8 @@ def target_url(base: str, country_code: str, party_id: str, method: str, path: l
 async def evse_status(
     session: AsyncSession, cpo_id: int, location_id: str, evse_uid: str, status: str, last_updated: Any
 ) -> int:
-    """PATCH of an EVSE's status. Coalescible: while the peer has not taken the previous one, a
-    newer status replaces it (the peer sees the latest state, never an older one after it)."""
-    body = {"status": status, "last_updated": _ts(last_updated)}
-    return await enqueue(
-        session,
-        cpo_id=cpo_id,
-        object_key=f"evse:{location_id}/{evse_uid}",
-        module="locations",
-        method="PATCH",
-        path=[location_id, evse_uid],
-        body=body,
-        coalescible=True,
-    )
+    """The EVSE status PATCH the CSMS's EVSE writer records (one definition: app.network.evse_state)."""
+    return await enqueue_many(session, [status_push(cpo_id, location_id, evse_uid, status, _ts(last_updated))])
 
 
 async def session_put(session: AsyncSession, cpo_id: int, ocpi_session: dict[str, Any]) -> int:
