@@ -29,7 +29,7 @@ from app.store.db import as_utc
 from app.store.tables import Charger as ChargerRow
 from app.store.tables import ChargerRoute, OcppLogRow
 from app.web.auth import READ, WRITE
-from app.web.http import issue, model_response, page_query, unprocessable
+from app.web.http import enum_query, model_response, page_query, unprocessable
 from app.web.limits import json_too_deep
 from app.web.urls import base_url
 
@@ -54,9 +54,7 @@ async def list_chargers(request: Request) -> Response:
     """The CPO's chargers by identity (stable pages), optionally of one `state`."""
     call = cpo_call(request, READ)
     page, limit, problems = page_query(request)
-    state = request.query_params.get("state")
-    if state is not None and state not in ChargerState.__members__:
-        problems.append(issue(["query", "state"], f"must be one of {', '.join(ChargerState)}", "enum"))
+    state = enum_query(request, "state", ChargerState, problems)
     if problems:
         return unprocessable(problems)
     await owned_cpo(request, call.principal, call.cpo_id)

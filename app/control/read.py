@@ -30,7 +30,7 @@ from app.network import catalog
 from app.store.db import as_utc, utcnow
 from app.store.tables import Charger, Cpo, CredentialToken, Location
 from app.web.auth import READ, authenticate
-from app.web.http import issue, model_response, page_query, unprocessable
+from app.web.http import enum_query, model_response, page_query, unprocessable
 from app.web.urls import ocpi_root, ocpi_versions_url, status_url
 
 REPORT_MAX_LOCATIONS = 100  # the one-pager lists this many sites, then summarises the rest
@@ -47,9 +47,7 @@ async def list_templates(request: Request) -> Response:
 async def list_cpos(request: Request) -> Response:
     principal = authenticate(request, READ)
     page, limit, problems = page_query(request)
-    status_filter = request.query_params.get("status")
-    if status_filter is not None and status_filter not in CpoStatus.__members__:
-        problems.append(issue(["query", "status"], f"must be one of {', '.join(CpoStatus)}", "enum"))
+    status_filter = enum_query(request, "status", CpoStatus, problems)
     if problems:
         return unprocessable(problems)
     conditions = [Cpo.org == principal.org]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -58,3 +59,12 @@ def page_query(request: Request) -> tuple[int, int, list[dict[str, Any]]]:
         else:
             problems.append(issue(["query", name], f"must be an integer between {lo} and {hi}", "int_range"))
     return values.get("page", 1), values.get("limit", 50), problems
+
+
+def enum_query(request: Request, name: str, allowed: Iterable[str], problems: list[dict[str, Any]]) -> str | None:
+    """An optional `?name=` filter that must be one of `allowed`; a bad value adds a 422 issue."""
+    value = request.query_params.get(name)
+    values = list(allowed)
+    if value is not None and value not in values:
+        problems.append(issue(["query", name], f"must be one of {', '.join(values)}", "enum"))
+    return value
