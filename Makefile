@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Test files run in parallel (pytest-xdist, one file per process): the suite mostly waits on real
+# Temporal servers, APIs, workers and sockets, so 3 processes fit a 2-core box. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-sqlite test-postgres lint bench install install-dev clean
 
@@ -28,14 +32,14 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider --db sqlite
-	$(BIN)/python -m pytest -q -p no:cacheprovider --db postgres
+	$(PYTEST) --db sqlite
+	$(PYTEST) --db postgres
 
 test-sqlite: install-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider --db sqlite
+	$(PYTEST) --db sqlite
 
 test-postgres: install-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider --db postgres
+	$(PYTEST) --db postgres
 
 lint: install-dev
 	$(BIN)/ruff check .

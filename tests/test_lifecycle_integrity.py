@@ -136,7 +136,7 @@ async def test_patch_without_worker_is_503_then_attaches_by_idempotency_key(stac
             elapsed = time.monotonic() - started
             assert resp.status_code == 503, resp.text
             assert resp.json()["code"] == "workflow_backend_unavailable"
-            assert elapsed <= 3.5, elapsed
+            assert elapsed <= float(stack.env["CPOLAB_TEMPORAL_RPC_TIMEOUT"]) + 1, elapsed
         finally:
             stack.start_worker()
         # The client retries with the same key (503s while the new worker starts and the sticky queue
@@ -329,6 +329,7 @@ async def test_temporal_down_bounds_hold_end_to_end(stack: Stack, outage: str) -
     server, port = await _blackhole() if outage == "hung" else (None, free_port())
     api_port = free_port()
     env = {**stack.env, "CPOLAB_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
+    env.pop("CPOLAB_TEMPORAL_RPC_TIMEOUT")  # the bounds under test are the product's defaults
     api = stack._spawn(
         f"api-{outage}",
         api_command(api_port),
