@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 FOUR_PLACES = Decimal("0.0001")
+TWELVE_PLACES = Decimal("1e-12")
 
 
 class PricingInputError(ValueError):
@@ -15,6 +16,12 @@ class PricingInputError(ValueError):
 def q4(value: Decimal) -> Decimal:
     """An OCPI `number`: 4 decimals, half-up."""
     return value.quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
+
+
+def q12(value: Decimal) -> Decimal:
+    """Meter-derived volumes are kept to 12 decimals: far below any price's effect at 4 decimals, and
+    sums of such numbers stay exact within Decimal's 28 digits."""
+    return value.quantize(TWELVE_PLACES, rounding=ROUND_HALF_UP)
 
 
 def ocpi_datetime(moment: datetime) -> str:

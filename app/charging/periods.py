@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.charging.ocpi_values import PricingInputError, ocpi_datetime, q4, seconds_between
+from app.charging.ocpi_values import PricingInputError, ocpi_datetime, q4, q12, seconds_between
 from app.charging.tariff_model import DIMENSIONS, PeriodState, Tariff, to_decimal
 
 _KW = Decimal(1000)
@@ -188,7 +188,7 @@ def _state(segment: _Segment, moment: datetime, start: datetime, zone: ZoneInfo)
     return PeriodState(
         local=moment.astimezone(zone),
         duration_s=seconds_between(start, moment),
-        energy_kwh=q4(segment.energy_at(moment) / _KW),
+        energy_kwh=q4(q12(segment.energy_at(moment) / _KW)),
         power_kw=(segment.power_kw, segment.power_kw),
         current_a=current,
         reservation=None,
@@ -210,18 +210,18 @@ def _merge(atoms: list[_Atom]) -> list[dict[str, Any]]:
             groups.append([atom])
     periods = []
     energy_before = Decimal(0)
-    hours = {True: Decimal(0), False: Decimal(0)}  # charging, parking: exact cumulative hours
+    seconds = {True: Decimal(0), False: Decimal(0)}  # charging, parking: cumulative, exact
     for group in groups:
         first, last = group[0], group[-1]
         charging = first.segment.charging
-        energy_after = q4(last.segment.energy_at(last.end) / _KW)
-        hours_before = q4(hours[charging])
-        hours[charging] += sum((seconds_between(a.start, a.end) for a in group), Decimal(0)) / 3600
+        energy_after = q12(last.segment.energy_at(last.end) / _KW)
+        hours_before = q12(seconds[charging] / 3600)
+        seconds[charging] += sum((seconds_between(a.start, a.end) for a in group), Decimal(0))
         dims: list[tuple[str, Decimal]] = []
         energy = energy_after - energy_before
         if charging or energy > 0:
             dims.append(("ENERGY", energy))
-        dims.append(("TIME" if charging else "PARKING_TIME", q4(hours[charging]) - hours_before))
+        dims.append(("TIME" if charging else "PARKING_TIME", q12(seconds[charging] / 3600) - hours_before))
         powers = [a.segment.power_kw for a in group]
         dims += [("MIN_POWER", min(powers)), ("MAX_POWER", max(powers))]
         currents = [a.segment.current_a for a in group]

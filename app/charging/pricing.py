@@ -44,6 +44,7 @@ __all__ = [
 CDR_DIMENSIONS = frozenset(
     {"ENERGY", "MAX_CURRENT", "MIN_CURRENT", "MAX_POWER", "MIN_POWER", "PARKING_TIME", "RESERVATION_TIME", "TIME"}
 )
+ADDITIVE_DIMENSIONS = frozenset({"ENERGY", "PARKING_TIME", "RESERVATION_TIME", "TIME"})
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def price_periods(
         state = PeriodState(
             local=period.start.astimezone(zone),
             duration_s=seconds_between(start, period.start),
-            energy_kwh=energy_so_far,
+            energy_kwh=q4(energy_so_far),  # as periods.build_periods evaluates it
             power_kw=_observed_range(period.volumes, "POWER"),
             current_a=_observed_range(period.volumes, "CURRENT"),
             reservation=("RESERVATION_EXPIRES" if expired else "RESERVATION") if reservation else None,
@@ -145,7 +146,7 @@ def price_periods(
         incl_vat=sum((q4(b.incl_vat) for b in buckets), Decimal(0)),
     )
     return PricedCdr(
-        charging_periods=[_period_json(p, raw, parsed_tariff.id) for p, raw in zip(parsed, periods, strict=True)],
+        charging_periods=_periods_json(parsed, periods, parsed_tariff.id),
         total_energy=q4(sum((p.volumes.get("ENERGY", Decimal(0)) for p in parsed), Decimal(0))),
         total_time=q4(seconds_between(start, end) / 3600),
         total_parking_time=q4(sum((p.volumes.get("PARKING_TIME", Decimal(0)) for p in parsed), Decimal(0))),
@@ -231,9 +232,22 @@ def _observed_range(volumes: Mapping[str, Decimal], quantity: str) -> tuple[Deci
     return (low if low is not None else high, high if high is not None else low)  # type: ignore[return-value]
 
 
-def _period_json(period: _Period, raw: Mapping[str, Any], tariff_id: str) -> dict[str, Any]:
-    dims = [{"type": d["type"], "volume": float(period.volumes[d["type"]])} for d in raw["dimensions"]]
-    return {"start_date_time": ocpi_datetime(period.start), "dimensions": dims, "tariff_id": tariff_id}
+def _periods_json(parsed: list[_Period], raw: Sequence[Mapping[str, Any]], tariff_id: str) -> list[dict[str, Any]]:
+    """The periods as OCPI JSON, volumes at 4 decimals. Additive volumes are rounded cumulatively, so
+    each dimension's periods add up exactly to its rounded total."""
+    out = []
+    cumulative: dict[str, Decimal] = {}
+    for period, source in zip(parsed, raw, strict=True):
+        dims = []
+        for kind in (d["type"] for d in source["dimensions"]):
+            volume = period.volumes[kind]
+            if kind in ADDITIVE_DIMENSIONS:
+                before = cumulative.get(kind, Decimal(0))
+                cumulative[kind] = before + volume
+                volume = q4(cumulative[kind]) - q4(before)
+            dims.append({"type": kind, "volume": float(q4(volume))})
+        out.append({"start_date_time": ocpi_datetime(period.start), "dimensions": dims, "tariff_id": tariff_id})
+    return out
 
 
 def _price(bucket: Bucket) -> Price | None:
