@@ -211,6 +211,14 @@ def test_step_size_time_total_and_parking_only_when_both() -> None:
     assert priced.total_parking_cost.excl_vat == D("0.6667")  # 20/60 × 2
 
 
+def test_step_size_does_not_round_up_an_exact_multiple() -> None:
+    """10 minutes is 0.166666666667 h as a meter-derived volume; at step 600 s it is billed as 10 minutes."""
+    t = tariff(el(pc("TIME", 6, step=600)))
+    start = local("2026-01-13T10:00")
+    priced = price_cdr(t, charge(start, [(10, 11)]), start=start, end=start + timedelta(minutes=10), time_zone=AMS)
+    assert costs(priced) == (D("1.00"), D("1.00"))
+
+
 @pytest.mark.parametrize(("step", "billed"), [(1, D("0.029")), (25, D("0.0313")), (500, D("0.125"))])
 def test_step_size_energy_in_wh(step: int, billed: Decimal) -> None:
     """115.2 Wh at 0.25/kWh: step 1 → 116 Wh, step 25 → 125 Wh, step 500 → 500 Wh (PriceComponent note)."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from app.charging.tariff_model import PriceComponent
 
 _SECONDS_PER_HOUR = Decimal(3600)
 _WH_PER_KWH = Decimal(1000)
+_THOUSANDTH = Decimal("0.001")
 
 
 @dataclass
@@ -99,7 +100,9 @@ def _round_up(bucket: Bucket, billed: _Billed, step_unit: Decimal) -> None:
     component = billed.last
     if component is None or component.step_size == 0:
         return
-    units = billed.total * step_unit  # Wh or seconds
+    # Wh or seconds, to 1/1000: meter-derived volumes are 12-decimal hours, and an exact 10 minutes
+    # (0.166666666667 h = 600.0000000012 s) must not start a second 600 s step.
+    units = (billed.total * step_unit).quantize(_THOUSANDTH, rounding=ROUND_HALF_UP)
     steps = math.ceil(units / component.step_size)
     extra = (steps * component.step_size - units) / step_unit
     if extra > 0:

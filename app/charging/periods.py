@@ -197,8 +197,8 @@ def _state(segment: _Segment, moment: datetime, start: datetime, zone: ZoneInfo)
 
 def _key(tariff: Tariff, segment: _Segment, moment: datetime, start: datetime, zone: ZoneInfo) -> tuple[Any, ...]:
     state = _state(segment, moment, start, zone)
-    chosen = tuple(None if (s := tariff.select(dim, state)) is None else s[0] for dim in DIMENSIONS)
-    return (segment.charging, *chosen)
+    chosen = tariff.select(state)
+    return (segment.charging, *(None if chosen[dim] is None else chosen[dim][0] for dim in DIMENSIONS))
 
 
 def _merge(atoms: list[_Atom]) -> list[dict[str, Any]]:

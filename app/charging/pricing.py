@@ -128,7 +128,7 @@ def price_periods(
             current_a=_observed_range(period.volumes, "CURRENT"),
             reservation=("RESERVATION_EXPIRES" if expired else "RESERVATION") if reservation else None,
         )
-        selected = {dim: parsed_tariff.select(dim, state) for dim in ("FLAT", "ENERGY", "TIME", "PARKING_TIME")}
+        selected = parsed_tariff.select(state)
         if selected["FLAT"]:
             sheet.flat(selected["FLAT"][1], reservation=reservation)
         if reservation:

@@ -156,11 +156,8 @@ def _seconds(t: time) -> int:
 
 @dataclass(frozen=True)
 class TariffElement:
-    components: tuple[PriceComponent, ...]
+    components: tuple[PriceComponent, ...]  # at most one per dimension
     restrictions: Restrictions
-
-    def component(self, dimension: str) -> PriceComponent | None:
-        return next((c for c in self.components if c.type == dimension), None)
 
 
 @dataclass(frozen=True)
@@ -174,20 +171,23 @@ class Tariff:
     start_date_time: datetime | None
     end_date_time: datetime | None
 
-    def select(self, dimension: str, state: PeriodState) -> tuple[int, PriceComponent] | None:
-        """The price component for `dimension`: from the first element that has one and whose
-        restrictions all match (OCPI 2.2.1 Tariff object). None = this dimension is free now."""
-        order = range(len(self.elements))
+    def select(self, state: PeriodState) -> dict[str, tuple[int, PriceComponent] | None]:
+        """Per dimension, the element index and price component that apply: from the first element that
+        has a component of that dimension and whose restrictions all match (OCPI 2.2.1 Tariff object).
+        None = the dimension is free at this moment."""
+        order: Sequence[int] = range(len(self.elements))
         if state.reservation == "RESERVATION_EXPIRES":
             # "the time based cost of an expired reservation will be calculated based on the
             # RESERVATION_EXPIRES Tariff Element" (note under ReservationRestrictionType).
             order = sorted(order, key=lambda i: self.elements[i].restrictions.reservation != "RESERVATION_EXPIRES")
+        chosen: dict[str, tuple[int, PriceComponent] | None] = dict.fromkeys(DIMENSIONS)
         for index in order:
             element = self.elements[index]
-            component = element.component(dimension)
-            if component is not None and element.restrictions.matches(state):
-                return index, component
-        return None
+            open_dims = [c for c in element.components if chosen[c.type] is None]
+            if open_dims and element.restrictions.matches(state):
+                for component in open_dims:
+                    chosen[component.type] = (index, component)
+        return chosen
 
     def check_valid_at(self, moment: datetime) -> None:
         if self.start_date_time is not None and moment < self.start_date_time:
