@@ -624,3 +624,35 @@ def test_bad_meter_data_raises_pricing_input_error(samples: list[Any], kwargs: d
 def test_bad_periods_raise_pricing_input_error(periods: list[Any], message: str) -> None:
     with pytest.raises(PricingInputError, match=message):
         price_periods(GOOD, periods, start=START, end=LATER, time_zone=AMS)
+
+
+# ---- cpolab's own tariffs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", ["small-urban-ac", "highway-dc", "mixed-depot", "city-mixed-large"])
+def test_cpolab_generated_tariffs_price_a_session(template: str) -> None:
+    """Every tariff the generator serves (as the OCPI JSON cpolab stores) is accepted and priced."""
+    import json
+
+    from app.network.blueprint import resolve_blueprint
+    from app.network.generator import GENERATOR_VERSION, NetworkSpec, generate_tariffs
+    from app.ocpi.static import tariff_static
+
+    spec = NetworkSpec(
+        template=template,
+        seed=7,
+        country_code="NL",
+        party_id="CPL",
+        name_prefix="p",
+        generator_version=GENERATOR_VERSION,
+    )
+    blueprint = resolve_blueprint(template, "NL")
+    assert blueprint is not None
+    start = local("2026-03-02T21:00")
+    end = start + timedelta(hours=5)  # past 22:00 and past 4 hours: crosses the templates' restrictions
+    for plan in generate_tariffs(spec, blueprint):
+        served = json.loads(json.dumps(tariff_static(plan, spec), default=str))
+        priced = price_cdr(served, charge(start, [(90, 11)], end), start=start, end=end, time_zone=AMS)
+        assert priced.total_cost.excl_vat > 0
+        assert priced.total_time == 5
+        assert priced.total_parking_time == D("3.5")
