@@ -5,8 +5,9 @@ at every moment relevant to the cost).
 Between samples, energy is interpolated linearly (kWh-threshold crossings are placed there, rounded up to
 the microsecond); power and current are the last sample's values until the next sample. A stretch is
 charging when energy flows or the sample's power is above 0, unless the sample says whether the vehicle
-requests power. Volumes are differences of cumulative totals rounded to 4 decimals, so the periods add up
-to the rounded totals and the energy before each period is exactly what `price_periods` will sum.
+requests power. Volumes are differences of cumulative totals kept to 12 decimals, so costs follow the meter
+rather than 4-decimal hours; restrictions see the energy before a period rounded to 4 decimals, exactly what
+`price_periods` sums from these volumes, so both choose the same price components for every period.
 """
 
 from __future__ import annotations
@@ -132,12 +133,8 @@ def _segments(samples: list[MeterSample], start: datetime, end: datetime) -> lis
             charging = ref.ev_requesting_power
         else:
             charging = energy_end > energy_start or power > 0
-        current = ref.current_a if ref else None
-        segments.append(
-            _Segment(
-                a, b, energy_start, energy_end, charging, q4(power / _KW), None if current is None else q4(current)
-            )
-        )
+        current = None if ref is None or ref.current_a is None else q4(ref.current_a)
+        segments.append(_Segment(a, b, energy_start, energy_end, charging, q4(power / _KW), current))
     return segments
 
 

@@ -23,7 +23,7 @@ RESERVATION_DIMENSIONS = frozenset({"FLAT", "TIME"})
 _TIME_OF_DAY = re.compile(r"([0-1][0-9]|2[0-3]):[0-5][0-9]")
 _DATE = re.compile(r"[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_DAY_SECONDS = 24 * 3600
+_DAY_MICROSECONDS = 24 * 3600 * 1_000_000
 _RANGES = (("min_kwh", "max_kwh"), ("min_current", "max_current"), ("min_power", "max_power"))
 
 
@@ -120,10 +120,10 @@ class Restrictions:
     def _time_of_day_matches(self, local: datetime) -> bool:
         if self.start_time is None and self.end_time is None:
             return True
-        now = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1_000_000
-        begin = _seconds(self.start_time) if self.start_time else 0
+        now = (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
+        begin = _microseconds(self.start_time) if self.start_time else 0
         # "To stop at end of the day use: 00:00" (OCPI 2.2.1 TariffRestrictions.end_time).
-        end = _seconds(self.end_time) if self.end_time and self.end_time != time(0) else _DAY_SECONDS
+        end = _microseconds(self.end_time) if self.end_time and self.end_time != time(0) else _DAY_MICROSECONDS
         if begin < end:
             return begin <= now < end
         return now >= begin or now < end  # end before start: the window wraps past midnight
@@ -150,8 +150,8 @@ def _range_matches(observed: tuple[Decimal, Decimal] | None, low: Decimal | None
     return (low is None or observed[0] >= low) and (high is None or observed[1] < high)
 
 
-def _seconds(t: time) -> int:
-    return t.hour * 3600 + t.minute * 60
+def _microseconds(t: time) -> int:
+    return (t.hour * 3600 + t.minute * 60) * 1_000_000
 
 
 @dataclass(frozen=True)
