@@ -53,13 +53,13 @@ def period(start: datetime, **dims: float) -> dict[str, Any]:
 
 
 def charge(start: datetime, stretches: list[tuple[float, float]], end: datetime | None = None) -> list[MeterSample]:
-    """Samples for stretches of (minutes, kW) at constant power, one sample a minute; power 0 = parked."""
+    """Samples only where the power changes: stretches of (minutes, kW) at constant power, then 0 W (parked)
+    until `end`. Sparse on purpose: every split inside a stretch must come from the pricer."""
     samples, at, wh = [], start, D(0)
     for minutes, kw in stretches:
-        for _ in range(int(minutes)):
-            samples.append(MeterSample(at, wh, D(str(kw)) * 1000))
-            wh += D(str(kw)) * 1000 / 60
-            at += timedelta(minutes=1)
+        samples.append(MeterSample(at, wh, D(str(kw)) * 1000))
+        wh += D(str(kw)) * 1000 * D(str(minutes)) / 60
+        at += timedelta(minutes=minutes)
     samples.append(MeterSample(at, wh, D(0)))
     if end is not None and end > at:
         samples.append(MeterSample(end, wh, D(0)))
@@ -242,8 +242,7 @@ def test_max_power_restriction_from_meter_samples() -> None:
         el(pc("ENERGY", 0.50, 20.0)),
     )
     start = local("2026-03-02T10:00")
-    samples = charge(start, [(10, 6), (50, 48), (7.5, 4)])  # 7 one-minute samples at 4 kW = 0.4667 kWh
-    samples[-1] = MeterSample(samples[-1].at + timedelta(seconds=30), D(41500), D(0))
+    samples = charge(start, [(10, 6), (50, 48), (7.5, 4)])
     priced = price_cdr(t, samples, start=start, end=samples[-1].at, time_zone=AMS)
     assert [d["ENERGY"] for _, d in dims(priced)] == [1.0, 40.0, 0.5]
     assert [(d["MIN_POWER"], d["MAX_POWER"]) for _, d in dims(priced)] == [(6.0, 6.0), (48.0, 48.0), (4.0, 4.0)]
@@ -266,6 +265,10 @@ def test_max_duration_restriction() -> None:
         ("2026-03-02T09:30:00Z", 1.2),
     ]
     assert costs(priced) == (D("0.30"), D("0.36"))
+    # A steady 9 kW for 70 minutes: split at 30 and 60 minutes although no sample is there.
+    steady = price_cdr(t, charge(start, [(70, 9)]), start=start, end=start + timedelta(minutes=70), time_zone=AMS)
+    assert [d["ENERGY"] for _, d in dims(steady)] == [4.5, 4.5, 1.5]
+    assert costs(steady)[0] == D("4.5") * D("0.25") + D("1.5") * D("0.40")
 
 
 def test_reservation_examples() -> None:
@@ -458,6 +461,21 @@ def test_dst_fall_back_repeats_the_hour() -> None:
     start = datetime.fromisoformat("2026-10-24T23:00+00:00")  # 01:00 CEST
     priced = price_cdr(t, charge(start, [(240, 11)]), start=start, end=start + timedelta(hours=4), time_zone=AMS)
     assert costs(priced)[0] == D(1) + D(20) + D(1)
+
+
+def test_dst_fall_back_second_occurrence_of_a_time_of_day() -> None:
+    """25 October 2026, window 02:30–04:00: in at 02:30 CEST, out at the jump back to 02:00 CET, in again at
+    02:30 CET, out at 04:00 CET: 2 of the 3 real hours (00:00–03:00 UTC) at 10."""
+    t = _two_rates(start_time="02:30", end_time="04:00")
+    start = datetime.fromisoformat("2026-10-25T00:00+00:00")  # 02:00 CEST
+    priced = price_cdr(t, charge(start, [(180, 11)]), start=start, end=start + timedelta(hours=3), time_zone=AMS)
+    assert [at for at, _ in dims(priced)] == [
+        "2026-10-25T00:00:00Z",
+        "2026-10-25T00:30:00Z",
+        "2026-10-25T01:00:00Z",
+        "2026-10-25T01:30:00Z",
+    ]
+    assert costs(priced)[0] == D("0.5") + D(5) + D("0.5") + D(15)
 
 
 # ---- VAT, periods from meter samples, output -------------------------------------------------------
