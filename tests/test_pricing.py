@@ -301,6 +301,12 @@ def test_reservation_examples() -> None:
         time_zone=AMS,
     )
     assert costs(expired) == (D("9.00"), D("10.80"))
+    # The note under ReservationRestrictionType: the RESERVATION_EXPIRES element wins wherever it is listed.
+    reordered = tariff(*reversed(expire_time["elements"]))
+    expired = price_periods(
+        reordered, [period(start, RESERVATION_TIME=1.5)], start=start, end=start + timedelta(minutes=90), time_zone=AMS
+    )
+    assert costs(expired) == (D("9.00"), D("10.80"))
 
 
 def test_parking_fee_and_start_fee() -> None:
@@ -411,6 +417,24 @@ def test_min_power_and_current_restrictions() -> None:
         t, charge(start, [(30, 50), (30, 11)]), start=start, end=start + timedelta(hours=1), time_zone=AMS
     )
     assert costs(priced)[0] == D(25) * D("0.60") + D("5.5") * D("0.40")
+
+    # From CDR periods: min_power holds only if the period's MIN_POWER reached it, max_power only if its
+    # MAX_POWER stayed below it; without power dimensions neither can hold.
+    for observed, price in (
+        ({"MIN_POWER": 5, "MAX_POWER": 30}, D("0.40")),
+        ({"MIN_POWER": 22}, D("0.60")),
+        ({}, D("0.40")),
+    ):
+        one = price_periods(
+            t, [period(start, ENERGY=1, **observed)], start=start, end=start + timedelta(hours=1), time_zone=AMS
+        )
+        assert costs(one)[0] == price
+    capped = tariff(el(pc("ENERGY", 0.20), max_power=16), el(pc("ENERGY", 0.50)))
+    for observed, price in (({"MIN_POWER": 5, "MAX_POWER": 30}, D("0.50")), ({"MAX_POWER": 15}, D("0.20"))):
+        one = price_periods(
+            capped, [period(start, ENERGY=1, **observed)], start=start, end=start + timedelta(hours=1), time_zone=AMS
+        )
+        assert costs(one)[0] == price
 
     by_current = tariff(el(pc("TIME", 3), min_current=32), el(pc("TIME", 1)))
     samples = [
