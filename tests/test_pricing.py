@@ -8,8 +8,10 @@ where there is one, else from arithmetic written out next to the assertion.
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -697,3 +699,56 @@ def test_cpolab_generated_tariffs_price_a_session(template: str) -> None:
         assert priced.total_cost.excl_vat > 0
         assert priced.total_time == 5
         assert priced.total_parking_time == D("3.5")
+
+
+# ---- property: extra readings on the same path change nothing -------------------------------------
+
+
+def _random_tariff(rng: random.Random) -> dict[str, Any]:
+    elements = []
+    for _ in range(rng.randint(1, 5)):
+        kinds = rng.sample(["FLAT", "ENERGY", "TIME", "PARKING_TIME"], rng.randint(1, 3))
+        components = [
+            pc(k, rng.randint(0, 500) / 100, rng.choice([None, 0.0, 21.0]), rng.choice([0, 1, 300, 900])) for k in kinds
+        ]
+        restrictions: dict[str, Any] = {}
+        if rng.random() < 0.4:
+            restrictions["start_time"] = f"{rng.randint(0, 23):02d}:30"
+            restrictions["end_time"] = f"{rng.randint(0, 23):02d}:00"
+        if rng.random() < 0.3:
+            restrictions["max_kwh"] = rng.randint(1, 20)
+        if rng.random() < 0.3:
+            restrictions["min_power"] = rng.randint(1, 30)
+        if rng.random() < 0.3:
+            restrictions["max_duration"] = rng.randint(600, 7200)
+        elements.append(el(*components, **restrictions))
+    return tariff(*elements)
+
+
+def _on_the_same_path(rng: random.Random, samples: list[MeterSample]) -> list[MeterSample]:
+    """The samples plus readings in between: energy on the straight line, the same (held) power."""
+    out = []
+    for a, b in pairwise(samples):
+        out.append(a)
+        span_us = (b.at - a.at) // timedelta(microseconds=1)
+        for share_us in sorted({rng.randint(1, span_us - 1) for _ in range(rng.randint(0, 3))} if span_us > 1 else ()):
+            energy = a.energy_wh + (b.energy_wh - a.energy_wh) * D(share_us) / D(span_us)
+            out.append(MeterSample(a.at + timedelta(microseconds=share_us), energy, a.power_w))
+    return [*out, samples[-1]]
+
+
+def test_extra_readings_on_the_same_path_change_nothing() -> None:
+    """Seeded random tariffs and sessions (around the spring DST change): splitting is the pricer's job, so
+    readings added on the same energy path and power must not change the cost."""
+    rng = random.Random(9)
+    for _ in range(60):
+        start = local("2026-03-28T20:00") + timedelta(minutes=rng.randint(0, 3000))
+        stretches = [(rng.randint(1, 90), rng.choice([0, 3.7, 11, 22, 50, 150])) for _ in range(rng.randint(1, 8))]
+        samples = charge(start, stretches)
+        end = samples[-1].at + timedelta(minutes=rng.randint(0, 60))
+        t = _random_tariff(rng)
+        plain = price_cdr(t, samples, start=start, end=end, time_zone=AMS)
+        dense = price_cdr(t, _on_the_same_path(rng, samples), start=start, end=end, time_zone=AMS)
+        assert abs(plain.total_cost.excl_vat - dense.total_cost.excl_vat) <= D("0.0001")
+        assert abs(plain.total_cost.incl_vat - dense.total_cost.incl_vat) <= D("0.0001")
+        assert plain.total_energy == dense.total_energy and plain.total_parking_time == dense.total_parking_time
