@@ -1,0 +1,1 @@
+"""Charging domain: sessions, CDRs and tariff pricing (no protocol code)."""
