@@ -118,10 +118,12 @@ def apply_readings(
         if power is None and last_at is not None and reading.register_wh is not None:
             power = max(0.0, (now_wh - before) * 3600 / max((at - last_at).total_seconds(), 1e-3))
         charging = charging_state if charging_state is not None else (power or 0.0) >= CHARGING_POWER_W
-        if cs.period_start_at is None:
+        known = charging_state is not None or power is not None
+        if cs.period_start_at is None and (known or at > cast(datetime, as_utc(cs.start_at))):
+            # The first period starts with the session, in the first state a reading shows.
             _open_period(cs, cast(datetime, as_utc(cs.start_at)), 0.0, charging)
-        start = cast(datetime, as_utc(cs.period_start_at))
-        if charging != cs.period_charging or at - start >= PERIOD_MAX:
+        start = as_utc(cs.period_start_at)
+        if start is not None and (charging != cs.period_charging or at - start >= PERIOD_MAX):
             period = _period(cs, at, now_wh)
             if period is not None:
                 closed.append(period)
@@ -147,14 +149,17 @@ def apply_readings(
 
 def finish(
     cs: ChargingSession, end_at: datetime, meter_stop_wh: float | None, reason: str | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """End the transaction at `end_at` (the final register, if any, applied first); returns the
-    periods closed. ACTIVE becomes COMPLETED; a session that never became ACTIVE (refused, or a 2.0.1
+    periods closed and the sample rows to store, as `apply_readings`. ACTIVE becomes COMPLETED; a session that never became ACTIVE (refused, or a 2.0.1
     transaction that never got a token) ends INVALID: nothing to bill."""
     end_at = cast(datetime, as_utc(end_at))
     closed: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
     if meter_stop_wh is not None:
-        closed, _ = apply_readings(cs, [Reading(end_at, register_wh=meter_stop_wh)])
+        closed, samples = apply_readings(cs, [Reading(end_at, register_wh=meter_stop_wh)])
+    if cs.period_start_at is None and end_at > cast(datetime, as_utc(cs.start_at)) and cs.status == ACTIVE:
+        _open_period(cs, cast(datetime, as_utc(cs.start_at)), 0.0, energy_wh(cs) > 0)  # no reading told
     if cs.period_start_at is not None:
         period = _period(cs, max(end_at, cast(datetime, as_utc(cs.period_start_at))), energy_wh(cs))
         if period is not None:
@@ -164,7 +169,7 @@ def finish(
     cs.end_at = end_at
     cs.stop_reason = reason
     cs.status = COMPLETED if cs.status == ACTIVE else INVALID
-    return closed
+    return closed, samples
 
 
 async def record_samples(session: AsyncSession, cs: ChargingSession, samples: list[dict[str, Any]]) -> None:

@@ -260,7 +260,8 @@ class Transactions:
                         log.info("charger %r stopped unknown transaction %s", self.identity, transaction_id)
                     return
                 closed, samples = sessions.apply_readings(cs, values)
-                closed += sessions.finish(cs, at, float(meter_stop), reason or "Local")
+                ended, final = sessions.finish(cs, at, float(meter_stop), reason or "Local")
+                closed, samples = closed + ended, samples + final
                 await self._commit(session, cs, closed, samples)
 
         await self._guarded("StopTransaction", work)
@@ -290,6 +291,8 @@ class Transactions:
         at = parse_time(timestamp)
         values = readings(meter_value)
         charging_state = CHARGING_STATES.get(transaction_info.get("charging_state") or "")
+        if charging_state is not None and not values:  # a state change alone still starts a period
+            values = [sessions.Reading(at)]
 
         async def work() -> str | None:
             found = await self._read(transaction_id=transaction_id)
@@ -333,7 +336,8 @@ class Transactions:
                         self._grant(cs, remote, decision if remote is None else None)
                     closed, samples = sessions.apply_readings(cs, values, charging_state)
                     if event_type == "Ended" and cs.end_at is None:
-                        closed += sessions.finish(cs, at, None, transaction_info.get("stopped_reason") or "Local")
+                        reason = transaction_info.get("stopped_reason") or "Local"
+                        closed += sessions.finish(cs, at, None, reason)[0]
                     cs.seq_no = max(seq_no, cs.seq_no if cs.seq_no is not None else -1)
                     await self._commit(session, cs, closed, samples)
                     return cs.auth_status if id_token else None

@@ -152,13 +152,14 @@ async def publish(
     changes = _changes(old, fresh, periods)
     if not changes:
         return
+    urgent = bool(periods) or "status" in changes or "authorization_reference" in changes
     # kwh and status always travel: a throttled update stored their latest values without a push.
     changes |= {"kwh": fresh["kwh"], "status": fresh["status"]}
     row.data, row.status, row.last_updated = fresh, cs.status, stamp
     await session.flush()
     pushed = as_utc(cs.pushed_at)
     due = pushed is None or (now - pushed).total_seconds() >= push_interval
-    if due or periods or "status" in changes or "authorization_reference" in changes:
+    if due or urgent:
         await push.session_patch(session, cs.cpo_id, cs.session_id, {**changes, "last_updated": ocpi_datetime(stamp)})
         cs.pushed_at = now
 
