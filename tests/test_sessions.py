@@ -118,7 +118,7 @@ async def test_16_transaction_end_to_end(api: CsmsApi, peer: EmspPeer, http: htt
         }
         assert result(await client.call("StopTransaction", stop)) == {}
         pushes = await completed(emsp, session_id)
-        assert [p.method for p in pushes][0] == "PUT" and {p.method for p in pushes[1:]} == {"PATCH"}
+        assert pushes[0].method == "PUT" and {p.method for p in pushes[1:]} == {"PATCH"}
         assert 1 <= len(pushes) - 1 <= 2  # the period PATCH and the COMPLETED one (merged if both waited)
         final = pushes[-1].body
         assert final["kwh"] == 0.36 and final["end_date_time"] == "2026-03-02T09:05:00Z"
@@ -159,7 +159,7 @@ async def test_16_resends_after_a_reconnect_create_nothing_twice(
     pushes = await completed(emsp, session_id)
     await asyncio.sleep(0.5)  # nothing more comes
     assert [p.method for p in emsp.pushes(session_id)] == [p.method for p in pushes]
-    assert [p.method for p in pushes][0] == "PUT" and sum(p.method == "PUT" for p in pushes) == 1
+    assert pushes[0].method == "PUT" and sum(p.method == "PUT" for p in pushes) == 1
     assert rows(api, "SELECT count(*) FROM charging_session WHERE cpo_id = ?", cpo.cpo_id) == [(1,)]
     assert rows(api, "SELECT count(*) FROM cdr_pending WHERE cpo_id = ?", cpo.cpo_id) == [(1,)]
     # A new start (another timestamp) gets a new, larger transactionId.

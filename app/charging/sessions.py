@@ -151,8 +151,9 @@ def finish(
     cs: ChargingSession, end_at: datetime, meter_stop_wh: float | None, reason: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """End the transaction at `end_at` (the final register, if any, applied first); returns the
-    periods closed and the sample rows to store, as `apply_readings`. ACTIVE becomes COMPLETED; a session that never became ACTIVE (refused, or a 2.0.1
-    transaction that never got a token) ends INVALID: nothing to bill."""
+    periods closed and the sample rows to store, as `apply_readings`. ACTIVE becomes COMPLETED; a
+    session that never became ACTIVE (refused, or a 2.0.1 transaction that never got a token) ends
+    INVALID: nothing to bill."""
     end_at = cast(datetime, as_utc(end_at))
     closed: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
