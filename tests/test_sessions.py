@@ -76,9 +76,8 @@ def periods_pushed(emsp: Emsp, session_id: str) -> list[dict[str, Any]]:
 
 
 async def completed(emsp: Emsp, session_id: str) -> list[Any]:
-    await emsp.peer.wait_for(
-        lambda r: r.path.endswith(f"/{session_id}") and (r.body or {}).get("status") == "COMPLETED", timeout=10
-    )
+    """The session's pushes once the COMPLETED one arrived."""
+    await eventually(lambda: any((p.body or {}).get("status") == "COMPLETED" for p in emsp.pushes(session_id)))
     return emsp.pushes(session_id)
 
 
