@@ -54,6 +54,8 @@ class Emsp:
             "whitelist": whitelist,
             "last_updated": "2026-03-01T00:00:00Z",
         }
+        if self.version == "2.1.1":
+            token["auth_id"] = token.pop("contract_id")
         resp = await self.client.request(
             "PUT",
             self.url("tokens", self.peer.country_code, self.peer.party_id, uid),

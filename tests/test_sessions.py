@@ -12,13 +12,18 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlmodel import Session
 
 from app.charging.authorization import id_tag_for
+from app.store.charging_tables import RemoteStart
+from app.store.db import utcnow
 from tests.charging_support import Emsp, at, event_201, meter_16, meter_201, register_emsp
 from tests.csms_support import CsmsApi, OcppClient, eventually, open_charger
 from tests.databases import DatabaseFactory
@@ -372,3 +377,68 @@ async def test_bad_transaction_frames_get_callerrors(api: CsmsApi, peer: EmspPee
     finally:
         await c16.ws.close()
         await c201.ws.close()
+
+
+# ---- START_SESSION correlation, OCPI 2.1.1 ---------------------------------------------------------
+
+
+async def test_a_remote_start_gives_the_session_its_authorization_reference(
+    api: CsmsApi, peer: EmspPeer, http: httpx.AsyncClient
+) -> None:
+    cpo, emsp = await setup(api, peer, http)
+    charger = cpo.of_version("1.6")[0]
+    uid = "5d9b2f4c-1e3a-4b7d-8c6f-0a2e4c6b8d01"  # an APP_USER uid: 36 characters, sent as its idTag
+    with Session(api.database.engine()) as session:  # what the START_SESSION command records
+        session.add(
+            RemoteStart(
+                cpo_id=cpo.cpo_id,
+                identity=charger.identity,
+                id_tag=id_tag_for(uid),
+                token_uid=uid,
+                token_type="APP_USER",
+                token_country_code="NL",
+                token_party_id="EMS",
+                contract_id="NL-EMS-C00042",
+                authorization_reference="AUTH-REF-42",
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+        session.commit()
+    client = await online(api, cpo, charger)
+    try:
+        start = {"connectorId": 1, "idTag": id_tag_for(uid), "meterStart": 0, "timestamp": at(0)}
+        answer = result(await client.call("StartTransaction", start))
+        assert answer["idTagInfo"] == {"status": "Accepted"}  # no token pushed, nobody asked: the command vouches
+        put = await peer.wait_for(lambda r: r.path.endswith(f"/sessions/NL/{cpo.party_id}/{answer['transactionId']}"))
+        assert (put.body["auth_method"], put.body["authorization_reference"]) == ("COMMAND", "AUTH-REF-42")
+        assert put.body["cdr_token"]["uid"] == uid and not emsp.authorize_calls(uid)
+        used = rows(api, "SELECT used_by FROM charging_remote_start WHERE cpo_id = ?", cpo.cpo_id)
+        assert used[0][0] is not None
+    finally:
+        await client.ws.close()
+
+
+async def test_a_211_cpo_pushes_211_sessions(api: CsmsApi, peer: EmspPeer, http: httpx.AsyncClient) -> None:
+    party = _party()
+    cpo = seed_cpo(api.database, party_id=party, chargers_per_location=6)
+    with api.database.engine().begin() as conn:
+        conn.execute(text("UPDATE cpo SET ocpi_version = '2.1.1' WHERE id = :id"), {"id": cpo.cpo_id})
+    emsp = register_emsp(api.database, http, api.url, peer, cpo.cpo_id, party, version="2.1.1")
+    await emsp.push_token("RFID0211", whitelist="ALWAYS")
+    charger = cpo.of_version("1.6")[0]
+    client = await online(api, cpo, charger)
+    try:
+        start = {"connectorId": 1, "idTag": "RFID0211", "meterStart": 0, "timestamp": at(0)}
+        tx = result(await client.call("StartTransaction", start))["transactionId"]
+        stop = {"transactionId": tx, "meterStop": 2500, "timestamp": at(1800)}
+        assert result(await client.call("StopTransaction", stop)) == {}
+        pushes = await completed(emsp, str(tx))
+        put = pushes[0].body
+        assert pushes[0].method == "PUT" and put["auth_id"] == "NL-EMS-CRFID0211" and put["start_datetime"] == at(0)
+        assert put["location"]["id"] == charger.location_id and "cdr_token" not in put
+        assert [e["uid"] for e in put["location"]["evses"]] == [charger.evses[0][1]]
+        assert pushes[-1].body["end_datetime"] == at(1800) and pushes[-1].body["kwh"] == 2.5
+        listed = {s["id"]: s for s in await emsp.sessions()}[str(tx)]
+        assert listed["status"] == "COMPLETED" and listed["location"] == put["location"]
+    finally:
+        await client.ws.close()
