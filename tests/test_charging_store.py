@@ -1,5 +1,6 @@
 """Charging rows on a real database (SQLite, and Postgres with `--db postgres`): 1.6 transactionIds
-from the counter under concurrent transactions, meter samples kept under their cap, the CDR marker."""
+from the counter under concurrent transactions, meter samples kept under their cap, the CDR marker,
+Session PATCHes merging in the outbox while they wait."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.charging import sessions
+from app.ocpi import push
 from app.store.charging_tables import CdrPending, ChargingSession, MeterSample
-from app.store.db import Database
+from app.store.db import Database, utcnow
+from app.store.ocpi_tables import OcpiPeer
+from app.store.tables import OutboxRow
 from tests.databases import DatabaseFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -82,3 +86,35 @@ async def test_a_completed_session_leaves_one_cdr_marker(databases: DatabaseFact
         await session.commit()
         markers = (await session.execute(select(CdrPending))).scalars().all()
         assert [(m.cpo_id, m.session_id, m.charging_session_id) for m in markers] == [(1, "8", cs.id)]
+
+
+async def test_a_pending_session_patch_absorbs_the_next_and_a_claimed_one_does_not(databases: DatabaseFactory) -> None:
+    async with databases.opened("patch_merge") as db:
+        now = T0
+        async with db.session() as session:
+            session.add(
+                OcpiPeer(
+                    cpo_id=5, version="2.2.1", token_b="b", versions_url="http://x/v", version_url="http://x/v/2.2.1",
+                    endpoints=[], roles=[], created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+            await session.commit()
+
+        async def patch(n: int) -> None:
+            async with db.session() as session:
+                body = {"kwh": n, "charging_periods": [{"n": n}], "last_updated": f"t{n}"}
+                await push.session_patch(session, 5, "S1", body)
+                await session.commit()
+
+        async def bodies() -> list[dict[str, object]]:
+            async with db.session() as session:
+                return list((await session.execute(select(OutboxRow.body).order_by(OutboxRow.id))).scalars())
+
+        await patch(1)
+        await patch(2)
+        assert await bodies() == [{"kwh": 2, "charging_periods": [{"n": 1}, {"n": 2}], "last_updated": "t2"}]
+        async with db.session() as session:  # a dispatcher is sending it: the next PATCH queues behind
+            await session.execute(update(OutboxRow).values(claimed_until=utcnow() + timedelta(minutes=1)))
+            await session.commit()
+        await patch(3)
+        assert [b["charging_periods"] for b in await bodies()] == [[{"n": 1}, {"n": 2}], [{"n": 3}]]
