@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # Deliver the outbox from this API process. Off: it only records pushes, and other replicas
     # (or a dedicated one) deliver them.
     outbox_dispatch: bool = True
+    # Charging sessions: a charger's Authorize / StartTransaction waits at most this long for the
+    # eMSP's real-time authorization (then the whitelist fallback applies); a running session's
+    # PATCH to the eMSP goes at most once per `session_push_interval` seconds.
+    authorize_timeout: float = Field(5.0, gt=0, le=30)
+    session_push_interval: float = Field(15.0, ge=0, le=3600)
 
     # ---- inbound limits ----
     max_body: int = Field(1024 * 1024, gt=0)  # bytes of a request body (413 above)

@@ -8,7 +8,9 @@ a path segment ("profile"), so tests sharing one server never interfere:
   fail500     versions answers HTTP 500
   badjson     versions answers 200 with a non-JSON body
   baddetails  versions fine, details answer OCPI 2000 without data
-  down        receivers answer HTTP 503 (pushes fail)
+  down        receivers answer HTTP 503 (pushes fail, real-time authorization too)
+Real-time authorization (`POST …/tokens/{uid}/authorize`) answers what `authorizations[uid]` scripts
+(AuthorizationInfo, optionally after a delay); a uid not scripted is unknown (HTTP 404, 2004).
 Every request it gets is recorded (with the decoded token and routing headers) for assertions.
 """
 
@@ -61,6 +63,15 @@ class Received:
     token: str | None  # the token as the peer understood it (decoded for 2.2.1)
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """A scripted real-time authorization answer."""
+
+    allowed: str  # OCPI AllowedType
+    authorization_reference: str | None = None
+    delay: float = 0.0  # seconds before answering (a slow eMSP)
+
+
 @dataclass
 class EmspPeer:
     country_code: str = "NL"
@@ -68,6 +79,7 @@ class EmspPeer:
     port: int = field(default_factory=free_port)
     tokens_b: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
+    authorizations: dict[str, Authorization] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._server: uvicorn.Server | None = None
@@ -204,9 +216,34 @@ class EmspPeer:
             return envelope(None, 2000, 401)
         if profile == "down":
             return envelope(None, 3000, 503)
+        rest = request.path_params.get("rest", "")
+        if request.path_params["module"] == "tokens" and request.method == "POST" and rest.endswith("/authorize"):
+            return await self._authorize(request, rest.removesuffix("/authorize"))
         if request.path_params["module"] == "cdrs" and request.method == "POST":
             return envelope(None, http=201, Location=f"{self.base}/{profile}/{version}/cdrs/{secrets.token_hex(4)}")
         return envelope()
+
+    async def _authorize(self, request: Request, uid: str) -> Response:
+        script = self.authorizations.get(uid)
+        if script is None:
+            return envelope(None, 2004, 404)
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        token = {
+            "country_code": self.country_code,
+            "party_id": self.party_id,
+            "uid": uid,
+            "type": request.query_params.get("type", "RFID"),
+            "contract_id": f"{self.country_code}-{self.party_id}-{uid}"[:36],
+            "issuer": "Test eMSP",
+            "valid": True,
+            "whitelist": "ALLOWED",
+            "last_updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        info: dict[str, Any] = {"allowed": script.allowed, "token": token}
+        if script.authorization_reference:
+            info["authorization_reference"] = script.authorization_reference
+        return envelope(info)
 
 
 class OcpiClient:

@@ -528,7 +528,8 @@ async def test_hostile_frames_get_callerrors_and_the_connection_survives(api: Cs
             ('[2, "t3", "Heartbeat", "payload"]', [4, "t3", format_violation]),
             (b"\x00\x01binary", [4, "-1", format_violation]),
             ('[2, "t4", "FooBar", {}]', [4, "t4", "NotSupported"]),  # not an action of the version
-            ('[2, "t5", "Authorize", {}]', [4, "t5", "NotImplemented"]),  # an action we do not handle yet
+            ('[2, "t5", "DataTransfer", {"vendorId": "x"}]', [4, "t5", "NotImplemented"]),  # not handled
+            ('[2, "t9", "Authorize", {}]', [4, "t9", "ProtocolError"]),  # handled; schema: required fields
             ('[2, "t6", "Heartbeat", {"unexpected": 1}]', [4, "t6", format_violation]),  # schema: no extra fields
             ('[2, "t7", "StatusNotification", {}]', [4, "t7", "ProtocolError"]),  # schema: required fields
             ('[2, "t8", "' + "A" * 80 + '", {}]', [4, "t8", format_violation]),

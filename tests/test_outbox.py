@@ -28,6 +28,7 @@ from app.ocpi import log as traffic
 from app.ocpi import push
 from app.ocpi.outbox import Dispatcher, OutboxConfig
 from app.settings import Settings
+from app.store import outbox as store
 from app.store.db import Database, delete_owned_rows, utcnow
 from app.store.ocpi_tables import OcpiLogRow, OcpiPeer
 from app.store.tables import OutboxRow
@@ -181,12 +182,22 @@ async def status(db: Database, cpo_id: int, evse: str, value: str, at: str = "20
 
 
 async def patches(db: Database, cpo_id: int, session_ids: list[str], count: int) -> None:
-    """`count` numbered Session PATCHes (never coalesced) of each session, interleaved."""
+    """`count` numbered Session PATCHes of each session, interleaved, recorded as pushes that never
+    coalesce (push.session_patch merges a PATCH into a pending one): one row each, delivered in order."""
 
     async def write(s: Any) -> None:
         for seq in range(count):
             for sid in session_ids:
-                await push.session_patch(s, cpo_id, sid, {"seq": seq, "last_updated": "2024-06-01T12:00:00Z"})
+                body = {"seq": seq, "last_updated": "2024-06-01T12:00:00Z"}
+                await store.enqueue(
+                    s,
+                    cpo_id=cpo_id,
+                    object_key=f"session:{sid}",
+                    module="sessions",
+                    method="PATCH",
+                    path=[sid],
+                    body=body,
+                )
 
     await record(db, write)
 

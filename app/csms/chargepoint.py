@@ -3,6 +3,7 @@ socket, a quiet library logger, and the bookkeeping of our own CALLs for the fra
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import uuid
@@ -12,7 +13,10 @@ from typing import Any
 import ocpp.messages
 
 from app.csms.session import ChargerLink
+from app.csms.transactions import Transactions
 from app.csms.wire import OcppSocket
+from app.ocpi.authorize import RealtimeAuthorizer
+from app.settings import get_settings
 
 # The library logs every frame at INFO and every handler error (a charger's schema violation too)
 # with the whole message at ERROR. Frames go to our own OCPP log; errors that are ours are logged
@@ -45,6 +49,13 @@ class CsmsChargePointMixin:
         self.link = link
         self.socket = socket
         super().__init__(link.key[1], socket, response_timeout=response_timeout, logger=LIBRARY_LOG)  # type: ignore[call-arg]
+
+    @functools.cached_property
+    def transactions(self) -> Transactions:
+        """This connection's transactions (made at the first transaction message)."""
+        db = self.link.writer.table.db
+        settings = get_settings()
+        return Transactions(self.link, db, settings, RealtimeAuthorizer(db, settings))
 
     async def call(
         self, payload: Any, suppress: bool = True, unique_id: str | None = None, skip_schema_validation: bool = False

@@ -19,7 +19,7 @@ from app.network.evse_state import status_push
 from app.ocpi import client
 from app.ocpi.transport import ocpi_datetime
 from app.store.ocpi_tables import OcpiPeer
-from app.store.outbox import enqueue, enqueue_many
+from app.store.outbox import Push, enqueue, enqueue_many
 
 
 def receiver_url(peer: OcpiPeer, module: str) -> str | None:
@@ -57,20 +57,26 @@ async def session_put(session: AsyncSession, cpo_id: int, ocpi_session: dict[str
     )
 
 
-async def session_patch(session: AsyncSession, cpo_id: int, session_id: str, changes: dict[str, Any]) -> int:
-    """PATCH must carry last_updated; `charging_periods` in it are appended by the receiver, so
-    PATCHes are never coalesced."""
+async def session_patch(
+    session: AsyncSession, cpo_id: int, session_id: str, changes: dict[str, Any], *, now: Any = None
+) -> int:
+    """PATCH must carry last_updated. The receiver appends the `charging_periods` of a PATCH, so a
+    PATCH still waiting for the peer absorbs a newer one by merging (newer fields win, periods
+    concatenated in order) instead of being replaced: a peer that was down gets one PATCH, not one
+    per update, and loses no period."""
     if "last_updated" not in changes:
         raise ValueError("a Session PATCH must include last_updated")
-    return await enqueue(
-        session,
+    patch = Push(
         cpo_id=cpo_id,
         object_key=f"session:{session_id}",
         module="sessions",
         method="PATCH",
         path=[session_id],
         body=changes,
+        coalescible=True,
+        appends=("charging_periods",),
     )
+    return await enqueue_many(session, [patch], now=now)
 
 
 async def cdr(session: AsyncSession, cpo_id: int, ocpi_cdr: dict[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""Sessions module, CPO = Sender: paginated list (empty until chargers produce sessions).
+"""Sessions module, CPO = Sender: paginated list of the OCPI Sessions app.ocpi.session_push stores.
 
 `date_from` is marked required by the spec for this list only; like most CPOs we accept it absent.
 """

@@ -5,6 +5,8 @@ peer's handshake roles → HTTP 404 (allowed by the spec); URL and body disagree
 is valid JSON but not a valid Token → HTTP 200 with 2001 (it reached the OCPI layer). PUT answers 201
 for a new token, 200 for an update; PATCH needs `last_updated`; unknown token → HTTP 404 with 2004.
 CiStrings (country, party, uid) match case-insensitively; the stored object keeps the sender's case.
+A uid longer than an OCPP 1.6 idTag (20) gets its idTag mapping stored with the token
+(app.charging.authorization.id_tag_for), so a charger presenting that idTag finds the token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.charging.authorization import remember_id_tag
 from app.network.ocpi_enums import ProfileType, TokenType, TokenType211, WhitelistType, values
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_datetime, ocpi_response, ocpi_route
 from app.ocpi.transport import parse_ocpi_datetime as _parse_dt
@@ -154,6 +157,7 @@ async def _store(ctx: OcpiContext, key: _Key, data: dict[str, Any]) -> bool:
                 .where(*_where(ctx, key))
                 .values(data=data, last_updated=row["last_updated"], peer_id=ctx.peer_id)
             )
+        await remember_id_tag(session, ctx.cpo_id, str(data["uid"]))  # a long uid's OCPP 1.6 idTag
     return not existed
 
 

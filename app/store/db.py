@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
+from app.store import charging_tables as charging_models  # noqa: F401
 from app.store import ocpi_tables as ocpi_models  # noqa: F401
 from app.store import tables as models  # noqa: F401  (registers every table on SQLModel.metadata)
 

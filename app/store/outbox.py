@@ -52,6 +52,21 @@ class Push:
     path: list[str]
     body: dict[str, Any] | None
     coalescible: bool = False
+    # Coalescing normally replaces the pending body; with `appends`, the bodies merge instead (the
+    # newer fields win) and these list fields are concatenated, older items first: a PATCH whose
+    # lists the receiver appends (a Session's charging_periods) folds into the pending one.
+    appends: tuple[str, ...] = ()
+
+
+def merged(pending: dict[str, Any] | None, push: Push) -> dict[str, Any] | None:
+    """The body that replaces a pending row's when `push` coalesces into it."""
+    if not push.appends or pending is None or push.body is None:
+        return push.body
+    body = {**pending, **push.body}
+    for name in push.appends:
+        if name in pending or name in push.body:
+            body[name] = [*pending.get(name, []), *push.body.get(name, [])]
+    return body
 
 
 async def enqueue(
@@ -99,7 +114,7 @@ async def enqueue_many(session: AsyncSession, pushes: Sequence[Push], *, now: da
             key = (push.cpo_id, peer_id, push.object_key)
             row = newest.get(key)
             if push.coalescible and row is not None and (row[1], row[2]) == (push.method, push.path):
-                coalesce[row[0]] = push.body
+                coalesce[row[0]] = merged(row[3], push)
                 coalesced.add(key)
     inserts = [
         {
@@ -128,8 +143,8 @@ async def enqueue_many(session: AsyncSession, pushes: Sequence[Push], *, now: da
 
 async def _newest_coalescible(
     session: AsyncSession, keys: list[tuple[int, int, str]], now: datetime
-) -> dict[tuple[int, int, str], tuple[int, str, list[str]]]:
-    """(cpo, peer, object) → (id, method, path) of the object's newest row, where that row is coalescible and no
+) -> dict[tuple[int, int, str], tuple[int, str, list[str], dict[str, Any] | None]]:
+    """(cpo, peer, object) → (id, method, path, body) of the object's newest row, where that row is coalescible and no
     dispatcher holds it. Locked on Postgres until the commit, so a dispatcher cannot claim it between
     this read and the coalescing UPDATE (SQLite: the caller's transaction holds the write lock)."""
     conn = await session.connection()
@@ -144,14 +159,15 @@ async def _newest_coalescible(
         )
     )
     newest_ids = select(func.max(OB.c.id)).where(in_streams).group_by(OB.c.cpo_id, OB.c.peer_id, OB.c.object_key)
-    read = select(OB.c.id, OB.c.cpo_id, OB.c.peer_id, OB.c.object_key, OB.c.method, OB.c.path).where(
+    read = select(OB.c.id, OB.c.cpo_id, OB.c.peer_id, OB.c.object_key, OB.c.method, OB.c.path, OB.c.body).where(
         OB.c.id.in_(newest_ids),
         OB.c.coalescible.is_(True),
         or_(OB.c.claimed_until.is_(None), OB.c.claimed_until < now),
     )
     if conn.dialect.name == "postgresql":
         read = read.order_by(OB.c.id).with_for_update()
-    return {(c, p, k): (row_id, m, list(path)) for row_id, c, p, k, m, path in await conn.execute(read)}
+    rows = await conn.execute(read)
+    return {(c, p, k): (row_id, m, list(path), body) for row_id, c, p, k, m, path, body in rows}
 
 
 def _wake_after_commit(session: Session) -> None:

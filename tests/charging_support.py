@@ -1,0 +1,170 @@
+"""Test support for charging sessions: an eMSP (tests/emsp_peer.py) registered with a seeded CPO
+(its peer row and a Token C, as the credentials handshake leaves them), tokens pushed through the
+CPO's real tokens module, and the OCPP transaction messages of both versions as raw payloads."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlmodel import Session
+
+from app.security.tokens import hash_token
+from app.store.db import utcnow
+from app.store.ocpi_tables import OcpiPeer
+from app.store.tables import CredentialToken
+from tests.databases import AppDatabase
+from tests.emsp_peer import EmspPeer, OcpiClient, Received, ok
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> str:
+    """An OCPP timestamp `seconds` after T0."""
+    return (T0 + timedelta(seconds=seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Emsp:
+    """An eMSP registered with one CPO: call the CPO's OCPI with `client`, read pushes from `peer`."""
+
+    peer: EmspPeer
+    profile: str
+    cpo_id: int
+    cpo_party: str
+    client: OcpiClient
+    api_url: str
+    version: str = "2.2.1"
+
+    def url(self, *parts: str) -> str:
+        return "/".join([f"{self.api_url}/ocpi/peer/{self.cpo_id}/{self.version}", *parts])
+
+    async def push_token(self, uid: str, *, whitelist: str = "ALWAYS", valid: bool = True, type: str = "RFID") -> None:
+        token = {
+            "country_code": self.peer.country_code,
+            "party_id": self.peer.party_id,
+            "uid": uid,
+            "type": type,
+            "contract_id": f"NL-EMS-C{uid}"[:36],
+            "issuer": "Test eMSP",
+            "valid": valid,
+            "whitelist": whitelist,
+            "last_updated": "2026-03-01T00:00:00Z",
+        }
+        if self.version == "2.1.1":
+            token["auth_id"] = token.pop("contract_id")
+        resp = await self.client.request(
+            "PUT",
+            self.url("tokens", self.peer.country_code, self.peer.party_id, uid),
+            params={"type": type},
+            json=token,
+        )
+        assert resp.status_code in (200, 201), resp.text
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        return ok(await self.client.request("GET", self.url("sessions")))  # type: ignore[no-any-return]
+
+    def pushes(self, session_id: str) -> list[Received]:
+        """Session pushes the eMSP received for this session, in arrival order."""
+        tail = f"/{self.profile}/{self.version}/sessions/NL/{self.cpo_party}/{session_id}"
+        return [r for r in self.peer.received if r.path == tail]
+
+    def authorize_calls(self, uid: str) -> list[Received]:
+        tail = f"/{self.profile}/{self.version}/tokens/{uid}/authorize"
+        return [r for r in self.peer.received if r.path == tail and r.method == "POST"]
+
+
+def register_emsp(
+    database: AppDatabase,
+    http: httpx.AsyncClient,
+    api_url: str,
+    peer: EmspPeer,
+    cpo_id: int,
+    cpo_party: str,
+    profile: str = "ok",
+    version: str = "2.2.1",
+) -> Emsp:
+    """The peer row and Token C a credentials handshake leaves (endpoints = the peer's details)."""
+    now = utcnow()
+    base = f"{peer.base}/{profile}/{version}"
+    endpoints = [{"identifier": m, "role": "RECEIVER", "url": f"{base}/{m}"} for m in ("sessions", "cdrs", "locations")]
+    endpoints += [{"identifier": "tokens", "role": "SENDER", "url": f"{base}/tokens"}]
+    role = {"role": "EMSP", "country_code": peer.country_code, "party_id": peer.party_id}
+    token_c = "C-" + secrets.token_hex(16)
+    with Session(database.engine()) as session:
+        row = OcpiPeer(
+            cpo_id=cpo_id,
+            version=version,
+            token_b=peer.new_token(),
+            versions_url=peer.versions_url(profile),
+            version_url=base,
+            endpoints=endpoints,
+            roles=[role],
+            country_code=peer.country_code,
+            party_id=peer.party_id,
+            registered=True,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        session.add(
+            CredentialToken(cpo_id=cpo_id, token_hash=hash_token(token_c), kind="C", peer_id=row.id, created_at=now)
+        )
+        session.commit()
+    return Emsp(peer, profile, cpo_id, cpo_party, OcpiClient(http, token_c, raw=version == "2.1.1"), api_url, version)
+
+
+# ---- OCPP payloads -----------------------------------------------------------------------------------
+
+
+def sampled_16(wh: float, w: float | None = None) -> list[dict[str, Any]]:
+    values: list[dict[str, Any]] = [{"value": str(wh)}]  # no measurand = the energy register in Wh
+    if w is not None:
+        values.append({"value": str(w / 1000), "measurand": "Power.Active.Import", "unit": "kW"})
+    return values
+
+
+def meter_16(seconds: float, wh: float, w: float | None = None) -> dict[str, Any]:
+    return {"timestamp": at(seconds), "sampledValue": sampled_16(wh, w)}
+
+
+def meter_201(seconds: float, wh: float, w: float | None = None, context: str | None = None) -> dict[str, Any]:
+    energy: dict[str, Any] = {"value": wh / 1000, "unitOfMeasure": {"unit": "kWh"}}
+    if context:
+        energy["context"] = context
+    values = [energy]
+    if w is not None:
+        values.append({"value": w, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W"}})
+    return {"timestamp": at(seconds), "sampledValue": values}
+
+
+def event_201(
+    event_type: str,
+    seq_no: int,
+    transaction_id: str,
+    seconds: float,
+    trigger: str,
+    *,
+    evse: tuple[int, int] | None = (1, 1),
+    id_token: str | None = None,
+    meter: list[dict[str, Any]] | None = None,
+    **info: Any,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "eventType": event_type,
+        "timestamp": at(seconds),
+        "triggerReason": trigger,
+        "seqNo": seq_no,
+        "transactionInfo": {"transactionId": transaction_id, **info},
+    }
+    if evse is not None:
+        payload["evse"] = {"id": evse[0], "connectorId": evse[1]}
+    if id_token is not None:
+        payload["idToken"] = {"idToken": id_token, "type": "ISO14443"}
+    if meter is not None:
+        payload["meterValue"] = meter
+    return payload
