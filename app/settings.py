@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # PATCH to the eMSP goes at most once per `session_push_interval` seconds.
     authorize_timeout: float = Field(5.0, gt=0, le=30)
     session_push_interval: float = Field(15.0, ge=0, le=3600)
+    # CDRs of completed sessions are built by every API process (app.ocpi.cdr_builder): at once after
+    # the commit that completes a session in this process, else at this polling interval.
+    cdr_poll_interval: float = Field(2.0, gt=0, le=60)
 
     # ---- inbound limits ----
     max_body: int = Field(1024 * 1024, gt=0)  # bytes of a request body (413 above)

@@ -1,4 +1,4 @@
-"""CDRs module, CPO = Sender: paginated list (empty until chargers produce CDRs)."""
+"""CDRs module, CPO = Sender: paginated list of the CDRs app.ocpi.cdr_builder stores."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from app.ocpi import log as ocpi_log
 from app.ocpi import outbox as ocpi_outbox
 from app.ocpi import reads as ocpi_reads
 from app.ocpi import routes as ocpi_routes
+from app.ocpi.cdr_builder import CdrBuilder
 from app.ocpi.transport import ocpi_response
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
@@ -69,12 +70,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.outbox = ocpi_outbox.Dispatcher(app.state.db, settings)
         if settings.outbox_dispatch:
             app.state.outbox.start()
+        app.state.cdrs = CdrBuilder(app.state.db, settings)
+        app.state.cdrs.start()
         app.state.csms = csms.Csms(app.state.db, settings)
         app.state.csms.start()
         try:
             yield
         finally:
             await app.state.csms.stop()  # chargers released (OFFLINE) and their last frames logged
+            await app.state.cdrs.stop()  # a CDR half-built keeps its marker: built again later
             await app.state.outbox.stop()  # in-flight pushes finish or go back to the outbox
             await ocpi_log.flush(app.state.db)  # the last buffered OCPI exchanges, before the pool goes
             await ocpi_reads.dispose(app.state.db)
