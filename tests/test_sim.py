@@ -344,7 +344,15 @@ async def test_16_configuration(peer: CsmsPeer) -> None:
         await online(peer, pod, 1)
         everything = await peer.call("A16", call16.GetConfiguration())
         keys = {k["key"]: k for k in everything.configuration_key}
-        assert set(keys) == {"HeartbeatInterval", "MeterValueSampleInterval", "NumberOfConnectors"}
+        assert set(keys) == {
+            "HeartbeatInterval",
+            "MeterValueSampleInterval",
+            "NumberOfConnectors",
+            "AuthorizeRemoteTxRequests",
+            "ConnectionTimeOut",
+            "TransactionMessageAttempts",
+            "TransactionMessageRetryInterval",
+        }
         assert keys["HeartbeatInterval"] == {"key": "HeartbeatInterval", "readonly": False, "value": "60"}
         assert keys["NumberOfConnectors"] == {"key": "NumberOfConnectors", "readonly": True, "value": "3"}
         assert everything.unknown_key is None

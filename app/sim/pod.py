@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from app.sim.charger import Charger, PodContext
 from app.sim.config import ChargerConfig, Tunables
+from app.sim.simulate import apply
 from app.sim.state import Phase
+from app.sim.transactions import Refusal
 
 
 class Pod:
@@ -19,6 +22,7 @@ class Pod:
         tunables = tunables or Tunables()
         self._ctx = PodContext(seed, tunables, asyncio.Semaphore(tunables.connect_concurrency))
         self._chargers = [Charger(config, self._ctx) for config in chargers]
+        self._by_identity = {c.state.config.identity: c for c in self._chargers}
 
     async def run(self) -> None:
         """One task per charger, until cancelled: then every charger closes its WebSocket cleanly and
@@ -28,6 +32,20 @@ class Pod:
         async with asyncio.TaskGroup() as group:
             for charger in self._chargers:
                 group.create_task(charger.run(), name=f"sim:{charger.state.config.identity}")
+
+    def simulate(self, identity: str, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The simulate control in-process (the same commands as the DataTransfer, app/sim/simulate.py):
+        (status "Accepted" | "Rejected", data). Call it on the pod's event loop."""
+        charger = self._by_identity.get(identity)
+        if charger is None:
+            raise KeyError(f"no charger {identity!r} in this pod")
+        try:
+            answer = apply(charger.state, command)
+        except Refusal as exc:
+            return "Rejected", {"reason": str(exc)}
+        if answer.followup is not None:
+            charger.state.request(answer.followup, answer.arg)
+        return answer.status, answer.data or {}
 
     def online(self) -> int:
         """Chargers connected, registered (boot Accepted) and whose StatusNotifications went out."""

@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass
 
 from app.sim.config import ChargerConfig, ConnectorRef, connector_layout
+from app.sim.transactions import Sessions
 
 
 class Phase(enum.IntEnum):
@@ -32,6 +33,7 @@ class Followup(enum.Enum):
     REBOOT = "reboot"  # close, reconnect, BootNotification again
     RECONNECT = "reconnect"  # close, reconnect with the new password, no boot (OCPP-J §5.4)
     WAKE = "wake"  # a setting changed: recompute the next Heartbeat
+    OFFLINE = "offline"  # arg: real seconds; close and stay away (the simulate control's go_offline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +54,24 @@ class ChargerState:
         "heartbeat_interval",
         "jitter_draws",
         "layout",
-        "meter_interval",
+        "offline_until",
         "password_override",
         "phase",
+        "sessions",
         "unavailable",
         "wake",
     )
 
-    def __init__(self, config: ChargerConfig, heartbeat_interval: int) -> None:
+    def __init__(self, config: ChargerConfig, heartbeat_interval: int, seed: int = 0) -> None:
         self.config = config
         self.layout: tuple[ConnectorRef, ...] = connector_layout(config.evses)
+        self.sessions = Sessions(config, self.layout, seed, self._notify)
+        self.sessions.unavailable = self.is_unavailable
+        self.offline_until = 0.0  # loop time until which the charger stays disconnected (go_offline)
         self.phase = Phase.DOWN
         self.accepted = False  # a BootNotification was Accepted since start / the last reset
         self.boot_reason: str | None = "PowerUp"  # a BootNotification is due (None: not needed)
         self.heartbeat_interval = heartbeat_interval
-        self.meter_interval = 60
         self.unavailable = 0  # bit i set: connector layout[i] is Unavailable (ChangeAvailability)
         self.password_override: str | None = None  # set by AuthorizationKey / BasicAuthPassword
         self.followups: list[Task] = []
@@ -83,6 +88,12 @@ class ChargerState:
     def request(self, kind: Followup, arg: object = None) -> None:
         self.followups.append(Task(kind, arg))
         self.wake.set()
+
+    def _notify(self, reboot: bool) -> None:
+        if reboot:
+            self.request(Followup.REBOOT)
+        else:
+            self.wake.set()
 
     def take_followups(self) -> list[Task]:
         tasks, self.followups = self.followups, []
@@ -107,6 +118,9 @@ class ChargerState:
 
     def is_available(self, index: int) -> bool:
         return not self.unavailable >> index & 1
+
+    def is_unavailable(self, index: int) -> bool:
+        return bool(self.unavailable >> index & 1)
 
     def set_availability(self, indices: tuple[int, ...], operative: bool) -> tuple[int, ...]:
         """Apply ChangeAvailability to `indices`; returns those whose status changed (they get a
