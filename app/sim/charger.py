@@ -209,6 +209,9 @@ class Charger:
                 st.sessions.catch_up()
                 if await self._flush(cp):
                     last_sent = loop.time()
+                if st.sessions.reboot_due and not st.sessions.gates:  # Reset OnIdle, now idle
+                    st.sessions.reboot_due = False
+                    return Followup.REBOOT
             for task in st.take_followups():
                 if task.kind in (Followup.REBOOT, Followup.RECONNECT):
                     return task.kind

@@ -65,8 +65,6 @@ class ChargerState:
     def __init__(self, config: ChargerConfig, heartbeat_interval: int, seed: int = 0) -> None:
         self.config = config
         self.layout: tuple[ConnectorRef, ...] = connector_layout(config.evses)
-        self.sessions = Sessions(config, self.layout, seed, self._notify)
-        self.sessions.unavailable = self.is_unavailable
         self.offline_until = 0.0  # loop time until which the charger stays disconnected (go_offline)
         self.phase = Phase.DOWN
         self.accepted = False  # a BootNotification was Accepted since start / the last reset
@@ -76,6 +74,8 @@ class ChargerState:
         self.password_override: str | None = None  # set by AuthorizationKey / BasicAuthPassword
         self.followups: list[Task] = []
         self.wake = asyncio.Event()
+        self.sessions = Sessions(config, self.layout, seed, self.wake.set)
+        self.sessions.unavailable = self.is_unavailable
         self.connects = 0  # successful WebSocket openings
         self.failed_connects = 0  # attempts that did not open (refused, unreachable, timed out)
         self.failures = 0  # consecutive failed connections (backoff exponent)
@@ -88,12 +88,6 @@ class ChargerState:
     def request(self, kind: Followup, arg: object = None) -> None:
         self.followups.append(Task(kind, arg))
         self.wake.set()
-
-    def _notify(self, reboot: bool) -> None:
-        if reboot:
-            self.request(Followup.REBOOT)
-        else:
-            self.wake.set()
 
     def take_followups(self) -> list[Task]:
         tasks, self.followups = self.followups, []

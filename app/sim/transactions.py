@@ -171,6 +171,7 @@ class Sessions:
         "meter_interval",
         "notify",
         "outbox",
+        "reboot_due",
         "reset_when_idle",
         "retry_attempts",
         "retry_interval",
@@ -179,7 +180,7 @@ class Sessions:
     )
 
     def __init__(
-        self, config: ChargerConfig, layout: tuple[ConnectorRef, ...], seed: int, notify: Callable[[bool], None]
+        self, config: ChargerConfig, layout: tuple[ConnectorRef, ...], seed: int, notify: Callable[[], None]
     ) -> None:
         self.config = config
         self.layout = layout
@@ -197,6 +198,7 @@ class Sessions:
         self.retry_attempts = 3
         self.retry_interval = 60
         self.reset_when_idle = False
+        self.reboot_due = False  # the session loop reboots once our answers and the queue are out
         self.unavailable = lambda index: False  # set by ChargerState
 
     # --- queries ----------------------------------------------------------------------------------
@@ -476,7 +478,7 @@ class Sessions:
             item.seq_no = item.tx.seq_no
             item.tx.seq_no += 1
         self.outbox.append(item)
-        self.notify(False)
+        self.notify()
 
     def _refresh(self, index: int, at: float) -> None:
         """A StatusNotification when the connector's status changed (only while online: a reconnect
@@ -490,7 +492,7 @@ class Sessions:
 
     def _sample(self, tx: Transaction, context: str) -> Sample:
         now_flow = flow(tx.ev, tx.supply)
-        register = int(self.connector(tx.index).register_wh)
+        register = round(self.connector(tx.index).register_wh)
         dc = tx.supply.dc
         return Sample(tx.t, context, register, now_flow, round(tx.ev.soc, 1) if dc else None, dc)
 
@@ -515,7 +517,7 @@ class Sessions:
             id_tag=pending.id_tag,
             token_type=pending.token_type,
             started_at=at,
-            meter_start_wh=int(c.register_wh),
+            meter_start_wh=round(c.register_wh),
             ev=ev,
             supply=supply,
             ocpp_id=f"{self.config.identity[:24]}-{int(at):x}-{self.counter}"
@@ -550,8 +552,8 @@ class Sessions:
         c.tx, c.finished = None, c.plugged
         self._refresh(index, tx.t)
         if self.reset_when_idle and not self.transactions():
-            self.reset_when_idle = False
-            self.notify(True)  # Reset OnIdle: the last transaction ended
+            self.reset_when_idle, self.reboot_due = False, True  # Reset OnIdle: the last one ended
+            self.notify()
 
     def _unplug(self, index: int, at: float) -> None:
         c = self.connector(index)
