@@ -185,6 +185,9 @@ async def test_both_versions_boot_and_report_every_connector(peer: CsmsPeer) -> 
             "connecting": 0,
             "reconnects": 0,
             "failed_connects": 0,
+            "transactions": 0,
+            "queued": 0,
+            "sent": 0,
         }
     a, b = peer.rec("A16"), peer.rec("B201")
     assert a.subprotocols == ["ocpp1.6"] and b.subprotocols == ["ocpp2.0.1"]

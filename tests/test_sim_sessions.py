@@ -515,3 +515,16 @@ async def test_simulate_control_vendor_and_message(peer: CsmsPeer) -> None:
             {"action": "unplug", "evse_id": 1, "connector_id": 1, "status": "Available"},
         )
         assert run.pod.simulate("W201", {"action": "unplug", "evse_id": 1})[0] == "Rejected"
+
+
+async def test_a_remote_start_without_a_cable_expires_after_connection_timeout(peer: CsmsPeer) -> None:
+    cfg = config("T16", "1.6", peer.url(), (DC,), scale=600)
+    async with running(peer, cfg) as run:
+        assert (await run.call(call16.ChangeConfiguration(key="ConnectionTimeOut", value="300"))).status == "Accepted"
+        assert (await run.call(call16.RemoteStartTransaction(id_tag="LATE", connector_id=1))).status == "Accepted"
+        await run.until("preparing", lambda: run.statuses()[-1] == "Preparing")
+        await run.until("expired (300 simulated s = 0.5 s)", lambda: run.statuses()[-1] == "Available", timeout=3)
+        await run.simulate(action="plug", connector_id=1)
+        await run.until("plugged", lambda: run.statuses()[-1] == "Preparing")
+        await asyncio.sleep(0.2)
+        assert run.rec.of("StartTransaction") == []

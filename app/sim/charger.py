@@ -276,6 +276,7 @@ class Charger:
                     f"dropped:{item.kind}", "charger %s: %s dropped after %r", self._id, item.kind, exc
                 )
             sent = True
+            sessions.sent += 1
             if sessions.outbox and sessions.outbox[0] is item:
                 sessions.outbox.popleft()
         return sent

@@ -53,8 +53,10 @@ class Pod:
 
     def stats(self) -> dict[str, int]:
         """For heartbeat details: sockets open, online, booting (open but not online), connecting,
-        reconnects (successful openings after each charger's first, reboots included) and
-        failed_connects (attempts that did not open: refused, unreachable, timed out)."""
+        reconnects (successful openings after each charger's first, reboots included),
+        failed_connects (attempts that did not open: refused, unreachable, timed out), transactions
+        (running), queued (messages waiting to be sent, offline ones included) and sent (queued
+        messages delivered so far: statuses, Authorize, transaction messages)."""
         phases = [c.state.phase for c in self._chargers]
         online = phases.count(Phase.ONLINE)
         booting = phases.count(Phase.BOOTING)
@@ -66,4 +68,7 @@ class Pod:
             "connecting": phases.count(Phase.CONNECTING),
             "reconnects": sum(max(c.state.connects - 1, 0) for c in self._chargers),
             "failed_connects": sum(c.state.failed_connects for c in self._chargers),
+            "transactions": sum(len(c.state.sessions.transactions()) for c in self._chargers),
+            "queued": sum(len(c.state.sessions.outbox) for c in self._chargers),
+            "sent": sum(c.state.sessions.sent for c in self._chargers),
         }

@@ -176,6 +176,7 @@ class Sessions:
         "retry_attempts",
         "retry_interval",
         "seed",
+        "sent",
         "unavailable",
     )
 
@@ -192,6 +193,7 @@ class Sessions:
         self.gates: set[str] = set()  # CALLs whose answer is not sent yet: hold the outbox
         self.connected = False
         self.counter = 0
+        self.sent = 0  # queued messages delivered (answered)
         self.meter_interval = 60
         self.connection_timeout = 120
         self.authorize_remote = False
@@ -253,7 +255,7 @@ class Sessions:
                     _, done_after = advance(tx.ev, tx.supply, horizon - tx.t)
                     if done_after is not None:
                         times.append(tx.t + done_after)
-            if c.pending is not None:
+            if c.pending is not None and not c.plugged:
                 times.append(c.pending.expires_at)
             if c.reservation is not None:
                 times.append(c.reservation.expires_at + wall_offset)
@@ -271,7 +273,7 @@ class Sessions:
             c = self.connectors[index]
             if c.tx is not None:
                 self._run(c, c.tx, now)
-            if c.pending is not None and c.pending.expires_at <= now:
+            if c.pending is not None and not c.plugged and c.pending.expires_at <= now:
                 c.pending = None  # no cable within ConnectionTimeOut: the start is dropped
                 self._refresh(index, now)
             if c.reservation is not None and c.reservation.expires_at <= wall:
@@ -467,6 +469,8 @@ class Sessions:
         self.outbox = deque(item for item in self.outbox if item.durable)
         for c in self.connectors.values():  # the reconnect reports every status afresh
             c.reported = None
+            if c.pending is not None and not c.pending.authorized:  # its Authorize is lost: no start
+                c.pending = None
 
     # --- internals --------------------------------------------------------------------------------
 
