@@ -15,6 +15,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+from app.sim.connector_state import ERROR_CODES
 from app.sim.ev import draw_ev, flow, session_seed
 from tests.ocpp_csms_peer import CsmsPeer, Record
 
@@ -350,10 +351,7 @@ async def test_fault_mid_session_ends_it(peer: CsmsPeer, version: str) -> None:
         await run.until("first sample", lambda: run.rec.of("MeterValues", "TransactionEvent")[1:])
         assert await run.simulate(action="fault", error_code="Nope", **where) == (
             "Rejected",
-            {
-                "reason": "error_code must be one of "
-                + str(sorted(__import__("app.sim.transactions").sim.transactions.ERROR_CODES))
-            },
+            {"reason": f"error_code must be one of {sorted(ERROR_CODES)}"},
         )
         assert (await run.simulate(action="fault", error_code="GroundFailure", **where))[1]["status"] == "Faulted"
         await run.until("faulted", lambda: run.statuses()[-1] == "Faulted")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from app.sim.connector_state import Outgoing
 from app.sim.state import ChargerState, Followup, Task
-from app.sim.transactions import Outgoing
 
 
 class Session(Protocol):

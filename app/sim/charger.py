@@ -284,7 +284,7 @@ class Charger:
     async def _sleep_until(self, deadline: float) -> None:
         """Until `deadline` (loop time) or a follow-up arrives."""
         st = self.state
-        if st.followups:
+        if st.followups or st.sessions.ready():  # queued meanwhile (e.g. during a Heartbeat): no sleep
             return
         if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # a cancel lost in call()
             raise asyncio.CancelledError

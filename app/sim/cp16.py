@@ -28,10 +28,10 @@ from ocpp.v16.enums import (
 
 from app.sim.base import ParkedFollowups
 from app.sim.clock import parse_stamp, stamp
+from app.sim.connector_state import End, Outgoing, Refusal, Sample
 from app.sim.logs import ocpp_log
 from app.sim.simulate import simulate
 from app.sim.state import ChargerState, Followup
-from app.sim.transactions import End, Outgoing, Refusal, Sample
 from app.sim.variables import BY_KEY16, Refused
 
 

@@ -30,10 +30,10 @@ from ocpp.v201.enums import (
 
 from app.sim.base import ParkedFollowups
 from app.sim.clock import parse_stamp, stamp
+from app.sim.connector_state import End, Outgoing, Refusal, Sample, fault_stopped_reason
 from app.sim.logs import ocpp_log
 from app.sim.simulate import simulate
 from app.sim.state import ChargerState, Followup
-from app.sim.transactions import End, Outgoing, Refusal, Sample, fault_stopped_reason
 from app.sim.variables import BY_VARIABLE, COMPONENTS, Refused, Setting
 
 _EVENT_TYPES = {"started": "Started", "sample": "Updated", "state": "Updated", "ended": "Ended"}

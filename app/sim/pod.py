@@ -8,9 +8,9 @@ from typing import Any
 
 from app.sim.charger import Charger, PodContext
 from app.sim.config import ChargerConfig, Tunables
+from app.sim.connector_state import Refusal
 from app.sim.simulate import apply
 from app.sim.state import Phase
-from app.sim.transactions import Refusal
 
 
 class Pod:

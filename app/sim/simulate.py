@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from app.sim.connector_state import ERROR_CODES, End, Refusal
 from app.sim.state import ChargerState, Followup
-from app.sim.transactions import ERROR_CODES, End, Refusal
 
 VENDOR_ID = "cpolab"
 MESSAGE_ID = "simulate"
