@@ -38,7 +38,11 @@ MODES = ("idle", "sessions")
 
 
 async def run_pod(args: argparse.Namespace) -> dict[str, float]:
+    import ocpp.messages
+
     from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+
+    ocpp.messages.ASYNC_VALIDATION = not args.inline_validation
 
     evses = (SimEvse(1, 1, "AC_3_PHASE", 230, 32, 22_080),)
     configs = [
@@ -105,12 +109,13 @@ async def run_pod(args: argparse.Namespace) -> dict[str, float]:
 
 
 def measure(size: int, mode: str, args: argparse.Namespace) -> dict[str, float]:
-    csms_args = argparse.Namespace(interval=300, csms_ping=0, inline_validation=False)
+    csms_args = argparse.Namespace(interval=300, csms_ping=0, inline_validation=args.inline_validation)
     csms, port = start_csms(csms_args)
     try:
         cmd = [sys.executable, __file__, "--child", str(size), "--mode", mode, "--port", str(port)]
         cmd += ["--csms-pid", str(csms.pid), "--scale", str(args.scale), "--settle", str(args.settle)]
         cmd += ["--window", str(args.window), "--timeout", str(args.timeout)]
+        cmd += ["--inline-validation"] if args.inline_validation else []
         out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=args.timeout + 300)
         if out.returncode != 0:
             raise SystemExit(f"the {mode} pod of {size} failed")
@@ -169,6 +174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=15.0, help="CPU measuring window, s")
     p.add_argument("--settle", type=float, default=5.0, help="wait after the starts before measuring, s")
     p.add_argument("--timeout", type=float, default=120.0, help="give up when not all online after this (s)")
+    p.add_argument(
+        "--inline-validation",
+        action="store_true",
+        help="ocpp.messages.ASYNC_VALIDATION = False in both processes (schema checks on the loop, not in threads)",
+    )
     p.add_argument("--persistent", action="store_true", help="ignored (no Temporal here); run_all passes it to all")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)

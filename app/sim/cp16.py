@@ -136,6 +136,10 @@ class SimChargePoint16(ParkedFollowups, ChargePoint):
                     meter_value=[meter_value(item.sample)],
                 ),
                 suppress=False,
+                # Periodic samples are most of a session's traffic and their answer is empty: checking
+                # our own well-formed payload against the schema was ~60 % of a session's CPU (the
+                # tests' CSMS peer validates every one it receives). Start/Stop/Authorize stay checked.
+                skip_schema_validation=True,
             )
         elif item.kind == "ended":
             assert tx is not None and item.sample is not None and item.end is not None

@@ -149,6 +149,10 @@ class SimChargePoint201(ParkedFollowups, ChargePoint):
                 **{k: v for k, v in event.items() if v is not None},
             ),
             suppress=False,
+            # Periodic Updated events are most of a session's traffic and their answer is not used:
+            # checking our own well-formed payload against the big TransactionEvent schema was ~60 % of
+            # a session's CPU (the tests' CSMS peer validates every one it receives).
+            skip_schema_validation=item.kind in ("sample", "state"),
         )
         if item.kind == "started":
             status = (answer.id_token_info or {}).get("status", "Accepted")
