@@ -415,7 +415,7 @@ class Sessions:
             meter_start_wh=round(c.register_wh),
             ev=ev,
             supply=supply,
-            ocpp_id=f"{self.config.identity[:24]}-{int(at):x}-{self.counter}"
+            ocpp_id=f"{self.config.identity[:16]}-{int(at):x}-{self.counter}"  # ≤ 36 characters
             if self.config.ocpp_version == "2.0.1"
             else None,
             remote_start_id=pending.remote_start_id,
