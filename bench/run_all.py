@@ -44,6 +44,8 @@ BENCHES = {
     "locations": ("bench.bench_locations", [], []),
     # OCPP charger simulators: pods of 100 / 1,000 / 10,000 against the test CSMS, no stack.
     "sim": ("bench.bench_sim", [], ["--quick"]),
+    # Charging sessions vs idle chargers in one simulator process (100 and 1,000, time scale 60).
+    "sessions_sim": ("bench.bench_sessions_sim", [], ["--sizes", "100", "--window", "5"]),
     # OCPP messages/s of one API process, 100 raw chargers (Heartbeat/StatusNotification), no Temporal.
     "csms": ("bench.bench_csms", [], ["--duration", "8"]),
     # A killed sim worker's chargers back online on the other one (100 and 1,000 chargers).

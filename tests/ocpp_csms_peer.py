@@ -5,6 +5,11 @@
 - Records, per identity: upgrade attempts (with their headers), connections, disconnects, boots,
   StatusNotifications and Heartbeats (times on the loop clock).
 - Answers BootNotification from a per-identity plan (e.g. Pending then Accepted), else the default.
+- Transactions: answers Authorize / StartTransaction / MeterValues / StopTransaction (1.6) and
+  Authorize / TransactionEvent (2.0.1), records every such call in order (`Record.calls`, with the
+  StatusNotifications), mints 1.6 transaction ids idempotently (the same id for a resent
+  StartTransaction), answers tokens from `token_status`, and can misbehave once per action
+  (`misbehave`: drop the link before answering, or answer a CALLERROR).
 - Sends CALLs to a charger (`call`), drops connections (cleanly or not), stops and restarts on the
   same port.
 
@@ -30,6 +35,7 @@ from urllib.parse import unquote
 
 import ocpp.messages
 from ocpp import v16, v201
+from ocpp.exceptions import InternalError
 from ocpp.routing import on
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -57,6 +63,10 @@ class Record:
     boots: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     heartbeats: list[float] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # status + transaction calls, in order
+
+    def of(self, *actions: str) -> list[dict[str, Any]]:
+        return [payload for action, payload in self.calls if action in actions]
 
 
 class _Csms16(v16.ChargePoint):
@@ -79,6 +89,30 @@ class _Csms16(v16.ChargePoint):
         await self.peer.record_heartbeat(self.id)
         return v16.call_result.Heartbeat(current_time=_now())
 
+    @on(v16.enums.Action.authorize)
+    async def on_authorize(self, **payload: Any) -> v16.call_result.Authorize:
+        await self.peer.record_call(self.id, "Authorize", payload)
+        return v16.call_result.Authorize(id_tag_info={"status": self.peer.token(payload["id_tag"])})
+
+    @on(v16.enums.Action.start_transaction)
+    async def on_start(self, **payload: Any) -> v16.call_result.StartTransaction:
+        await self.peer.record_call(self.id, "StartTransaction", payload)
+        key = (self.id, payload["connector_id"], payload["timestamp"], payload["meter_start"])
+        transaction_id = self.peer.transaction_ids.setdefault(key, 100 + len(self.peer.transaction_ids))
+        return v16.call_result.StartTransaction(
+            transaction_id=transaction_id, id_tag_info={"status": self.peer.token(payload["id_tag"])}
+        )
+
+    @on(v16.enums.Action.meter_values)
+    async def on_meter_values(self, **payload: Any) -> v16.call_result.MeterValues:
+        await self.peer.record_call(self.id, "MeterValues", payload)
+        return v16.call_result.MeterValues()
+
+    @on(v16.enums.Action.stop_transaction)
+    async def on_stop(self, **payload: Any) -> v16.call_result.StopTransaction:
+        await self.peer.record_call(self.id, "StopTransaction", payload)
+        return v16.call_result.StopTransaction()
+
 
 class _Csms201(v201.ChargePoint):
     def __init__(self, peer: CsmsPeer, identity: str, ws: ServerConnection) -> None:
@@ -99,6 +133,19 @@ class _Csms201(v201.ChargePoint):
     async def on_heartbeat(self, **_: Any) -> v201.call_result.Heartbeat:
         await self.peer.record_heartbeat(self.id)
         return v201.call_result.Heartbeat(current_time=_now())
+
+    @on(v201.enums.Action.authorize)
+    async def on_authorize(self, **payload: Any) -> v201.call_result.Authorize:
+        await self.peer.record_call(self.id, "Authorize", payload)
+        return v201.call_result.Authorize(id_token_info={"status": self.peer.token(payload["id_token"]["id_token"])})
+
+    @on(v201.enums.Action.transaction_event)
+    async def on_transaction_event(self, **payload: Any) -> v201.call_result.TransactionEvent:
+        await self.peer.record_call(self.id, "TransactionEvent", payload)
+        if payload["event_type"] == "Started" and "id_token" in payload:
+            status = self.peer.token(payload["id_token"]["id_token"])
+            return v201.call_result.TransactionEvent(id_token_info={"status": status})
+        return v201.call_result.TransactionEvent()
 
 
 class CsmsPeer:
@@ -124,7 +171,10 @@ class CsmsPeer:
         self.records: dict[str, Record] = {}
         self.connections: dict[str, tuple[ServerConnection, v16.ChargePoint | v201.ChargePoint]] = {}
         self.port = 0
-        self.totals = {"connects": 0, "disconnects": 0, "boots": 0, "statuses": 0, "heartbeats": 0}
+        self.token_status: dict[str, str] = {}  # id tag → Authorize / Start answer (default Accepted)
+        self.transaction_ids: dict[tuple[str, int, str, int], int] = {}  # 1.6 Start key → id (idempotent)
+        self.misbehave: dict[tuple[str, str], list[str]] = {}  # (identity, action) → "drop" | "error", in order
+        self.totals = {"connects": 0, "disconnects": 0, "boots": 0, "statuses": 0, "heartbeats": 0, "transactions": 0}
         self._server: Server | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -174,6 +224,23 @@ class CsmsPeer:
         self.totals["statuses"] += 1
         if self.record:
             self.rec(identity).statuses.append(payload)
+            self.rec(identity).calls.append(("StatusNotification", payload))
+
+    def token(self, id_tag: str) -> str:
+        return self.token_status.get(id_tag, "Accepted")
+
+    async def record_call(self, identity: str, action: str, payload: dict[str, Any]) -> None:
+        """Records a transaction call, then misbehaves if planned: "drop" aborts the TCP connection
+        (the charger never gets an answer), "error" answers an InternalError CALLERROR."""
+        self.totals["transactions"] += 1
+        if self.record:
+            self.rec(identity).calls.append((action, payload))
+        plan = self.misbehave.get((identity, action))
+        if plan:
+            mode = plan.pop(0)
+            if mode == "drop":
+                self.connections[identity][0].transport.abort()  # the answer below can no longer be sent
+            raise InternalError("planned failure")
 
     async def record_heartbeat(self, identity: str) -> None:
         self.totals["heartbeats"] += 1

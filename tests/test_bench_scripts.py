@@ -23,6 +23,7 @@ DATABASE_CHOICE = "--database {sqlite,postgres}"
         ("bench_locations.py", ["--rounds", DATABASE_CHOICE]),
         ("bench_csms.py", ["--clients", DATABASE_CHOICE]),
         ("bench_sim.py", ["--sizes", "--interval"]),
+        ("bench_sessions_sim.py", ["--sizes", "--scale"]),
         ("bench_failover.py", ["--sizes"]),
     ],
 )

@@ -185,6 +185,9 @@ async def test_both_versions_boot_and_report_every_connector(peer: CsmsPeer) -> 
             "connecting": 0,
             "reconnects": 0,
             "failed_connects": 0,
+            "transactions": 0,
+            "queued": 0,
+            "sent": 0,
         }
     a, b = peer.rec("A16"), peer.rec("B201")
     assert a.subprotocols == ["ocpp1.6"] and b.subprotocols == ["ocpp2.0.1"]
@@ -344,7 +347,15 @@ async def test_16_configuration(peer: CsmsPeer) -> None:
         await online(peer, pod, 1)
         everything = await peer.call("A16", call16.GetConfiguration())
         keys = {k["key"]: k for k in everything.configuration_key}
-        assert set(keys) == {"HeartbeatInterval", "MeterValueSampleInterval", "NumberOfConnectors"}
+        assert set(keys) == {
+            "HeartbeatInterval",
+            "MeterValueSampleInterval",
+            "NumberOfConnectors",
+            "AuthorizeRemoteTxRequests",
+            "ConnectionTimeOut",
+            "TransactionMessageAttempts",
+            "TransactionMessageRetryInterval",
+        }
         assert keys["HeartbeatInterval"] == {"key": "HeartbeatInterval", "readonly": False, "value": "60"}
         assert keys["NumberOfConnectors"] == {"key": "NumberOfConnectors", "readonly": True, "value": "3"}
         assert everything.unknown_key is None

@@ -9,14 +9,10 @@ reboot before the "Accepted" of its Reset, and no CALL is awaited inside a handl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Protocol
 
+from app.sim.connector_state import Outgoing
 from app.sim.state import ChargerState, Followup, Task
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Session(Protocol):
@@ -35,6 +31,9 @@ class Session(Protocol):
     async def report(self, index: int) -> None:
         """StatusNotification of the connector at `index` in the layout, with its current status."""
 
+    async def send(self, item: Outgoing) -> None:
+        """One queued message (status, Authorize, transaction message); a CALLERROR raises."""
+
 
 class ParkedFollowups:
     """Mixed into the version's charge point: follow-ups parked by a handler, released by `@after`."""
@@ -42,9 +41,15 @@ class ParkedFollowups:
     state: ChargerState
     _parked: dict[str, list[Task]]
 
-    def _park(self, unique_id: str, kind: Followup, arg: object = None) -> None:
-        self._parked.setdefault(unique_id, []).append(Task(kind, arg))
+    def _park(self, unique_id: str, kind: Followup | None = None, arg: object = None) -> None:
+        """Holds the charger's queued messages (a StopTransaction after RemoteStop…) and `kind`, if
+        any, until our answer to CALL `unique_id` is sent."""
+        self.state.sessions.gates.add(unique_id)
+        if kind is not None:
+            self._parked.setdefault(unique_id, []).append(Task(kind, arg))
 
     def _release(self, unique_id: str) -> None:
+        self.state.sessions.gates.discard(unique_id)
         for task in self._parked.pop(unique_id, ()):
             self.state.request(task.kind, task.arg)
+        self.state.wake.set()

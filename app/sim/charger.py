@@ -28,6 +28,7 @@ from app.sim.cp201 import SimChargePoint201
 from app.sim.logs import LogOnce, ws_log
 from app.sim.state import ChargerState, Followup, Phase
 
+MIN_WAKE = 0.02  # real seconds: the shortest sleep of a session loop with transaction events due
 # The CSMS does not know or accept us (bad key, CPO gone, a newer pod holds the charger): retry slowly.
 _REFUSED = {401, 403, 404, 409, 410}
 
@@ -47,7 +48,7 @@ class Charger:
 
     def __init__(self, config: ChargerConfig, ctx: PodContext) -> None:
         self.ctx = ctx
-        self.state = ChargerState(config, heartbeat_interval=ctx.tunables.fallback_interval)
+        self.state = ChargerState(config, heartbeat_interval=ctx.tunables.fallback_interval, seed=ctx.seed)
 
     async def run(self) -> None:
         """Until cancelled; the open socket (if any) is closed cleanly on the way out."""
@@ -55,11 +56,25 @@ class Charger:
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
+            await self._stay_offline()
             try:
                 delay = await self._connect_and_serve()
             except Exception as exc:  # a bug must not take the pod's other chargers down
                 self.ctx.once.warning(f"bug:{type(exc).__name__}", "charger %s: unexpected %r", self._id, exc)
                 delay = self._backoff(refused=False)
+
+    async def _stay_offline(self) -> None:
+        """While a go_offline lasts (go_online ends it early)."""
+        st = self.state
+        loop = asyncio.get_running_loop()
+        while loop.time() < st.offline_until:
+            st.wake.clear()
+            timer = loop.call_at(st.offline_until, st.wake.set)
+            try:
+                await st.wake.wait()
+            finally:
+                timer.cancel()
+        st.offline_until = 0.0
 
     @property
     def _id(self) -> str:
@@ -118,8 +133,13 @@ class Charger:
         for task in st.take_followups():
             if task.kind is Followup.REBOOT:
                 outcome = Followup.REBOOT
+            elif task.kind is Followup.OFFLINE:
+                self._go_offline(task.arg)
+                outcome = outcome or Followup.OFFLINE
             elif task.kind is Followup.BOOT and st.boot_reason is None:
                 st.boot_reason = str(task.arg)
+        if outcome is Followup.OFFLINE:
+            return 0.0  # run() waits in _stay_offline
         if outcome is Followup.REBOOT:
             st.accepted = False
             st.boot_reason = "RemoteReset"
@@ -148,6 +168,7 @@ class Charger:
             # library's call(), returns a result that races a cancel): its next send or recv fails.
             await ws.close()
             await asyncio.gather(reader, behave, return_exceptions=True)
+            self.state.sessions.link_down()
         if behave.cancelled():  # the receive loop ended first: normally the socket closed under us
             if (exc := reader.exception()) is not None and not isinstance(exc, WebSocketException):
                 self.ctx.once.warning(f"reader:{type(exc).__name__}", "charger %s: receive loop: %r", self._id, exc)
@@ -167,7 +188,7 @@ class Charger:
         next_boot = loop.time()
         silent = False  # boot Rejected: send nothing until next_boot
         if st.boot_reason is None:  # a reconnect: no BootNotification (OCPP-J §5.4), just the state
-            await self._report(cp, st.all_connectors())
+            await self._registered(cp)
         last_sent = loop.time()
         while True:
             if st.boot_reason is not None and loop.time() >= next_boot:
@@ -177,15 +198,25 @@ class Charger:
                 if status == "Accepted":
                     st.boot_reason, st.accepted, silent = None, True, False
                     st.heartbeat_interval = interval
-                    await self._report(cp, st.all_connectors())
+                    await self._registered(cp)
                 else:
                     st.accepted, silent = False, status == "Rejected"
                     st.phase = Phase.BOOTING
                     next_boot = loop.time() + interval
             deadline = next_boot if st.boot_reason is not None else last_sent + st.heartbeat_interval
-            await self._sleep_until(deadline)
+            await self._sleep_until(min(deadline, self._sessions_deadline()))
+            if st.sessions.connected:
+                st.sessions.catch_up()
+                if await self._flush(cp):
+                    last_sent = loop.time()
+                if st.sessions.reboot_due and not st.sessions.gates:  # Reset OnIdle, now idle
+                    st.sessions.reboot_due = False
+                    return Followup.REBOOT
             for task in st.take_followups():
                 if task.kind in (Followup.REBOOT, Followup.RECONNECT):
+                    return task.kind
+                if task.kind is Followup.OFFLINE:
+                    self._go_offline(task.arg)
                     return task.kind
                 if silent:
                     continue
@@ -201,10 +232,59 @@ class Charger:
                 await self._heartbeat(cp)
                 last_sent = loop.time()
 
+    def _go_offline(self, real_seconds: object) -> None:
+        self.state.offline_until = asyncio.get_running_loop().time() + float(real_seconds)  # type: ignore[arg-type]
+
+    def _sessions_deadline(self) -> float:
+        """Loop time of the next transaction event (samples, the car full, expiries, a retry); never
+        sooner than MIN_WAKE from now, so nothing due but blocked can make the loop spin."""
+        sessions = self.state.sessions
+        loop = asyncio.get_running_loop()
+        at = sessions.next_wake() if sessions.connected else None
+        if at is None:
+            return float("inf")
+        return loop.time() + max(sessions.clock.real_delay(at), MIN_WAKE)
+
+    async def _registered(self, cp: Session) -> None:
+        """Registered (boot Accepted, or a reconnect): the transaction messages queued meanwhile first,
+        in order, then every connector's current status."""
+        self.state.sessions.link_up()
+        await self._flush(cp)
+        await self._report(cp, self.state.all_connectors())
+
+    async def _flush(self, cp: Session) -> bool:
+        """Sends the queued messages in order; returns whether any was sent. A CALLERROR (or an answer
+        that breaks the schema) is a failure to process: retried after TransactionMessageRetryInterval ×
+        attempts, up to TransactionMessageAttempts, then dropped (OCPP 1.6 §3.7.1); statuses and
+        Authorize are not retried. No answer ends the link and the message is sent again after the
+        reconnect (the CSMS must accept it idempotently)."""
+        sessions = self.state.sessions
+        sent = False
+        while sessions.outbox and sessions.connected and not sessions.gates:
+            item = sessions.outbox[0]
+            now = sessions.clock.now()
+            if item.retry_at > now:
+                break
+            try:
+                await cp.send(item)
+            except OCPPError as exc:
+                item.attempts += 1
+                if item.durable and item.attempts < sessions.retry_attempts:
+                    item.retry_at = now + sessions.retry_interval * item.attempts
+                    break
+                self.ctx.once.warning(
+                    f"dropped:{item.kind}", "charger %s: %s dropped after %r", self._id, item.kind, exc
+                )
+            sent = True
+            sessions.sent += 1
+            if sessions.outbox and sessions.outbox[0] is item:
+                sessions.outbox.popleft()
+        return sent
+
     async def _sleep_until(self, deadline: float) -> None:
         """Until `deadline` (loop time) or a follow-up arrives."""
         st = self.state
-        if st.followups:
+        if st.followups or st.sessions.ready():  # queued meanwhile (e.g. during a Heartbeat): no sleep
             return
         if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # a cancel lost in call()
             raise asyncio.CancelledError

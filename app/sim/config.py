@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from app.sim.ev import Supply
+
 SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 # Field length limits of BootNotification (1.6 CiStringN; 2.0.1 ChargingStationType), per version.
@@ -18,16 +20,26 @@ _BOOT_LIMITS = {
     "1.6": {"vendor": 20, "model": 20, "serial_number": 25, "firmware_version": 50},
     "2.0.1": {"vendor": 50, "model": 20, "serial_number": 25, "firmware_version": 50},
 }
+MAX_TIME_SCALE = 10_000.0  # a "3-hour" session in ~1 s; beyond, meter cadence is clamped anyway
 _MAX_IDENTITY = 48  # OCPP 2.0.1 part 4 §3.1.1 (identifierString); we apply it to 1.6 as well
 _RESERVED_HEADERS = {"authorization", "sec-websocket-protocol", "sec-websocket-key", "host", "upgrade", "connection"}
 
 
 @dataclass(frozen=True)
 class SimEvse:
-    """One OCPI EVSE of the charger."""
+    """One OCPI EVSE of the charger; its connectors share its electrical envelope (the OCPI connector
+    fields `power_type`, `max_voltage` (line-to-neutral on AC), `max_amperage`, `max_electric_power`)."""
 
     evse_id: int  # OCPP 2.0.1 evseId (1..)
     connectors: int  # connectors on it (2.0.1 connectorId 1..n within the EVSE)
+    power_type: str = "AC_3_PHASE"
+    max_voltage: int = 230
+    max_amperage: int = 32
+    max_electric_power: int = 22_080
+
+    @property
+    def supply(self) -> Supply:
+        return Supply(self.power_type, self.max_voltage, self.max_amperage, self.max_electric_power)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,9 @@ class ChargerConfig:
     evses: tuple[SimEvse, ...]
     csms_url: str  # e.g. "ws://127.0.0.1:8000/ocpp/12"; the charger appends "/{identity}" (percent-encoded)
     headers: tuple[tuple[str, str], ...] = ()  # extra upgrade headers
+    # Simulated seconds per real second (set per CPO): the charger's clock, its timestamps and its physics
+    # run this much faster than the wall clock (see app/sim/clock.py).
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.ocpp_version not in SUBPROTOCOLS:
@@ -62,6 +77,10 @@ class ChargerConfig:
             raise ValueError(f"charger {self.identity}: EVSE ids must be unique and ≥ 1, each with ≥ 1 connector")
         if not self.csms_url.startswith(("ws://", "wss://")):
             raise ValueError(f"charger {self.identity}: csms_url must be a ws:// or wss:// URL")
+        if not 0 < self.time_scale <= MAX_TIME_SCALE:
+            raise ValueError(f"charger {self.identity}: time_scale must be in (0, {MAX_TIME_SCALE}]")
+        for evse in self.evses:
+            evse.supply  # noqa: B018  # validates the electrical envelope up front
         for name, value in self.headers:
             if name.lower() in _RESERVED_HEADERS or not name.isascii() or any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"charger {self.identity}: header {name!r} is not allowed")

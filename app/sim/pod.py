@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from app.sim.charger import Charger, PodContext
 from app.sim.config import ChargerConfig, Tunables
+from app.sim.connector_state import Refusal
+from app.sim.simulate import apply
 from app.sim.state import Phase
 
 
@@ -19,6 +22,7 @@ class Pod:
         tunables = tunables or Tunables()
         self._ctx = PodContext(seed, tunables, asyncio.Semaphore(tunables.connect_concurrency))
         self._chargers = [Charger(config, self._ctx) for config in chargers]
+        self._by_identity = {c.state.config.identity: c for c in self._chargers}
 
     async def run(self) -> None:
         """One task per charger, until cancelled: then every charger closes its WebSocket cleanly and
@@ -29,14 +33,30 @@ class Pod:
             for charger in self._chargers:
                 group.create_task(charger.run(), name=f"sim:{charger.state.config.identity}")
 
+    def simulate(self, identity: str, command: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The simulate control in-process (the same commands as the DataTransfer, app/sim/simulate.py):
+        (status "Accepted" | "Rejected", data). Call it on the pod's event loop."""
+        charger = self._by_identity.get(identity)
+        if charger is None:
+            raise KeyError(f"no charger {identity!r} in this pod")
+        try:
+            answer = apply(charger.state, command)
+        except Refusal as exc:
+            return "Rejected", {"reason": str(exc)}
+        if answer.followup is not None:
+            charger.state.request(answer.followup, answer.arg)
+        return answer.status, answer.data or {}
+
     def online(self) -> int:
         """Chargers connected, registered (boot Accepted) and whose StatusNotifications went out."""
         return sum(1 for c in self._chargers if c.state.phase is Phase.ONLINE)
 
     def stats(self) -> dict[str, int]:
         """For heartbeat details: sockets open, online, booting (open but not online), connecting,
-        reconnects (successful openings after each charger's first, reboots included) and
-        failed_connects (attempts that did not open: refused, unreachable, timed out)."""
+        reconnects (successful openings after each charger's first, reboots included),
+        failed_connects (attempts that did not open: refused, unreachable, timed out), transactions
+        (running), queued (messages waiting to be sent, offline ones included) and sent (queued
+        messages delivered so far: statuses, Authorize, transaction messages)."""
         phases = [c.state.phase for c in self._chargers]
         online = phases.count(Phase.ONLINE)
         booting = phases.count(Phase.BOOTING)
@@ -48,4 +68,7 @@ class Pod:
             "connecting": phases.count(Phase.CONNECTING),
             "reconnects": sum(max(c.state.connects - 1, 0) for c in self._chargers),
             "failed_connects": sum(c.state.failed_connects for c in self._chargers),
+            "transactions": sum(len(c.state.sessions.transactions()) for c in self._chargers),
+            "queued": sum(len(c.state.sessions.outbox) for c in self._chargers),
+            "sent": sum(c.state.sessions.sent for c in self._chargers),
         }

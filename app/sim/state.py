@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass
 
 from app.sim.config import ChargerConfig, ConnectorRef, connector_layout
+from app.sim.transactions import Sessions
 
 
 class Phase(enum.IntEnum):
@@ -32,6 +33,7 @@ class Followup(enum.Enum):
     REBOOT = "reboot"  # close, reconnect, BootNotification again
     RECONNECT = "reconnect"  # close, reconnect with the new password, no boot (OCPP-J §5.4)
     WAKE = "wake"  # a setting changed: recompute the next Heartbeat
+    OFFLINE = "offline"  # arg: real seconds; close and stay away (the simulate control's go_offline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,25 +54,28 @@ class ChargerState:
         "heartbeat_interval",
         "jitter_draws",
         "layout",
-        "meter_interval",
+        "offline_until",
         "password_override",
         "phase",
+        "sessions",
         "unavailable",
         "wake",
     )
 
-    def __init__(self, config: ChargerConfig, heartbeat_interval: int) -> None:
+    def __init__(self, config: ChargerConfig, heartbeat_interval: int, seed: int = 0) -> None:
         self.config = config
         self.layout: tuple[ConnectorRef, ...] = connector_layout(config.evses)
+        self.offline_until = 0.0  # loop time until which the charger stays disconnected (go_offline)
         self.phase = Phase.DOWN
         self.accepted = False  # a BootNotification was Accepted since start / the last reset
         self.boot_reason: str | None = "PowerUp"  # a BootNotification is due (None: not needed)
         self.heartbeat_interval = heartbeat_interval
-        self.meter_interval = 60
         self.unavailable = 0  # bit i set: connector layout[i] is Unavailable (ChangeAvailability)
         self.password_override: str | None = None  # set by AuthorizationKey / BasicAuthPassword
         self.followups: list[Task] = []
         self.wake = asyncio.Event()
+        self.sessions = Sessions(config, self.layout, seed, self.wake.set)
+        self.sessions.unavailable = self.is_unavailable
         self.connects = 0  # successful WebSocket openings
         self.failed_connects = 0  # attempts that did not open (refused, unreachable, timed out)
         self.failures = 0  # consecutive failed connections (backoff exponent)
@@ -107,6 +112,9 @@ class ChargerState:
 
     def is_available(self, index: int) -> bool:
         return not self.unavailable >> index & 1
+
+    def is_unavailable(self, index: int) -> bool:
+        return bool(self.unavailable >> index & 1)
 
     def set_availability(self, indices: tuple[int, ...], operative: bool) -> tuple[int, ...]:
         """Apply ChangeAvailability to `indices`; returns those whose status changed (they get a

@@ -41,8 +41,31 @@ def _set_heartbeat(state: ChargerState, value: str) -> Followup:
     return Followup.WAKE  # the session loop recomputes the next Heartbeat from the new interval
 
 
-def _set_meter_interval(state: ChargerState, value: str) -> None:
-    state.meter_interval = _positive_int(value)
+def _set_meter_interval(state: ChargerState, value: str) -> Followup:
+    state.sessions.meter_interval = _positive_int(value)
+    return Followup.WAKE  # running transactions sample at the new interval after their next sample
+
+
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise Refused
+    return value.lower() == "true"
+
+
+def _set_authorize_remote(state: ChargerState, value: str) -> None:
+    state.sessions.authorize_remote = _bool(value)
+
+
+def _set_connection_timeout(state: ChargerState, value: str) -> None:
+    state.sessions.connection_timeout = _positive_int(value)
+
+
+def _set_attempts(state: ChargerState, value: str) -> None:
+    state.sessions.retry_attempts = _positive_int(value, maximum=10)
+
+
+def _set_retry_interval(state: ChargerState, value: str) -> None:
+    state.sessions.retry_interval = _positive_int(value, maximum=3_600)
 
 
 def _set_password(state: ChargerState, value: str) -> Followup:
@@ -65,8 +88,36 @@ SETTINGS: tuple[Setting, ...] = (
         "MeterValueSampleInterval",
         "SampledDataCtrlr",
         "TxUpdatedInterval",
-        lambda s: str(s.meter_interval),
+        lambda s: str(s.sessions.meter_interval),
         _set_meter_interval,
+    ),
+    Setting(
+        "AuthorizeRemoteTxRequests",
+        "AuthCtrlr",
+        "AuthorizeRemoteStart",
+        lambda s: str(s.sessions.authorize_remote).lower(),
+        _set_authorize_remote,
+    ),
+    Setting(
+        "ConnectionTimeOut",
+        "TxCtrlr",
+        "EVConnectionTimeOut",
+        lambda s: str(s.sessions.connection_timeout),
+        _set_connection_timeout,
+    ),
+    Setting(
+        "TransactionMessageAttempts",
+        "OCPPCommCtrlr",
+        "MessageAttemptsTransactionEvent",
+        lambda s: str(s.sessions.retry_attempts),
+        _set_attempts,
+    ),
+    Setting(
+        "TransactionMessageRetryInterval",
+        "OCPPCommCtrlr",
+        "MessageAttemptIntervalTransactionEvent",
+        lambda s: str(s.sessions.retry_interval),
+        _set_retry_interval,
     ),
     Setting("NumberOfConnectors", None, None, lambda s: str(len(s.layout)), None),
     Setting(None, "SecurityCtrlr", "Identity", lambda s: s.config.identity, None),

@@ -1,0 +1,460 @@
+"""Charging sessions on a simulated charger, version-neutral: plugs, authorizations, reservations,
+faults, the car's physics on the simulated clock, and the ordered queue of messages they produce.
+
+Handlers (cp16, cp201, the simulate control) call these methods; they decide at once and append
+`Outgoing` items (`app/sim/connector_state.py`); the charger's session loop sends them in order
+(`Charger._flush`). Time-driven events (meter samples, the car reaching its target, a duration
+ending, expiries) are processed in simulated-time order by `catch_up(now)`, which every entry point
+calls first: so after an offline spell the missed samples are produced with their own timestamps,
+and the same seed gives the same payloads whenever the events are processed.
+
+Choices (OCPP leaves room): a 2.0.1 transaction starts when the cable is plugged *and* authorized
+(TxStartPoint PowerPathClosed) and ends when authorization ends or the cable is unplugged; the car
+stays plugged after a stop (1.6 Finishing / 2.0.1 Occupied) until `unplug`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from app.sim.clock import SimClock
+from app.sim.config import ChargerConfig, ConnectorRef
+from app.sim.connector_state import (
+    WARNINGS,
+    Connector,
+    End,
+    Outgoing,
+    Pending,
+    Refusal,
+    Reservation,
+    Sample,
+    Transaction,
+)
+from app.sim.ev import advance, draw_ev, flow, session_seed
+
+MIN_REAL_INTERVAL = 0.05  # real seconds between two samples of one transaction, whatever the scale
+MAX_QUEUE = 5_000  # queued messages per charger; beyond, periodic samples are dropped (never Start/Stop)
+MAX_HORIZON = 3_600.0  # simulated seconds looked ahead for the car reaching its target
+
+
+class Sessions:
+    """Every connector's session state and the outbox of one charger. Connectors are created on first
+    use, so an idle charger holds an empty dict."""
+
+    __slots__ = (
+        "authorize_remote",
+        "clock",
+        "config",
+        "connected",
+        "connection_timeout",
+        "connectors",
+        "counter",
+        "gates",
+        "layout",
+        "meter_interval",
+        "notify",
+        "outbox",
+        "reboot_due",
+        "reset_when_idle",
+        "retry_attempts",
+        "retry_interval",
+        "seed",
+        "sent",
+        "unavailable",
+    )
+
+    def __init__(
+        self, config: ChargerConfig, layout: tuple[ConnectorRef, ...], seed: int, notify: Callable[[], None]
+    ) -> None:
+        self.config = config
+        self.layout = layout
+        self.seed = seed
+        self.notify = notify  # wakes the session loop
+        self.clock = SimClock(config.time_scale)
+        self.connectors: dict[int, Connector] = {}
+        self.outbox: deque[Outgoing] = deque()
+        self.gates: set[str] = set()  # CALLs whose answer is not sent yet: hold the outbox
+        self.connected = False
+        self.counter = 0
+        self.sent = 0  # queued messages delivered (answered)
+        self.meter_interval = 60
+        self.connection_timeout = 120
+        self.authorize_remote = False
+        self.retry_attempts = 3
+        self.retry_interval = 60
+        self.reset_when_idle = False
+        self.reboot_due = False  # the session loop reboots once our answers and the queue are out
+        self.unavailable = lambda index: False  # set by ChargerState
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def connector(self, index: int) -> Connector:
+        c = self.connectors.get(index)
+        if c is None:
+            c = self.connectors[index] = Connector()
+        return c
+
+    def status(self, index: int) -> tuple[str, str, str]:
+        """(1.6 status, 2.0.1 connectorStatus, 1.6 errorCode) of the connector now."""
+        c = self.connectors.get(index)
+        unavailable = self.unavailable(index)
+        if c is None:
+            return ("Unavailable", "Unavailable", "NoError") if unavailable else ("Available", "Available", "NoError")
+        code = c.fault or c.warning or "NoError"
+        if c.fault:
+            return "Faulted", "Faulted", code
+        if c.tx is not None:
+            return c.tx.charging_state, "Occupied", code
+        if unavailable:
+            return "Unavailable", "Unavailable", code
+        if c.plugged:
+            return ("Finishing" if c.finished else "Preparing"), "Occupied", code
+        if c.pending is not None:
+            return "Preparing", "Available", code
+        if c.reservation is not None:
+            return "Reserved", "Reserved", code
+        return "Available", "Available", code
+
+    def transactions(self) -> list[Transaction]:
+        return [c.tx for c in self.connectors.values() if c.tx is not None]
+
+    def find(self, ocpp_id: int | str) -> Transaction | None:
+        return next((tx for tx in self.transactions() if tx.ocpp_id == ocpp_id), None)
+
+    def interval(self) -> float:
+        """Simulated seconds between samples: the configured interval, but never more often than
+        MIN_REAL_INTERVAL real seconds (a tiny interval at a high scale must not flood the CSMS)."""
+        return float(max(self.meter_interval, -(-self.clock.scale * MIN_REAL_INTERVAL // 1)))
+
+    def ready(self) -> bool:
+        """A queued message can be sent now."""
+        if not (self.connected and self.outbox) or self.gates:
+            return False
+        return self.outbox[0].retry_at <= self.clock.now()
+
+    def next_wake(self) -> float | None:
+        """Simulated time of the next time-driven event (None: nothing scheduled)."""
+        times: list[float] = []
+        wall_offset = self.clock.now() - _wall_now()
+        for c in self.connectors.values():
+            if (tx := c.tx) is not None:
+                horizon = min(tx.next_sample_at, tx.stop_at or tx.next_sample_at, tx.t + MAX_HORIZON)
+                times.append(horizon)
+                if not tx.ev.done:
+                    _, done_after = advance(tx.ev, tx.supply, horizon - tx.t)
+                    if done_after is not None:
+                        times.append(tx.t + done_after)
+            if c.pending is not None and not c.plugged:
+                times.append(c.pending.expires_at)
+            if c.reservation is not None:
+                times.append(c.reservation.expires_at + wall_offset)
+        if self.outbox and self.outbox[0].retry_at:
+            times.append(self.outbox[0].retry_at)
+        return min(times) if times else None
+
+    # --- time -------------------------------------------------------------------------------------
+
+    def catch_up(self, now: float | None = None) -> float:
+        """Processes every time-driven event up to `now` (simulated), in time order; returns `now`."""
+        now = self.clock.now() if now is None else now
+        wall = _wall_now()
+        for index in sorted(self.connectors):
+            c = self.connectors[index]
+            if c.tx is not None:
+                self._run(c, c.tx, now)
+            if c.pending is not None and not c.plugged and c.pending.expires_at <= now:
+                c.pending = None  # no cable within ConnectionTimeOut: the start is dropped
+                self._refresh(index, now)
+            if c.reservation is not None and c.reservation.expires_at <= wall:
+                c.reservation = None
+                self._refresh(index, now)
+        return now
+
+    def _run(self, c: Connector, tx: Transaction, now: float) -> None:
+        """Advances one transaction's physics to `now`, emitting its samples and state changes."""
+        while tx.t < now and not tx.ended:
+            target = min(now, tx.next_sample_at, tx.stop_at if tx.stop_at is not None else now)
+            before = tx.ev
+            tx.ev, done_after = advance(tx.ev, tx.supply, target - tx.t)
+            c.register_wh += tx.ev.delivered_wh - before.delivered_wh
+            if done_after is not None:  # the car reached its target inside the span: parking from here
+                tx.t += done_after
+                tx.charging_state = "SuspendedEV"
+                self._state_changed(tx)
+                continue
+            tx.t = target
+            if tx.stop_at is not None and target >= tx.stop_at:  # the driver is back: stop, unplug
+                self._end(tx.index, End.LOCAL, target)
+                self._unplug(tx.index, target)
+            elif target >= tx.next_sample_at:
+                if len(self.outbox) < MAX_QUEUE:
+                    self._queue(Outgoing("sample", tx.index, target, tx, self._sample(tx, "Sample.Periodic")))
+                tx.next_sample_at = target + self.interval()
+
+    # --- actions (each at the charger's `now`) ------------------------------------------------------
+
+    def plug(self, index: int) -> None:
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.fault:
+            raise Refusal("connector faulted")
+        if c.plugged:
+            raise Refusal("already plugged")
+        c.plugged, c.finished = True, False
+        if c.pending is not None and c.pending.authorized:
+            self._start(
+                index, now, c.pending, "CablePluggedIn" if c.pending.trigger == "Authorized" else c.pending.trigger
+            )
+        else:
+            self._refresh(index, now)
+
+    def unplug(self, index: int) -> None:
+        now = self.catch_up()
+        c = self.connector(index)
+        if not c.plugged:
+            raise Refusal("not plugged")
+        if c.tx is not None:
+            self._end(index, End.UNPLUG, now)
+        self._unplug(index, now)
+
+    def present(
+        self,
+        index: int,
+        id_tag: str,
+        token_type: str = "ISO14443",
+        *,
+        remote_start_id: int | None = None,
+        remote: bool = False,
+    ) -> None:
+        """A token at the reader (local) or a remote start: authorize (Authorize first when local, or
+        remote with AuthorizeRemoteTxRequests), then start once the cable is in."""
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.fault:
+            raise Refusal("connector faulted")
+        if self.unavailable(index):
+            raise Refusal("connector unavailable")
+        if c.tx is not None or c.pending is not None:
+            raise Refusal("connector occupied")
+        if c.reservation is not None and c.reservation.id_tag != id_tag:
+            raise Refusal("connector reserved for another token")
+        trigger = "RemoteStart" if remote else "Authorized"
+        ask = not remote or self.authorize_remote
+        c.pending = Pending(id_tag, token_type, trigger, now + self.connection_timeout, remote_start_id, not ask)
+        if ask and self.connected:
+            self._queue(Outgoing("authorize", index, now, id_tag=id_tag, token_type=token_type, durable=False))
+        elif ask:  # offline: local authorization (LocalAuthorizeOffline)
+            c.pending.authorized = True
+        if c.pending.authorized and c.plugged:
+            self._start(index, now, c.pending, trigger)
+        else:
+            self._refresh(index, now)
+
+    def authorized(self, index: int, id_tag: str, accepted: bool) -> None:
+        """Authorize's answer for the pending start of `index`."""
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.pending is None or c.pending.id_tag != id_tag or c.pending.authorized:
+            return  # the pending start expired or was replaced meanwhile
+        if not accepted:
+            c.pending = None
+            self._refresh(index, now)
+            return
+        c.pending.authorized = True
+        if c.plugged:
+            self._start(index, now, c.pending, c.pending.trigger)
+
+    def stop(self, index: int, end: End) -> None:
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.tx is None:
+            raise Refusal("no transaction")
+        self._end(index, end, now)
+
+    def unlock(self, index: int) -> None:
+        """1.6 UnlockConnector: a transaction stops (UnlockCommand) and the cable is released."""
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.tx is not None:
+            self._end(index, End.UNLOCK, now)
+        if c.plugged:
+            self._unplug(index, now)
+
+    def set_fault(self, index: int, code: str) -> None:
+        now = self.catch_up()
+        c = self.connector(index)
+        if code in WARNINGS:
+            c.warning = code
+        else:
+            c.fault = code
+            c.pending = None
+            if c.tx is not None:
+                self._end(index, End.FAULT, now, error_code=code)
+        self._refresh(index, now)
+
+    def clear_fault(self, index: int) -> None:
+        now = self.catch_up()
+        c = self.connector(index)
+        if c.fault is None and c.warning is None:
+            raise Refusal("no fault")
+        c.fault = c.warning = None
+        self._refresh(index, now)
+
+    def reserve(self, index: int, reservation_id: int, id_tag: str, expires_wall: float) -> str:
+        """ReserveNow → Accepted | Faulted | Occupied | Unavailable | Rejected."""
+        now = self.catch_up()
+        for other, c in self.connectors.items():  # the same id replaces a reservation (OCPP 1.6 §5.13)
+            if c.reservation is not None and c.reservation.reservation_id == reservation_id and other != index:
+                c.reservation = None
+                self._refresh(other, now)
+        c = self.connector(index)
+        if c.fault:
+            return "Faulted"
+        if self.unavailable(index):
+            return "Unavailable"
+        if c.tx is not None or c.plugged or c.pending is not None:
+            return "Occupied"
+        if c.reservation is not None and c.reservation.reservation_id != reservation_id:
+            return "Occupied"
+        if expires_wall <= _wall_now():
+            return "Rejected"
+        c.reservation = Reservation(reservation_id, id_tag, expires_wall)
+        self._refresh(index, now)
+        return "Accepted"
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        now = self.catch_up()
+        for index, c in self.connectors.items():
+            if c.reservation is not None and c.reservation.reservation_id == reservation_id:
+                c.reservation = None
+                self._refresh(index, now)
+                return True
+        return False
+
+    def end_all(self, end: End) -> None:
+        now = self.catch_up()
+        for index, c in sorted(self.connectors.items()):
+            if c.tx is not None:
+                self._end(index, end, now)
+
+    # --- answers from the CSMS --------------------------------------------------------------------
+
+    def started(self, tx: Transaction, ocpp_id: int | str | None, accepted: bool) -> None:
+        """The CSMS's answer to the Start: 1.6 assigns the id; a refused token ends the transaction."""
+        if ocpp_id is not None:
+            tx.ocpp_id = ocpp_id
+        if not accepted and not tx.ended:
+            self.stop(tx.index, End.DEAUTHORIZED)
+
+    # --- link -------------------------------------------------------------------------------------
+
+    def link_up(self) -> None:
+        self.catch_up()  # what happened offline is produced with `offline` set, before going online
+        self.connected = True
+
+    def link_down(self) -> None:
+        self.connected = False
+        self.gates.clear()
+        self.outbox = deque(item for item in self.outbox if item.durable)
+        for c in self.connectors.values():  # the reconnect reports every status afresh
+            c.reported = None
+            if c.pending is not None and not c.pending.authorized:  # its Authorize is lost: no start
+                c.pending = None
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _queue(self, item: Outgoing) -> None:
+        item.offline = not self.connected
+        if item.tx is not None:
+            item.charging_state = item.tx.charging_state
+        if item.tx is not None and self.config.ocpp_version == "2.0.1":
+            item.seq_no = item.tx.seq_no
+            item.tx.seq_no += 1
+        self.outbox.append(item)
+        self.notify()
+
+    def _refresh(self, index: int, at: float) -> None:
+        """A StatusNotification when the connector's status changed (only while online: a reconnect
+        reports the current status anyway, OCPP 1.6 §4.9)."""
+        status = self.status(index)
+        c = self.connector(index)
+        if status != c.reported:
+            c.reported = status
+            if self.connected:
+                self._queue(Outgoing("status", index, at, status=status, durable=False))
+
+    def _sample(self, tx: Transaction, context: str) -> Sample:
+        now_flow = flow(tx.ev, tx.supply)
+        register = round(self.connector(tx.index).register_wh)
+        dc = tx.supply.dc
+        return Sample(tx.t, context, register, now_flow, round(tx.ev.soc, 1) if dc else None, dc)
+
+    def _start(self, index: int, now: float, pending: Pending, trigger: str) -> None:
+        c = self.connector(index)
+        at = float(int(now))  # whole simulated seconds: every scheduled time after it is whole too
+        self.counter += 1
+        ref = self.layout[index]
+        supply = next(e for e in self.config.evses if e.evse_id == ref.evse_id).supply
+        overrides = c.overrides
+        ev = draw_ev(
+            session_seed(self.seed, self.config.identity, self.counter),
+            supply,
+            soc_percent=overrides.get("soc_percent"),
+            target_kwh=overrides.get("target_kwh"),
+        )
+        duration = overrides.get("duration_s")
+        reservation = c.reservation.reservation_id if c.reservation is not None else None
+        tx = Transaction(
+            number=self.counter,
+            index=index,
+            id_tag=pending.id_tag,
+            token_type=pending.token_type,
+            started_at=at,
+            meter_start_wh=round(c.register_wh),
+            ev=ev,
+            supply=supply,
+            ocpp_id=f"{self.config.identity[:16]}-{int(at):x}-{self.counter}"  # ≤ 36 characters
+            if self.config.ocpp_version == "2.0.1"
+            else None,
+            remote_start_id=pending.remote_start_id,
+            reservation_id=reservation,
+            trigger=trigger,
+            t=at,
+            next_sample_at=at + self.interval(),
+            stop_at=None if duration is None else at + duration,
+        )
+        if ev.done:
+            tx.charging_state = "SuspendedEV"
+        c.tx, c.pending, c.reservation, c.overrides, c.finished = tx, None, None, {}, False
+        self._queue(Outgoing("started", index, at, tx, self._sample(tx, "Transaction.Begin")))
+        self._refresh(index, at)
+
+    def _state_changed(self, tx: Transaction) -> None:
+        if self.config.ocpp_version == "2.0.1":
+            self._queue(Outgoing("state", tx.index, tx.t, tx, self._sample(tx, "Sample.Periodic")))
+        self._refresh(tx.index, tx.t)
+
+    def _end(self, index: int, end: End, at: float, error_code: str | None = None) -> None:
+        c = self.connector(index)
+        tx = c.tx
+        assert tx is not None
+        tx.t = max(tx.t, at)
+        tx.ended = True
+        tx.charging_state = "Idle"
+        self._queue(Outgoing("ended", index, tx.t, tx, self._sample(tx, "Transaction.End"), end, error_code))
+        c.tx, c.finished = None, c.plugged
+        self._refresh(index, tx.t)
+        if self.reset_when_idle and not self.transactions():
+            self.reset_when_idle, self.reboot_due = False, True  # Reset OnIdle: the last one ended
+            self.notify()
+
+    def _unplug(self, index: int, at: float) -> None:
+        c = self.connector(index)
+        c.plugged = c.finished = False
+        self._refresh(index, at)
+
+
+def _wall_now() -> float:
+    return time.time()
