@@ -9,6 +9,7 @@ a path segment ("profile"), so tests sharing one server never interfere:
   badjson     versions answers 200 with a non-JSON body
   baddetails  versions fine, details answer OCPI 2000 without data
   down        receivers answer HTTP 503 (pushes fail)
+A test may also make single paths fail for a while (`failing`: HTTP 503 while listed).
 Every request it gets is recorded (with the decoded token and routing headers) for assertions.
 """
 
@@ -59,6 +60,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     token: str | None  # the token as the peer understood it (decoded for 2.2.1)
+    http_status: int = 200  # what the peer answered (503 while the path was in `failing`)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class EmspPeer:
     port: int = field(default_factory=free_port)
     tokens_b: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)  # request paths answered HTTP 503 while listed
 
     def __post_init__(self) -> None:
         self._server: uvicorn.Server | None = None
@@ -202,7 +205,8 @@ class EmspPeer:
         await self._record(request, token)
         if token is None:
             return envelope(None, 2000, 401)
-        if profile == "down":
+        if profile == "down" or request.url.path in self.failing:
+            self.received[-1].http_status = 503
             return envelope(None, 3000, 503)
         if request.path_params["module"] == "cdrs" and request.method == "POST":
             return envelope(None, http=201, Location=f"{self.base}/{profile}/{version}/cdrs/{secrets.token_hex(4)}")
