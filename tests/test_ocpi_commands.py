@@ -7,6 +7,7 @@ test tells them. Commands go to API process A; the charger is held by A or by B.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import signal
@@ -18,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import Session
+from temporalio.client import Client
 
 from app.network.topology import ocpp_connectors
-from app.ocpi.command_models import id_tag_for, ocpp_reservation_id
+from app.ocpi.command_models import command_workflow_id, id_tag_for, ocpp_reservation_id
 from app.security.tokens import hash_token
 from app.store.db import utcnow
 from app.store.ocpi_tables import OcpiSession
@@ -346,6 +348,46 @@ async def test_a_command_reaches_a_charger_held_by_the_other_api_process(env: En
         assert len(charger.of("RemoteStartTransaction")) == 1
     finally:
         await charger.close()
+
+
+async def test_a_command_follows_a_charger_that_moved_after_its_api_process_died(
+    env: Env, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The connection table still names the killed process C when the command starts: the call is
+    not taken there (schedule-to-start timeout), the route is read again and the call goes to B."""
+    seeded = pick(env.cpo, "1.6", 7)
+    victim = await start_api(env.stack, Path(tmp_path_factory.mktemp("api-moved")), env.stack.env)
+    first = await Charger.connect(env.ws(victim), env.cpo, seeded)
+    moved: Charger | None = None
+    try:
+        assert victim.api is not None
+        victim.api.send_signal(signal.SIGKILL)
+        victim.api.wait()
+        resp, url = await post(env, "START_SESSION", start_body(seeded))
+        assert ok(resp)["result"] == "ACCEPTED"
+        await asyncio.sleep(0.5)
+        moved = await Charger.connect(env.ws(env.other), env.cpo, seeded)
+        got = await result(env, url)
+        assert got["result"] == "ACCEPTED", got
+        assert len(moved.of("RemoteStartTransaction")) == 1 and first.of("RemoteStartTransaction") == []
+        # Two sends: one offered to C's queue (never taken), one taken by B.
+        [(peer_id,)] = env.stack.query("SELECT id FROM ocpi_peer WHERE cpo_id = ?", env.cpo.cpo_id)
+        client = await Client.connect(env.stack.temporal_address)
+        workflow_id = command_workflow_id(env.cpo.cpo_id, int(peer_id), "START_SESSION", url)  # type: ignore[arg-type]
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        queues = [
+            e.activity_task_scheduled_event_attributes.task_queue.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_ocpp_call"
+        ]
+        assert len(queues) == 2 and queues[0] != queues[1], queues
+    finally:
+        for charger in (first, moved):
+            if charger is not None:
+                with contextlib.suppress(Exception):
+                    await charger.close()
+        victim.stop()
 
 
 async def test_an_emsp_retry_of_the_same_command_is_sent_once(env: Env) -> None:
