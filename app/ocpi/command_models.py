@@ -182,7 +182,7 @@ def command_result(command: str, answer: OcppAnswer) -> tuple[str, str]:
         return result, f"the charge point answered with the OCPP error {answer.error_code}{detail}"
     status = answer.status or "?"
     if command == "CANCEL_RESERVATION" and status == "Rejected":
-        return "UNKNOWN_RESERVATION", "the charge point knows no such reservation"
+        return "UNKNOWN_RESERVATION", "the charge point answered Rejected: it knows no such reservation"
     result = _BY_STATUS.get(status, "FAILED")
     return result, f"the charge point answered {status}"
 
