@@ -408,6 +408,25 @@ async def test_an_emsp_retry_of_the_same_command_is_sent_once(env: Env) -> None:
         await charger.close()
 
 
+async def test_start_session_result_latency(env: Env) -> None:
+    """POST START_SESSION → CommandResult at response_url, charger answering at once (figures for
+    README; the bound is loose: a shared CI box)."""
+    seeded = pick(env.cpo, "2.0.1", 5)
+    charger = await Charger.connect(env.ws(env.other), env.cpo, seeded)
+    took: list[float] = []
+    try:
+        for _ in range(10):
+            started = time.monotonic()
+            _, url = await post(env, "START_SESSION", start_body(seeded))
+            assert (await result(env, url))["result"] == "ACCEPTED"
+            took.append(time.monotonic() - started)
+    finally:
+        await charger.close()
+    took.sort()
+    print(f"START_SESSION → CommandResult: p50 {took[4] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms")
+    assert took[4] < 3.0, took
+
+
 async def test_long_token_uids_become_20_character_id_tags_on_16(env: Env) -> None:
     seeded = pick(env.cpo, "1.6", 5)
     charger = await Charger.connect(env.ws(env.stack), env.cpo, seeded)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from activities.ocpp_commands import CommandActivities
@@ -130,7 +130,7 @@ class OcpiCommandWorkflow:
                     continue
                 if isinstance(cause, ApplicationError) and cause.type == "ChargerTimeout":
                     return "TIMEOUT", f"{charger} did not answer {call.action} within {call.timeout_s:g} s"
-                if isinstance(cause, TimeoutError):  # the API process died while the call was out
+                if isinstance(cause, (TimeoutError, CancelledError)):  # that API process died / shut down
                     return "TIMEOUT", f"no answer from {charger}: the CSMS connection holding it was lost"
                 if isinstance(cause, ApplicationError) and cause.type == "ConnectionLost":
                     return "FAILED", f"{charger} disconnected before answering {call.action}"
