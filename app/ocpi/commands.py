@@ -82,9 +82,13 @@ def _id_token(token: dict[str, Any]) -> dict[str, str]:
     return {"id_token": token["uid"], "type": ID_TOKEN_TYPES.get(token["type"], "Central")}
 
 
+class _UnknownSession(Exception):
+    """STOP_SESSION of a session this CPO does not have: CommandResponse UNKNOWN_SESSION."""
+
+
 async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Settings) -> dict[str, Any]:
-    """CommandInput fields for the workflow (identity, call or a known result); raises Rejected, or
-    OcpiError for an unknown session."""
+    """CommandInput fields for the workflow (identity, call or a known result); raises Rejected or
+    _UnknownSession."""
     assert ctx.db is not None
     cpo_id = ctx.cpo_id
     async with ctx.db.session() as session:
@@ -164,10 +168,6 @@ async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Sett
                 "reservation_id": ocpp_reservation_id(cmd.reservation_id),
             }
     return {"identity": target.identity, "call": _ocpp_call(target, action, payload, settings, cpo_id)}
-
-
-class _UnknownSession(Exception):
-    pass
 
 
 async def _start(request: Request, workflow_id: str, command_key: str, inp: CommandInput, settings: Settings) -> None:
