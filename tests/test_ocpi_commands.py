@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import Session
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Replayer
 
 from app.network.topology import ocpp_connectors
 from app.ocpi.command_models import command_workflow_id, id_tag_for, ocpp_reservation_id
@@ -32,6 +33,7 @@ from tests.databases import DatabaseFactory
 from tests.emsp_peer import EmspPeer, OcpiClient, err, ok, register
 from tests.network_rows import SeededCharger, SeededCpo, seed_cpo
 from tests.stack import Stack
+from workflows.ocpi_command import OcpiCommandWorkflow
 
 COMMAND_TIMEOUT = 20  # room for a killed worker to be replaced while the result waits
 CHARGER_TIMEOUT = 3
@@ -545,3 +547,27 @@ async def test_bad_bodies_are_2001(env: Env, command: str, body: dict[str, Any],
     url = body.pop("response_url", None) or env.peer.response_url()
     resp = await env.ocpi.request("POST", f"{env.base}/{command}", json={**body, "response_url": url})
     assert fragment in err(resp, 200, 2001)["status_message"]
+
+
+async def test_the_recorded_command_histories_replay(env: Env) -> None:
+    """Every command workflow this module ran (reroutes, timeouts, retried POSTs, a killed worker)
+    replays against today's workflow code: it is deterministic. (Run alone, it replays its own.)"""
+    seeded = pick(env.cpo, "1.6", 8)
+    charger = await Charger.connect(env.ws(env.other), env.cpo, seeded)
+    try:
+        _, url = await post(env, "START_SESSION", start_body(seeded))
+        assert (await result(env, url))["result"] == "ACCEPTED"
+    finally:
+        await charger.close()
+    client = await Client.connect(env.stack.temporal_address)
+    runs: list[Any] = []
+    deadline = time.monotonic() + 10
+    while not any(wf.status == WorkflowExecutionStatus.COMPLETED for wf in runs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)  # visibility lags the history a little
+        runs = [wf async for wf in client.list_workflows("WorkflowType = 'OcpiCommandWorkflow'")]
+    runs = [wf for wf in runs if wf.status == WorkflowExecutionStatus.COMPLETED]
+    assert runs
+    histories = [await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history() for wf in runs]
+    replayer = Replayer(workflows=[OcpiCommandWorkflow])
+    for history in histories:
+        await replayer.replay_workflow(history)
