@@ -1,8 +1,8 @@
 """Temporal worker process, in one of two roles.
 
-- `python worker.py` (role `provisioning`): the CPO workflows, the pod child workflows and their
-  DB activities on the `provisioning` task queue. At start it makes sure the reconciler's Schedule
-  exists (idempotent). Scale by starting more (about one per core).
+- `python worker.py` (role `provisioning`): the CPO workflows, the pod child workflows, the OCPI
+  command workflows and their DB activities on the `provisioning` task queue. At start it makes sure
+  the reconciler's Schedule exists (idempotent). Scale by starting more (about one per core).
 - `python worker.py --role sim`: a sim worker, hosting charger pods (task queue `charger-runtime`):
   each pod runs the OCPP simulators of ~500 chargers that connect to the CSMS at CPOLAB_CSMS_URL.
   It needs no database. Kill one and its pods move to another within the heartbeat timeout.
@@ -35,6 +35,7 @@ from temporalio.worker import Worker
 
 from activities.charger_pods import PodActivities
 from activities.charger_runtime import ChargerRuntime
+from activities.ocpp_commands import CommandActivities
 from activities.provisioning import ProvisioningActivities
 from activities.reconcile import ReconcileActivities
 from app.lifecycle import temporal_client
@@ -48,6 +49,7 @@ from app.store.migrate import SchemaNotAtHead, require_at_head
 from app.tools.open_files import raise_open_files_limit
 from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
+from workflows.ocpi_command import OcpiCommandWorkflow
 from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
 
@@ -67,10 +69,11 @@ def make_worker(
     acts = ProvisioningActivities(db, charger_key)
     pods = PodActivities(db, client)
     reconcile = ReconcileActivities(db, client, task_queue)
+    commands = CommandActivities(db, client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CpoWorkflow, ChargerPodWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow],
+        workflows=[CpoWorkflow, ChargerPodWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow, OcpiCommandWorkflow],
         activities=[
             acts.record_status,
             acts.create_network,
@@ -83,6 +86,9 @@ def make_worker(
             pods.await_chargers_online,
             pods.stop_charger_pods,
             reconcile.reconcile,
+            commands.resolve_charger_route,
+            commands.find_reservation,
+            commands.post_command_result,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     # seen for csms_stale_after seconds (its API process died) goes OFFLINE, its EVSEs UNKNOWN.
     csms_touch_interval: float = Field(30.0, gt=0, le=3600)
     csms_stale_after: float = Field(90.0, gt=0)
+    # OCPI commands (app/ocpi/commands.py → workflows/ocpi_command.py): the CommandResponse `timeout`
+    # the eMSP is told (the CommandResult is POSTed within it), and how long a charger gets to answer
+    # the OCPP call (no answer → TIMEOUT); the rest of the first is for the POST and its retries.
+    command_timeout: int = Field(30, ge=5, le=600)
+    command_charger_timeout: float = Field(15.0, gt=0, le=300)
     ocpp_log_max_rows: int = Field(1000, gt=0)  # per charger, oldest dropped first
     ocpp_log_max_age: int = Field(7 * 86400, gt=0)  # seconds
 
@@ -151,6 +156,9 @@ class Settings(BaseSettings):
         # A live connection is touched every csms_touch_interval: a shorter bound would sweep it.
         if self.csms_stale_after < 2 * self.csms_touch_interval:
             raise ValueError("csms_stale_after must be at least twice csms_touch_interval")
+        # The result must still be POSTable after the charger's answer (or silence) is known.
+        if self.command_charger_timeout > self.command_timeout - 3:
+            raise ValueError("command_charger_timeout must be at least 3 s shorter than command_timeout")
         return self
 
     def require_secrets(self) -> None:

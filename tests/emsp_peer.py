@@ -11,6 +11,7 @@ a path segment ("profile"), so tests sharing one server never interfere:
   down        receivers answer HTTP 503 (pushes fail, real-time authorization too)
 Real-time authorization (`POST …/tokens/{uid}/authorize`) answers what `authorizations[uid]` scripts
 (AuthorizationInfo, optionally after a delay); a uid not scripted is unknown (HTTP 404, 2004).
+A test may also make single paths fail for a while (`failing`: HTTP 503 while listed).
 Every request it gets is recorded (with the decoded token and routing headers) for assertions.
 """
 
@@ -61,6 +62,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     token: str | None  # the token as the peer understood it (decoded for 2.2.1)
+    http_status: int = 200  # what the peer answered (503 while the path was in `failing`)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class EmspPeer:
     tokens_b: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
     authorizations: dict[str, Authorization] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)  # request paths answered HTTP 503 while listed
 
     def __post_init__(self) -> None:
         self._server: uvicorn.Server | None = None
@@ -214,7 +217,8 @@ class EmspPeer:
         await self._record(request, token)
         if token is None:
             return envelope(None, 2000, 401)
-        if profile == "down":
+        if profile == "down" or request.url.path in self.failing:
+            self.received[-1].http_status = 503
             return envelope(None, 3000, 503)
         rest = request.path_params.get("rest", "")
         if request.path_params["module"] == "tokens" and request.method == "POST" and rest.endswith("/authorize"):

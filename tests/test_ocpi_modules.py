@@ -124,7 +124,12 @@ def network(stack: Stack, cpo_id: int) -> tuple[str, str, str]:
     return row[0]  # type: ignore[return-value]
 
 
-async def test_start_session_answers_then_posts_failed_result(reg: Registered, stack: Stack, peer: EmspPeer):
+# What a CommandResult can say once the command reached the charge point (or found it offline); the
+# simulated chargers' answers are theirs to choose (tests/test_ocpi_commands.py pins each mapping).
+CHARGER_RESULTS = {"ACCEPTED", "REJECTED", "NOT_SUPPORTED", "EVSE_OCCUPIED", "EVSE_INOPERATIVE", "FAILED", "TIMEOUT"}
+
+
+async def test_start_session_answers_then_posts_the_chargers_result(reg: Registered, stack: Stack, peer: EmspPeer):
     location_id, evse_uid, connector_id = network(stack, reg.id)
     response_url = peer.response_url()
     body = {
@@ -137,10 +142,10 @@ async def test_start_session_answers_then_posts_failed_result(reg: Registered, s
     resp = await reg.ocpi.request("POST", f"{reg.base}/commands/START_SESSION", json=body)
     assert ok(resp) == {"result": "ACCEPTED", "timeout": 30}
     assert resp.headers["ocpi-to-party-id"] == "EMS"
-    result = await peer.wait_for(lambda r: r.path == response_url.split(str(peer.port))[1])
+    result = await peer.wait_for(lambda r: r.path == response_url.split(str(peer.port))[1], 35)
     assert result.method == "POST" and result.token == reg.token_b
-    assert result.body["result"] == "FAILED"
-    assert "not forwarded to chargers yet" in result.body["message"][0]["text"]  # the charger is live
+    assert result.body["result"] in CHARGER_RESULTS
+    assert "charge point" in result.body["message"][0]["text"]
     assert result.headers["ocpi-from-party-id"] == "MOD" and result.headers["ocpi-to-party-id"] == "EMS"
     assert result.headers["x-correlation-id"] == resp.headers["x-correlation-id"]
     await asyncio.sleep(0.3)  # exactly once
@@ -152,7 +157,7 @@ async def test_other_commands(reg: Registered, stack: Stack, peer: EmspPeer):
     cmd = f"{reg.base}/commands"
 
     async def result_of(url: str) -> dict[str, Any]:
-        return (await peer.wait_for(lambda r: r.path == url.split(str(peer.port))[1])).body
+        return (await peer.wait_for(lambda r: r.path == url.split(str(peer.port))[1], 35)).body
 
     url = peer.response_url()
     reserve = {
@@ -163,19 +168,21 @@ async def test_other_commands(reg: Registered, stack: Stack, peer: EmspPeer):
         "location_id": location_id,
     }
     assert ok(await reg.ocpi.request("POST", f"{cmd}/RESERVE_NOW", json=reserve))["result"] == "ACCEPTED"
-    assert (await result_of(url))["result"] == "FAILED"
+    reserved = (await result_of(url))["result"]
+    assert reserved in CHARGER_RESULTS
 
     url = peer.response_url()
     resp = await reg.ocpi.request(
         "POST", f"{cmd}/CANCEL_RESERVATION", json={"response_url": url, "reservation_id": "R1"}
     )
     assert ok(resp)["result"] == "ACCEPTED"
-    assert (await result_of(url))["result"] == "UNKNOWN_RESERVATION"
+    assert (await result_of(url))["result"] == ("ACCEPTED" if reserved == "ACCEPTED" else "UNKNOWN_RESERVATION")
 
     url = peer.response_url()
     unlock = {"response_url": url, "location_id": location_id, "evse_uid": evse_uid, "connector_id": connector_id}
     assert ok(await reg.ocpi.request("POST", f"{cmd}/UNLOCK_CONNECTOR", json=unlock))["result"] == "ACCEPTED"
-    assert "not forwarded to chargers yet" in (await result_of(url))["message"][0]["text"]
+    unlocked = await result_of(url)
+    assert unlocked["result"] in CHARGER_RESULTS and "charge point" in unlocked["message"][0]["text"]
 
     stop = {"response_url": peer.response_url(), "session_id": "no-such-session"}
     assert ok(await reg.ocpi.request("POST", f"{cmd}/STOP_SESSION", json=stop))["result"] == "UNKNOWN_SESSION"

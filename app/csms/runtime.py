@@ -52,6 +52,7 @@ class Connection:
         self.close_code = 1000
         self.close_reason = ""
         self.ended = False
+        self.charge_point: CsmsChargePointV16 | CsmsChargePointV201 | None = None  # once accepted
 
     def end(self, code: int, reason: str) -> None:
         """Stop serving this socket (from any task); the serving task closes it and cleans up."""
@@ -112,6 +113,13 @@ class Csms:
             live = self.live.get(key)
             if (live is None or live.connection_id != connection_id) and connection_id not in self._claiming:
                 await self.table.release(key, connection_id)
+
+    def charge_point(self, key: ChargerKey) -> CsmsChargePointV16 | CsmsChargePointV201 | None:
+        """The live ChargePoint of a charger held by this process (commands call it), else None."""
+        connection = self.live.get(key)
+        if connection is None or connection.ended:
+            return None
+        return connection.charge_point
 
     # ---- the endpoint ----
 
@@ -197,6 +205,7 @@ class Csms:
         )
         await connection.websocket.accept(subprotocol=admission.subprotocol)
         charge_point = CHARGE_POINTS[record.ocpp_version](link, socket)
+        connection.charge_point = charge_point
         with contextlib.suppress(WebSocketDisconnect):  # the charger closed: a normal end
             await charge_point.start()
 

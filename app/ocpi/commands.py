@@ -1,226 +1,264 @@
 """Commands module, CPO = Receiver: POST `/commands/{command}`.
 
-The body is validated (2001), locations/EVSEs/connectors are checked (2003 with REJECTED), then a
-`CommandResponse` is answered at once and the `CommandResult` is POSTed to `response_url` exactly
-once, in the background, with Token B (no retry: spec). Chargers are not driven over OCPP yet, so a
-command that reaches a charge point always ends FAILED with a message naming the charge point.
+The body is validated in full (2001, app.ocpi.command_bodies); the location / EVSE / connector are
+checked (2003 with REJECTED; RESERVE_NOW on an EVSE without RESERVABLE: REJECTED); the command is
+resolved to its charger and OCPP call, and handed to a Temporal workflow (workflows/ocpi_command.py)
+before the `CommandResponse` ACCEPTED is answered. The workflow sends the call on the charger's
+WebSocket in whichever API process holds it and POSTs the `CommandResult` to `response_url` within
+the advertised timeout. Its id comes from the command (peer, type, response_url): an eMSP retrying
+the same POST does not send the call twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from app.ocpi import client
-from app.ocpi.egress import PeerUrl
-from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_response, ocpi_route, parse_ocpi_datetime
+from app.control.temporal_gateway import BackendUnavailable
+from app.ocpi.command_bodies import (
+    COMMANDS,
+    COMMANDS_211,
+    CancelReservation,
+    Command,
+    ReserveNow,
+    StartSession,
+    StopSession,
+    UnlockConnector,
+    parse_command,
+)
+from app.ocpi.command_models import (
+    ID_TOKEN_TYPES,
+    CommandInput,
+    OcppCall,
+    ResultDelivery,
+    command_workflow_id,
+    id_tag_for,
+    ocpp_reservation_id,
+    remote_start_id,
+    reservation_workflow_id,
+)
+from app.ocpi.command_targets import Rejected, Target, evse_target, location_target, transaction_id_for
+from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_datetime, ocpi_response, ocpi_route
+from app.settings import Settings
 from app.store.ocpi_tables import OcpiSession
-from app.store.tables import Charger, Connector, Evse, Location
+from app.store.tables import Evse
 
-RESPONSE_TIMEOUT_S = 30  # CommandResponse.timeout: how long the eMSP should wait for the result
-RESULT_DELAY_S = 0.05  # the result follows the response, as it would after a round trip to the charger
-ONLINE = "ONLINE"
-
-Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
-
-
-class _Cmd(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    response_url: PeerUrl  # no userinfo, http(s) only: checked here (2001), vetted again on the call
-
-
-class _TokenRef(BaseModel):
-    """The eMSP already authorized the token: only its shape is checked (spec: SHALL NOT validate)."""
-
-    model_config = ConfigDict(extra="allow")
-    uid: Id36
-    type: str
-
-
-class StartSession(_Cmd):
-    token: _TokenRef
-    location_id: Id36
-    evse_uid: Id36 | None = None
-    connector_id: Id36 | None = None
-    authorization_reference: Id36 | None = None
-
-    @model_validator(mode="after")
-    def _connector_needs_evse(self) -> StartSession:
-        if self.connector_id is not None and self.evse_uid is None:
-            raise ValueError("evse_uid is required when connector_id is given")
-        return self
-
-
-class StopSession(_Cmd):
-    session_id: Id36
-
-
-class ReserveNow(_Cmd):
-    token: _TokenRef
-    expiry_date: str
-    reservation_id: Id36
-    location_id: Id36
-    evse_uid: Id36 | None = None
-    authorization_reference: Id36 | None = None
-
-    @model_validator(mode="after")
-    def _expiry_is_datetime(self) -> ReserveNow:
-        parse_ocpi_datetime(self.expiry_date)  # ValueError → validation error
-        return self
-
-
-class CancelReservation(_Cmd):
-    reservation_id: Id36
-
-
-class UnlockConnector(_Cmd):
-    location_id: Id36
-    evse_uid: Id36
-    connector_id: Id36
-
-
-COMMANDS: dict[str, type[_Cmd]] = {
-    "START_SESSION": StartSession,
-    "STOP_SESSION": StopSession,
-    "RESERVE_NOW": ReserveNow,
-    "CANCEL_RESERVATION": CancelReservation,
-    "UNLOCK_CONNECTOR": UnlockConnector,
-}
-COMMANDS_211 = ("START_SESSION", "STOP_SESSION", "RESERVE_NOW", "UNLOCK_CONNECTOR")
+WORKFLOW = "OcpiCommandWorkflow"
+RUN_SLACK_S = 60  # a command workflow's run timeout: its deadline plus this
 
 
 def _text(message: str) -> list[dict[str, str]]:
     return [{"language": "en", "text": message}]
 
 
-def _command_response(result: str, message: str | None = None, timeout: int = RESPONSE_TIMEOUT_S) -> dict[str, Any]:
+def _command_response(result: str, timeout: int, message: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"result": result, "timeout": timeout}
     if message:
         out["message"] = _text(message)
     return out
 
 
-def _parse(command: str, body: Any) -> _Cmd:
-    if not isinstance(body, dict):
-        raise OcpiError(2001, f"{command} body must be an object")
-    try:
-        return COMMANDS[command].model_validate(body)
-    except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise OcpiError(2001, f"invalid {command}: {detail}") from None
-
-
-class _Rejected(Exception):
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-async def _charge_point_status(ctx: OcpiContext, cmd: _Cmd) -> tuple[str, str]:
-    """Checks the referenced location/EVSE/connector exist (raises _Rejected → 2003) and returns the
-    (identity, status) of the charge point the command would go to."""
-    assert ctx.db is not None
-    location_id: str = cmd.location_id  # type: ignore[attr-defined]
-    evse_uid: str | None = getattr(cmd, "evse_uid", None)
-    connector_id: str | None = getattr(cmd, "connector_id", None)
-    async with ctx.db.session() as session:
-        if await session.get(Location, (ctx.cpo_id, location_id)) is None:
-            raise _Rejected(f"unknown location {location_id}")
-        if evse_uid is None:
-            rows = await session.execute(
-                select(Charger.identity, Charger.status).where(
-                    Charger.cpo_id == ctx.cpo_id, Charger.location_id == location_id
-                )
-            )
-            chargers = rows.all()
-            online = [c for c in chargers if c.status == ONLINE]
-            pick = (online or chargers or [(f"(none at {location_id})", "OFFLINE")])[0]
-            return str(pick[0]), str(pick[1])
-        evse = await session.get(Evse, (ctx.cpo_id, evse_uid))
-        if evse is None or evse.location_id != location_id:
-            raise _Rejected(f"unknown EVSE {evse_uid} at location {location_id}")
-        if connector_id is not None and await session.get(Connector, (ctx.cpo_id, evse_uid, connector_id)) is None:
-            raise _Rejected(f"unknown connector {connector_id} on EVSE {evse_uid}")
-        charger = await session.get(Charger, (ctx.cpo_id, evse.charger_identity))
-    return evse.charger_identity, charger.status if charger else "OFFLINE"
-
-
-def _not_executed(identity: str, status: str) -> dict[str, Any]:
-    if status != ONLINE:
-        why = f"charge point {identity} is not online (status {status}): chargers are not connected yet"
-    else:
-        why = f"charge point {identity} is online but remote commands are not forwarded to chargers yet"
-    return {"result": "FAILED", "message": _text(why)}
-
-
-async def _outcome(ctx: OcpiContext, cmd: _Cmd) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(CommandResponse, CommandResult to post or None)."""
-    if isinstance(cmd, StopSession):
-        assert ctx.db is not None
-        async with ctx.db.session() as session:
-            found = await session.get(OcpiSession, (ctx.cpo_id, cmd.session_id))
-        if found is None:
-            return _command_response("UNKNOWN_SESSION", f"unknown session {cmd.session_id}", 0), None
-        evse = found.data.get("evse_uid", "?")
-        return _command_response("ACCEPTED"), _not_executed(f"of EVSE {evse}", "OFFLINE")
-    if isinstance(cmd, CancelReservation):
-        # RESERVE_NOW never succeeds while chargers are offline, so no reservation can exist.
-        message = f"unknown reservation {cmd.reservation_id}: no reservation exists while chargers are offline"
-        return _command_response("ACCEPTED"), {"result": "UNKNOWN_RESERVATION", "message": _text(message)}
-    identity, status = await _charge_point_status(ctx, cmd)
-    return _command_response("ACCEPTED"), _not_executed(identity, status)
-
-
-_background: set[asyncio.Task[None]] = set()
-
-
-async def _post_result(ctx: OcpiContext, response_url: str, result: dict[str, Any]) -> None:
-    await asyncio.sleep(RESULT_DELAY_S)
-    assert ctx.db is not None and ctx.peer is not None
-    if ctx.version == "2.1.1":  # 2.1.1 posts a CommandResponse-shaped result without FAILED
-        result = {**result, "result": "REJECTED" if result["result"] == "FAILED" else result["result"]}
-    await client.call(
-        ctx.db,
-        cpo_id=ctx.cpo_id,
-        method="POST",
-        url=response_url,
-        token=ctx.peer.token_b,
-        version=ctx.version,
-        module="commands",
-        body=result,
-        correlation_id=ctx.correlation_id,
-        routing=client.Routing(ctx.cpo.country_code, ctx.cpo.party_id, ctx.peer.country_code, ctx.peer.party_id),
+def _ocpp_call(target: Target, action: str, payload: dict[str, Any], settings: Settings, cpo_id: int) -> OcppCall:
+    return OcppCall(
+        cpo_id,
+        target.identity,
+        target.ocpp_version,
+        action,
+        {k: v for k, v in payload.items() if v is not None},
+        settings.command_charger_timeout,
     )
 
 
-def _schedule(ctx: OcpiContext, response_url: str, result: dict[str, Any]) -> None:
-    task = asyncio.get_running_loop().create_task(_post_result(ctx, response_url, result))
-    _background.add(task)  # the loop only keeps weak references to tasks
-    task.add_done_callback(_background.discard)
+def _id_token(token: dict[str, Any]) -> dict[str, str]:
+    return {"id_token": token["uid"], "type": ID_TOKEN_TYPES.get(token["type"], "Central")}
+
+
+class _UnknownSession(Exception):
+    """STOP_SESSION of a session this CPO does not have: CommandResponse UNKNOWN_SESSION."""
+
+
+async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Settings) -> dict[str, Any]:
+    """CommandInput fields for the workflow (identity, call or a known result); raises Rejected or
+    _UnknownSession."""
+    assert ctx.db is not None
+    cpo_id = ctx.cpo_id
+    async with ctx.db.session() as session:
+        if isinstance(cmd, StartSession):
+            if cmd.evse_uid is None:
+                target = await location_target(session, cpo_id, cmd.location_id)
+            else:
+                target = await evse_target(session, cpo_id, cmd.location_id, cmd.evse_uid, cmd.connector_id)
+            if target.ocpp_version == "1.6":
+                action, payload = (
+                    "RemoteStartTransaction",
+                    {
+                        "id_tag": id_tag_for(cmd.token["uid"]),
+                        "connector_id": target.ocpp_connector_id,
+                    },
+                )
+            else:
+                action, payload = (
+                    "RequestStartTransaction",
+                    {
+                        "id_token": _id_token(cmd.token),
+                        "remote_start_id": remote_start_id(workflow_id),
+                        "evse_id": target.ocpp_evse_id,
+                    },
+                )
+        elif isinstance(cmd, StopSession):
+            found = await session.get(OcpiSession, (cpo_id, cmd.session_id))
+            evse = await session.get(Evse, (cpo_id, str(found.data.get("evse_uid")))) if found else None
+            if found is None or evse is None:
+                raise _UnknownSession(f"unknown session {cmd.session_id}")
+            target = await evse_target(session, cpo_id, evse.location_id, evse.uid, None)
+            transaction_id = transaction_id_for(cmd.session_id, found.data, target.ocpp_version)
+            if transaction_id is None:
+                message = f"session {cmd.session_id} has no OCPP transaction to stop"
+                return {"identity": target.identity, "call": None, "result": "FAILED", "message": message}
+            action = "RemoteStopTransaction" if target.ocpp_version == "1.6" else "RequestStopTransaction"
+            payload = {"transaction_id": transaction_id}
+        elif isinstance(cmd, UnlockConnector):
+            target = await evse_target(session, cpo_id, cmd.location_id, cmd.evse_uid, cmd.connector_id)
+            action, payload = "UnlockConnector", {"connector_id": target.ocpp_connector_id}
+            if target.ocpp_version != "1.6":
+                payload["evse_id"] = target.ocpp_evse_id
+        elif isinstance(cmd, ReserveNow):
+            if cmd.evse_uid is None:
+                target = await location_target(session, cpo_id, cmd.location_id, reservable=True)
+            else:
+                target = await evse_target(session, cpo_id, cmd.location_id, cmd.evse_uid, None, reservable=True)
+            expiry = ocpi_datetime(cmd.expiry())
+            reservation = ocpp_reservation_id(cmd.reservation_id)
+            if target.ocpp_version == "1.6":
+                action, payload = (
+                    "ReserveNow",
+                    {
+                        "connector_id": target.ocpp_connector_id or 0,  # 0: any connector of the charger
+                        "expiry_date": expiry,
+                        "id_tag": id_tag_for(cmd.token["uid"]),
+                        "reservation_id": reservation,
+                    },
+                )
+            else:
+                action, payload = (
+                    "ReserveNow",
+                    {
+                        "id": reservation,
+                        "expiry_date_time": expiry,
+                        "id_token": _id_token(cmd.token),
+                        "evse_id": target.ocpp_evse_id,
+                    },
+                )
+        else:
+            assert isinstance(cmd, CancelReservation)
+            assert ctx.peer_id is not None
+            return {
+                "identity": None,
+                "call": None,
+                "reservation_workflow_id": reservation_workflow_id(cpo_id, ctx.peer_id, cmd.reservation_id),
+                "reservation_id": ocpp_reservation_id(cmd.reservation_id),
+            }
+    return {"identity": target.identity, "call": _ocpp_call(target, action, payload, settings, cpo_id)}
+
+
+async def _start(request: Request, workflow_id: str, command_key: str, inp: CommandInput, settings: Settings) -> None:
+    """Start the command's workflow. The same command again (an eMSP's retry: same `command_key`) is
+    not started twice. A RESERVE_NOW's workflow is per reservation id (CANCEL_RESERVATION finds it):
+    another command for a reservation whose workflow still runs is Rejected, a finished one is
+    replaced by a new run."""
+    gateway = request.app.state.temporal
+    reservation = workflow_id != command_key
+    try:
+        async with asyncio.timeout(settings.temporal_rpc_timeout):
+            client = await gateway.client()
+            if reservation:
+                try:
+                    described = await client.get_workflow_handle(workflow_id).describe()
+                except RPCError as exc:
+                    if exc.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                else:
+                    if (await described.memo()).get("command_key") == command_key:
+                        return  # this very command, running or done
+                    if described.status == WorkflowExecutionStatus.RUNNING:
+                        raise Rejected(f"reservation {workflow_id} has a command in progress: retry shortly", 1000)
+            await client.start_workflow(
+                WORKFLOW,
+                inp,
+                id=workflow_id,
+                task_queue=settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL
+                if reservation
+                else WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if reservation
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                execution_timeout=timedelta(seconds=inp.deadline_s + RUN_SLACK_S),
+                memo={"command_key": command_key},
+                static_summary=f"{inp.command} for CPO {inp.cpo_id}",
+            )
+    except WorkflowAlreadyStartedError:
+        if reservation:  # started by another command between the look and the start
+            raise Rejected("this reservation has a command in progress: retry shortly", 1000) from None
+        return  # this very command ran already: its result went to response_url
+    except TimeoutError:
+        raise OcpiError(3000, "commands cannot be executed right now: Temporal did not answer in time", 503) from None
+    except (BackendUnavailable, RPCError, RuntimeError) as exc:  # RuntimeError: the SDK's failed connect
+        raise OcpiError(3000, f"commands cannot be executed right now: {exc}", 503) from None
 
 
 async def post_command(request: Request, ctx: OcpiContext) -> Response:
+    settings: Settings = request.app.state.settings
+    timeout = settings.command_timeout
     command = request.path_params["command"].upper()
     supported = COMMANDS_211 if ctx.version == "2.1.1" else tuple(COMMANDS)
     if command not in supported:
         raise OcpiError(2000, f"unknown command {command}; supported: {', '.join(supported)}", http_status=404)
-    cmd = _parse(command, await json_body(request))
+    cmd = parse_command(command, await json_body(request), ctx.version)
+    assert ctx.peer_id is not None
+    command_key = command_workflow_id(ctx.cpo_id, ctx.peer_id, command, cmd.response_url)
+    workflow_id = (  # CANCEL_RESERVATION finds a RESERVE_NOW by its reservation id
+        reservation_workflow_id(ctx.cpo_id, ctx.peer_id, cmd.reservation_id)
+        if isinstance(cmd, ReserveNow)
+        else command_key
+    )
     try:
-        response, result = await _outcome(ctx, cmd)
-    except _Rejected as exc:
+        plan = await _plan(ctx, cmd, workflow_id, settings)
+    except Rejected as exc:
         return ocpi_response(
-            _command_response("REJECTED", exc.message, 0), status_code=2003, status_message=exc.message
+            _command_response("REJECTED", 0, exc.message), status_code=exc.status_code, status_message=exc.message
         )
-    if result is not None:
-        _schedule(ctx, cmd.response_url, result)
-    return ocpi_response(response)
+    except _UnknownSession as exc:
+        return ocpi_response(_command_response("UNKNOWN_SESSION", 0, str(exc)))
+    assert ctx.peer is not None and ctx.peer_id is not None
+    delivery = ResultDelivery(
+        cpo_id=ctx.cpo_id,
+        peer_id=ctx.peer_id,
+        version=ctx.version,
+        response_url=cmd.response_url,
+        body={},
+        correlation_id=ctx.correlation_id,
+        from_country_code=ctx.cpo.country_code,
+        from_party_id=ctx.cpo.party_id,
+        to_country_code=ctx.peer.country_code,
+        to_party_id=ctx.peer.party_id,
+        attempt_s=settings.outbound_timeout + 2,
+    )
+    inp = CommandInput(command=command, cpo_id=ctx.cpo_id, delivery=delivery, deadline_s=timeout, **plan)
+    try:
+        await _start(request, workflow_id, command_key, inp, settings)
+    except Rejected as exc:
+        return ocpi_response(_command_response("REJECTED", 0, exc.message))
+    return ocpi_response(_command_response("ACCEPTED", timeout))
 
 
 routes: list[BaseRoute] = [

@@ -18,6 +18,7 @@ from app.control import openapi
 from app.control import routes as control_plane
 from app.control.temporal_gateway import TemporalGateway
 from app.csms import runtime as csms
+from app.csms.commands import CommandWorker
 from app.lifecycle import temporal_client
 from app.observability.logging import configure_logging
 from app.ocpi import log as ocpi_log
@@ -74,9 +75,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.cdrs.start()
         app.state.csms = csms.Csms(app.state.db, settings)
         app.state.csms.start()
+        app.state.command_worker = CommandWorker(app.state.csms, settings)  # task queue csms-{api_instance}
+        app.state.command_worker.start()
         try:
             yield
         finally:
+            await app.state.command_worker.stop()  # calls in flight finish while their sockets are open
             await app.state.csms.stop()  # chargers released (OFFLINE) and their last frames logged
             await app.state.cdrs.stop()  # a CDR half-built keeps its marker: built again later
             await app.state.outbox.stop()  # in-flight pushes finish or go back to the outbox
