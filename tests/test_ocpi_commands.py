@@ -22,11 +22,12 @@ from sqlmodel import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
+from app.charging.authorization import id_tag_for
 from app.network.topology import ocpp_connectors
-from app.ocpi.command_models import command_workflow_id, id_tag_for, ocpp_reservation_id
+from app.ocpi.command_models import command_workflow_id, ocpp_reservation_id
 from app.security.tokens import hash_token
+from app.store.charging_tables import ChargingSession
 from app.store.db import utcnow
-from app.store.ocpi_tables import OcpiSession
 from app.store.tables import CredentialToken, Evse
 from tests.csms_support import FAST_TABLE, OcppClient, open_charger
 from tests.databases import DatabaseFactory
@@ -195,16 +196,34 @@ def make_reservable(env: Env, evse_uid: str) -> None:
         session.commit()
 
 
-def add_session(env: Env, session_id: str, evse_uid: str) -> None:
+def add_session(env: Env, seeded: SeededCharger, transaction_id: str, status: str = "ACTIVE") -> str:
+    """A running transaction of `seeded` on its first EVSE, as the CSMS records it; returns its
+    OCPI Session id."""
     now = utcnow()
+    ocpp_evse, evse_uid, connectors = seeded.evses[0]
+    session_id = f"S-{seeded.identity}-{transaction_id}"
     with Session(env.stack.database.engine()) as session:
-        data = {"id": session_id, "evse_uid": evse_uid, "status": "ACTIVE"}
         session.add(
-            OcpiSession(
-                cpo_id=env.cpo.cpo_id, id=session_id, status="ACTIVE", data=data, created_at=now, last_updated=now
+            ChargingSession(
+                cpo_id=env.cpo.cpo_id,
+                session_id=session_id,
+                identity=seeded.identity,
+                ocpp_version=seeded.ocpp_version,
+                transaction_id=transaction_id,
+                location_id=seeded.location_id,
+                evse_uid=evse_uid,
+                connector_id=connectors[0],
+                ocpp_evse_id=0 if seeded.ocpp_version == "1.6" else ocpp_evse,
+                ocpp_connector_id=ocpp_evse if seeded.ocpp_version == "1.6" else 1,
+                start_at=now,
+                status=status,
+                currency="EUR",
+                created_at=now,
+                last_updated=now,
             )
         )
         session.commit()
+    return session_id
 
 
 # ---- every command reaches the charger; the answer reaches response_url ---------------------------------
@@ -227,8 +246,7 @@ async def test_each_command_reaches_the_charger_and_its_answer_the_emsp(env: Env
             assert start["idToken"] == {"idToken": "0123ABCD", "type": "ISO14443"} and start["evseId"] == ocpp_evse
             assert isinstance(start["remoteStartId"], int)
 
-        session_id = "4711" if version == "1.6" else "tx-201-a"
-        add_session(env, session_id, evse_uid)
+        session_id = add_session(env, seeded, "4711" if version == "1.6" else "tx-201-a")
         resp, url = await post(env, "STOP_SESSION", {"session_id": session_id})
         assert ok(resp)["result"] == "ACCEPTED"
         assert (await result(env, url))["result"] == "ACCEPTED"

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from pydantic import ValidationError
 
@@ -13,7 +11,6 @@ from app.ocpi.command_models import (
     OcppAnswer,
     command_result,
     command_workflow_id,
-    id_tag_for,
     ocpp_reservation_id,
     remote_start_id,
     reservation_workflow_id,
@@ -62,15 +59,6 @@ def test_211_results_use_the_values_211_knows() -> None:
         "result": "EVSE_OCCUPIED",
         "message": [{"language": "en", "text": "m"}],
     }
-
-
-def test_id_tags_fit_ocpp_16() -> None:
-    assert id_tag_for("0123ABCD") == "0123ABCD"
-    assert id_tag_for("A" * 20) == "A" * 20
-    long_uid = "0f8b7a3e-5c1d-4e2f-9a6b-1c2d3e4f5a6b"
-    tag = id_tag_for(long_uid)
-    assert re.fullmatch(r"[A-Z2-7]{20}", tag) and tag == id_tag_for(long_uid)
-    assert id_tag_for(long_uid[:-1] + "c") != tag
 
 
 def test_reservation_ids_become_stable_ocpp_integers() -> None:

@@ -5,13 +5,11 @@ OCPI CommandResult). Light on purpose: the workflow sandbox imports it (no datab
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 COMMAND_QUEUE_PREFIX = "csms-"  # + charger.api_instance: the worker inside that API process
-OCPP16_ID_TAG_MAX = 20
 
 
 def csms_queue(api_instance: str) -> str:
@@ -31,15 +29,6 @@ def command_workflow_id(cpo_id: int, peer_id: int, command: str, response_url: s
 def reservation_workflow_id(cpo_id: int, peer_id: int, reservation_id: str) -> str:
     """RESERVE_NOW's workflow id, found again by CANCEL_RESERVATION (whose body names no charger)."""
     return f"ocpi-reservation-{cpo_id}-{_digest(peer_id, reservation_id).hex()[:24]}"
-
-
-def id_tag_for(uid: str) -> str:
-    """The OCPP 1.6 idTag (≤ 20 characters) presenting an OCPI token uid (≤ 36). A uid that fits is
-    sent as it is; a longer one as a deterministic 20-character base32 digest of it.
-    Until app/charging/authorization.py owns the uid ↔ idTag mapping, this is the one place for it."""
-    if len(uid) <= OCPP16_ID_TAG_MAX:
-        return uid
-    return base64.b32encode(_digest("idtag", uid)).decode()[:OCPP16_ID_TAG_MAX]
 
 
 def ocpp_reservation_id(reservation_id: str) -> int:

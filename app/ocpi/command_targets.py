@@ -5,7 +5,6 @@ network tables; and what STOP_SESSION's session id means on the charger.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -112,12 +111,3 @@ async def location_target(session: AsyncSession, cpo_id: int, location_id: str, 
         raise Rejected(f"location {location_id} has no charge point", 1000)
     pick = next((c for c in chargers if c.status == ONLINE), chargers[0])
     return Target(pick.identity, pick.ocpp_version, pick.status)
-
-
-def transaction_id_for(session_id: str, session: dict[str, Any], ocpp_version: str) -> int | str | None:
-    """The OCPP transactionId behind an OCPI Session. Assumed until the typed sessions table exists:
-    the OCPI Session id is the transactionId (1.6: the CSMS's integer, 2.0.1: the station's string),
-    as in the OCPI sequence diagrams. None: this session cannot be stopped over OCPP."""
-    if ocpp_version == "1.6":
-        return int(session_id) if session_id.isdigit() and int(session_id) < 2**31 else None
-    return session_id

@@ -15,6 +15,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -23,6 +25,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from app.charging.authorization import remember_id_tag
+from app.charging.sessions import ACTIVE, PENDING, expect_remote_start
 from app.control.temporal_gateway import BackendUnavailable
 from app.ocpi.command_bodies import (
     COMMANDS,
@@ -41,18 +45,19 @@ from app.ocpi.command_models import (
     OcppCall,
     ResultDelivery,
     command_workflow_id,
-    id_tag_for,
     ocpp_reservation_id,
     remote_start_id,
     reservation_workflow_id,
 )
-from app.ocpi.command_targets import Rejected, Target, evse_target, location_target, transaction_id_for
+from app.ocpi.command_targets import Rejected, Target, evse_target, location_target
 from app.ocpi.transport import OcpiContext, OcpiError, json_body, ocpi_datetime, ocpi_response, ocpi_route
 from app.settings import Settings
-from app.store.ocpi_tables import OcpiSession
+from app.store.charging_tables import ChargingSession, RemoteStart
+from app.store.db import utcnow
 from app.store.tables import Evse
 
 WORKFLOW = "OcpiCommandWorkflow"
+REMOTE_START_GRACE_S = 180  # after the command's timeout: a charger may wait this long for the cable
 RUN_SLACK_S = 60  # a command workflow's run timeout: its deadline plus this
 
 
@@ -86,6 +91,34 @@ class _UnknownSession(Exception):
     """STOP_SESSION of a session this CPO does not have: CommandResponse UNKNOWN_SESSION."""
 
 
+async def _expect_start(
+    session: AsyncSession, cpo_id: int, target: Target, cmd: StartSession, start_id: int, settings: Settings
+) -> RemoteStart:
+    """Record the START_SESSION the charger is about to get, so the transaction it starts takes the
+    token, `authorization_reference` and auth method COMMAND (app.charging.sessions.take_remote_start).
+    On 1.6 the idTag sent is the uid's (stored when longer than 20 characters)."""
+    token = cmd.token
+    uid = str(token["uid"])
+    start = RemoteStart(
+        cpo_id=cpo_id,
+        identity=target.identity,
+        ocpp_evse_id=target.ocpp_evse_id,
+        ocpp_connector_id=target.ocpp_connector_id,
+        id_tag=await remember_id_tag(session, cpo_id, uid) if target.ocpp_version == "1.6" else uid,
+        remote_start_id=start_id,
+        token_uid=uid,
+        token_type=str(token["type"]),
+        token_country_code=str(token.get("country_code", "")),
+        token_party_id=str(token.get("party_id", "")),
+        contract_id=str(token.get("contract_id") or token.get("auth_id") or uid),
+        authorization_reference=cmd.authorization_reference,
+        # The charger may wait for the cable (ConnectionTimeOut) after accepting.
+        expires_at=utcnow() + timedelta(seconds=settings.command_timeout + REMOTE_START_GRACE_S),
+    )
+    await expect_remote_start(session, start)
+    return start
+
+
 async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Settings) -> dict[str, Any]:
     """CommandInput fields for the workflow (identity, call or a known result); raises Rejected or
     _UnknownSession."""
@@ -97,34 +130,43 @@ async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Sett
                 target = await location_target(session, cpo_id, cmd.location_id)
             else:
                 target = await evse_target(session, cpo_id, cmd.location_id, cmd.evse_uid, cmd.connector_id)
+            start = await _expect_start(session, cpo_id, target, cmd, remote_start_id(workflow_id), settings)
             if target.ocpp_version == "1.6":
                 action, payload = (
                     "RemoteStartTransaction",
-                    {
-                        "id_tag": id_tag_for(cmd.token["uid"]),
-                        "connector_id": target.ocpp_connector_id,
-                    },
+                    {"id_tag": start.id_tag, "connector_id": target.ocpp_connector_id},
                 )
             else:
                 action, payload = (
                     "RequestStartTransaction",
                     {
                         "id_token": _id_token(cmd.token),
-                        "remote_start_id": remote_start_id(workflow_id),
+                        "remote_start_id": start.remote_start_id,
                         "evse_id": target.ocpp_evse_id,
                     },
                 )
+            await session.commit()  # the transaction the charger starts finds its remote start
         elif isinstance(cmd, StopSession):
-            found = await session.get(OcpiSession, (cpo_id, cmd.session_id))
-            evse = await session.get(Evse, (cpo_id, str(found.data.get("evse_uid")))) if found else None
-            if found is None or evse is None:
+            found = (
+                await session.execute(
+                    select(ChargingSession).where(
+                        ChargingSession.cpo_id == cpo_id, ChargingSession.session_id == cmd.session_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if found is None:
+                raise _UnknownSession(f"unknown session {cmd.session_id}")
+            evse = await session.get(Evse, (cpo_id, found.evse_uid))
+            if evse is None:
                 raise _UnknownSession(f"unknown session {cmd.session_id}")
             target = await evse_target(session, cpo_id, evse.location_id, evse.uid, None)
-            transaction_id = transaction_id_for(cmd.session_id, found.data, target.ocpp_version)
-            if transaction_id is None:
-                message = f"session {cmd.session_id} has no OCPP transaction to stop"
-                return {"identity": target.identity, "call": None, "result": "FAILED", "message": message}
-            action = "RemoteStopTransaction" if target.ocpp_version == "1.6" else "RequestStopTransaction"
+            if found.status not in (ACTIVE, PENDING):
+                message = f"session {cmd.session_id} is {found.status}: nothing to stop"
+                return {"identity": target.identity, "call": None, "result": "REJECTED", "message": message}
+            transaction_id: int | str = (
+                int(found.transaction_id) if found.ocpp_version == "1.6" else found.transaction_id
+            )
+            action = "RemoteStopTransaction" if found.ocpp_version == "1.6" else "RequestStopTransaction"
             payload = {"transaction_id": transaction_id}
         elif isinstance(cmd, UnlockConnector):
             target = await evse_target(session, cpo_id, cmd.location_id, cmd.evse_uid, cmd.connector_id)
@@ -144,7 +186,7 @@ async def _plan(ctx: OcpiContext, cmd: Command, workflow_id: str, settings: Sett
                     {
                         "connector_id": target.ocpp_connector_id or 0,  # 0: any connector of the charger
                         "expiry_date": expiry,
-                        "id_tag": id_tag_for(cmd.token["uid"]),
+                        "id_tag": await remember_id_tag(session, cpo_id, str(cmd.token["uid"])),
                         "reservation_id": reservation,
                     },
                 )
