@@ -4,6 +4,7 @@ CPO's real tokens module, and the OCPP transaction messages of both versions as 
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -168,3 +169,28 @@ def event_201(
     if meter is not None:
         payload["meterValue"] = meter
     return payload
+
+
+# ---- tariffs -----------------------------------------------------------------------------------------
+
+
+def set_tariff(database: AppDatabase, cpo_id: int, evse_uid: str, connector_id: str, elements: list[Any]) -> str:
+    """Give the connector a tariff of known elements (EUR)."""
+    tariff_id = (
+        database.query(
+            "SELECT tariff_id FROM connector WHERE cpo_id = ? AND evse_uid = ? AND id = ?",
+            cpo_id,
+            evse_uid,
+            connector_id,
+        )
+    )[0][0]
+    assert tariff_id
+    data = database.query("SELECT data FROM tariff WHERE cpo_id = ? AND id = ?", cpo_id, tariff_id)[0][0]
+    data = json.loads(data) if isinstance(data, str) else data
+    data = {**data, "currency": "EUR", "elements": elements}
+    data.pop("energy_mix", None)
+    database.query(  # a new last_updated: GET /tariffs renders it afresh
+        "UPDATE tariff SET data = ?, currency = 'EUR', last_updated = ? WHERE cpo_id = ? AND id = ?",
+        *(json.dumps(data), utcnow(), cpo_id, tariff_id),
+    )
+    return str(tariff_id)

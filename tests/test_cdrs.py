@@ -12,7 +12,6 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from sqlalchemy import text
 from app.ocpi.cdr_builder import CdrBuilder, build_one
 from app.settings import Settings
 from app.store.db import Database
-from tests.charging_support import T0, Emsp, at, meter_16, register_emsp
+from tests.charging_support import T0, Emsp, at, meter_16, register_emsp, set_tariff
 from tests.csms_support import CsmsApi, OcppClient, eventually, open_charger
 from tests.databases import AppDatabase, DatabaseFactory
 from tests.emsp_peer import EmspPeer, Received, ok
@@ -46,29 +45,6 @@ async def api(databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFacto
         yield await csms.start()
     finally:
         csms.stop()
-
-
-def set_tariff(database: AppDatabase, cpo_id: int, evse_uid: str, connector_id: str, elements: list[Any]) -> str:
-    """Give the connector a tariff of known elements (EUR)."""
-    tariff_id = (
-        database.query(
-            "SELECT tariff_id FROM connector WHERE cpo_id = ? AND evse_uid = ? AND id = ?",
-            cpo_id,
-            evse_uid,
-            connector_id,
-        )
-    )[0][0]
-    assert tariff_id
-    data = database.query("SELECT data FROM tariff WHERE cpo_id = ? AND id = ?", cpo_id, tariff_id)[0][0]
-    data = json.loads(data) if isinstance(data, str) else data
-    data = {**data, "currency": "EUR", "elements": elements}
-    data.pop("energy_mix", None)
-    with database.engine().begin() as conn:
-        conn.execute(
-            text("UPDATE tariff SET data = :data, currency = 'EUR' WHERE cpo_id = :cpo AND id = :id"),
-            {"data": json.dumps(data), "cpo": cpo_id, "id": tariff_id},
-        )
-    return str(tariff_id)
 
 
 SIMPLE = [

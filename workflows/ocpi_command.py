@@ -72,7 +72,8 @@ class OcpiCommandWorkflow:
         if result is None and call is not None:
             result, message = await self._send(inp.command, call)
         assert result is not None
-        delivered = await self._deliver(inp, result, message, deadline)
+        # A simulation action (no response_url) returns the answer to its caller instead.
+        delivered = await self._deliver(inp, result, message, deadline) if inp.delivery is not None else False
         return CommandOutcome(result, message, identity, call.ocpp_version if call else None, delivered)
 
     async def _reservation_call(self, inp: CommandInput) -> tuple[OcppCall | None, str | None, str]:
@@ -140,6 +141,7 @@ class OcpiCommandWorkflow:
         return "TIMEOUT", f"{charger} could not be reached: its connection kept moving"
 
     async def _deliver(self, inp: CommandInput, result: str, message: str, deadline: datetime) -> bool:
+        assert inp.delivery is not None
         budget = max(deadline - workflow.now(), MIN_DELIVERY)
         body = result_body(inp.delivery.version, result, message)
         try:

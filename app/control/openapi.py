@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.control import schemas as s
+from app.control.charger_actions import ActionResult, ChargerActionRequest, LocationActionResult
 from app.control.openapi_chargers import SCHEMA_DESCRIPTIONS as CHARGER_SCHEMA_DESCRIPTIONS
 from app.control.openapi_chargers import charger_paths
 from app.control.openapi_parts import (
@@ -96,6 +97,7 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     out: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (s.CreateCpoRequest, "validation"),
         (s.UpdateCpoRequest, "validation"),
+        (ChargerActionRequest, "validation"),
     ]
     responses: list[type[BaseModel]] = [
         s.CpoAcceptedResponse,
@@ -114,6 +116,8 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         s.ChargerList,
         s.ChargerDetail,
         s.OcppLogPage,
+        ActionResult,
+        LocationActionResult,
     ]
     out += [(m, "serialization") for m in responses]
     return out

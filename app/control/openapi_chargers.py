@@ -1,11 +1,12 @@
-"""The OpenAPI entries of a CPO's chargers (CONTRACT §3; the actions are not built yet)."""
+"""The OpenAPI entries of a CPO's chargers and their simulation actions (CONTRACT §3)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.control import schemas as s
-from app.control.openapi_parts import CPO_ID, CPO_NOT_FOUND, INVALID, PAGING, REF, operation, response
+from app.control.charger_actions import ActionResult, ChargerActionRequest, LocationActionResult
+from app.control.openapi_parts import CPO_ID, CPO_NOT_FOUND, INVALID, PAGING, REF, operation, ref, response
 
 SCHEMA_DESCRIPTIONS = {
     "Charger": "A simulated OCPP charge point of the CPO: where it is, what it is, and its live state.",
@@ -18,7 +19,38 @@ SCHEMA_DESCRIPTIONS = {
     "and reported its status), OFFLINE (not connected), DETACHED (deliberately disconnected).",
     "OcppLogEntry": "One OCPP-J frame between a charger and the CSMS.",
     "OcppLogPage": "One page of a charger's OCPP frames, newest first.",
+    "ChargerActionRequest": "What a simulation action takes. `evse_uid` / `connector_id` (OCPI ids; default the "
+    "charger's first EVSE and its first connector) for every action; `start`: `token_uid` (required), and "
+    "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
+    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). A field another action takes is a 422.",
+    "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
+    "list also REJECTED / FAILED with the charger's reason in `message`.",
+    "LocationActionResult": "The action's result on each EVSE of the location.",
 }
+
+ACTION = {
+    "name": "action",
+    "in": "path",
+    "required": True,
+    "description": "What happens at the charger.",
+    "schema": {"type": "string", "enum": ["plug", "unplug", "start", "stop", "fault", "clear-fault"]},
+}
+LOCATION_ID = {
+    "name": "location_id",
+    "in": "path",
+    "required": True,
+    "description": "An OCPI location id of the CPO.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 36},
+}
+_ACTION_BODY = {"required": False, "content": {"application/json": {"schema": ref(ChargerActionRequest)}}}
+_ACTION_DESCRIPTION = (
+    "What a person does at a real charger, played by the simulated charger: `plug` a car in, `start` (hold the "
+    "card `token_uid` and plug in: the charger authorizes the token and starts a transaction, which becomes "
+    "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`. It reaches the "
+    "charger over OCPP (DataTransfer `cpolab`/`simulate`) through whichever API process holds its "
+    "connection; the answer waits for the charger, at most `CPOLAB_COMMAND_CHARGER_TIMEOUT` + 5 s (then "
+    "PENDING). `suspend-ev`, `detach` and `attach` are not available yet."
+)
 
 IDENTITY = {
     "name": "identity",
@@ -87,6 +119,47 @@ def charger_paths() -> dict[str, Any]:
                 description="Every frame between the charger and the CSMS, both directions, newest first (like the "
                 "OCPI traffic log), within the CSMS's retention. `payload` is the frame as JSON, or its text when "
                 "it does not parse (a garbled frame, or one cut at the stored size).",
+            ),
+        },
+        "/ocpi/cpos/{cpo_id}/chargers/{identity}/actions/{action}": {
+            "parameters": [CPO_ID, IDENTITY, ACTION],
+            "post": operation(
+                "chargerAction",
+                "Play an action at a charger",
+                {
+                    "202": response("The charger accepted the action (or has not answered yet).", ActionResult),
+                    "404": response("No such CPO, charger, EVSE or connector.", s.HttpError),
+                    "409": response(
+                        "The charger is not online, or refused the action in its state (`detail` gives its reason), "
+                        "or is an external OCPP client that does not simulate.",
+                        s.HttpError,
+                    ),
+                    "422": INVALID,
+                    "503": response("The workflow backend is unreachable.", s.HttpError),
+                },
+                tag="Chargers",
+                scope="cpos:write",
+                description=_ACTION_DESCRIPTION,
+                body=_ACTION_BODY,
+            ),
+        },
+        "/ocpi/cpos/{cpo_id}/locations/{location_id}/actions/{action}": {
+            "parameters": [CPO_ID, LOCATION_ID, ACTION],
+            "post": operation(
+                "locationAction",
+                "Play an action at every EVSE of a location",
+                {
+                    "202": response("Each EVSE's result.", LocationActionResult),
+                    "404": response("No such CPO, location (with EVSEs) or EVSE.", s.HttpError),
+                    "409": response("An EVSE's charger cannot take the action.", s.HttpError),
+                    "422": INVALID,
+                    "503": response("The workflow backend is unreachable.", s.HttpError),
+                },
+                tag="Chargers",
+                scope="cpos:write",
+                description="The charger action on each EVSE of the location (at most 200), each EVSE's first "
+                "connector unless `connector_id`; `evse_uid` narrows it to one EVSE.",
+                body=_ACTION_BODY,
             ),
         },
     }

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.control import chargers, create, manage, read, traffic
+from app.control import charger_actions, chargers, create, manage, read, traffic
 
 
 def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -35,4 +35,10 @@ routes = [
     Route("/ocpi/cpos/{cpo_id}/chargers", chargers.list_chargers, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/chargers/{identity}", chargers.get_charger, methods=["GET"]),
     Route("/ocpi/cpos/{cpo_id}/chargers/{identity}/ocpp-log", chargers.get_ocpp_log, methods=["GET"]),
+    Route("/ocpi/cpos/{cpo_id}/chargers/{identity}/actions/{action}", charger_actions.charger_action, methods=["POST"]),
+    Route(
+        "/ocpi/cpos/{cpo_id}/locations/{location_id}/actions/{action}",
+        charger_actions.location_action,
+        methods=["POST"],
+    ),
 ]

@@ -127,7 +127,7 @@ class CommandInput:
     cpo_id: int
     identity: str | None
     call: OcppCall | None
-    delivery: ResultDelivery
+    delivery: ResultDelivery | None  # None: a simulation action, answered to its caller (no response_url)
     deadline_s: float  # CommandResponse.timeout: the result is POSTed within it
     result: str | None = None
     message: str | None = None
@@ -173,7 +173,9 @@ def command_result(command: str, answer: OcppAnswer) -> tuple[str, str]:
     if command == "CANCEL_RESERVATION" and status == "Rejected":
         return "UNKNOWN_RESERVATION", "the charge point answered Rejected: it knows no such reservation"
     result = _BY_STATUS.get(status, "FAILED")
-    return result, f"the charge point answered {status}"
+    # A DataTransfer's answer carries the charger's reason (e.g. a simulated charger's refusal).
+    detail = answer.payload.get("data") if command == "SIMULATE" else None
+    return result, f"the charge point answered {status}" + (f": {detail}" if detail else "")
 
 
 # OCPI 2.1.1 has no CommandResult: the result is a CommandResponse, whose type knows fewer values.
