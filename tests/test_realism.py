@@ -192,9 +192,8 @@ def test_locations_are_real_places_of_the_country(cc: str):
         assert cc in zones[zone], (cc, loc.city, point, zone)
         # … and near the city it is named after.
         assert min(_km(point, c) for c in _city_points(cc)[loc.city]) <= 8.5, (loc.city, point)
-        assert loc.state == (loc.state if cc == "US" else None)
-        if cc == "US":
-            assert loc.state and re.fullmatch(r"[A-Z]{2}", loc.state)
+        # `state` where the country has states: the US state's two letters (checked against the ZIP above).
+        assert (loc.state is not None and re.fullmatch(r"[A-Z]{2}", loc.state)) if cc == "US" else loc.state is None
     assert len({loc.city for loc in plan.locations}) > SAMPLE // 3
 
 
@@ -277,7 +276,6 @@ def test_opening_hours_follow_the_site_type():
         for loc in _network_many(cc).locations:
             static = location_static(loc, _spec(cc, "stress-10k"))
             hours = static["opening_times"]
-            suffix = loc.name.rsplit(" ", 2)
             if loc.name.endswith("Shopping Centre"):
                 seen.add("mall")
                 assert not hours["twentyfourseven"] and hours["regular_hours"], loc.name
@@ -288,7 +286,7 @@ def test_opening_hours_follow_the_site_type():
                 assert not hours["twentyfourseven"], (loc.name, loc.parking_type)
             elif loc.name.endswith(("Charging Hub", "Station", "Hotel")):
                 seen.add("24/7")
-                assert hours == {"twentyfourseven": True}, suffix
+                assert hours == {"twentyfourseven": True}, loc.name
     for loc in _network("DE", "highway-dc").locations:
         assert location_static(loc, _spec("DE", "highway-dc"))["opening_times"] == {"twentyfourseven": True}
     assert seen == {"mall", "garage", "24/7"}
