@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -32,7 +33,9 @@ from app.network.generator import (
     network_json,
 )
 from app.network.ocpi_enums import Capability
-from app.ocpi.static import location_static, tariff_static
+from app.ocpi import render
+from app.ocpi.static import evse_static, location_static, tariff_static
+from tests import ocpi_schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORTED = ["FR", "DE", "NL", "GB", "SE", "US"]  # the README's list of fully modelled countries
@@ -332,3 +335,37 @@ def test_network_is_byte_identical_across_processes():
         check=True,
     )
     assert out.stdout.strip() == expected
+
+
+def test_ocpi_renders_vat_hours_and_both_tariff_ids_in_both_versions():
+    s = _spec("DE")
+    plan = _network("DE")
+    stamp = datetime(2030, 1, 1, tzinfo=UTC)
+    for t in plan.tariffs:
+        row = {"data": tariff_static(t, s), "last_updated": stamp}
+        v221, v211 = render.tariff(row, "2.2.1"), render.tariff(row, "2.1.1")
+        ocpi_schemas.assert_valid("2.2.1", "tariff", v221)
+        ocpi_schemas.assert_valid("2.1.1", "tariff", v211)
+        assert {pc["vat"] for e in v221["elements"] for pc in e["price_components"]} == {19.0}
+        # 2.1.1 has no `vat`: its equivalent is the rate stated in the texts.
+        assert "vat" not in json.dumps(v211["elements"])
+        de, en = (d["text"] for d in v211["tariff_alt_text"])
+        assert de.endswith("(zzgl. 19 % MwSt.)") and en.endswith("(excl. 19% VAT)")
+    # A location with hours, and a card EVSE: REGULAR and AD_HOC_PAYMENT tariffs on its connector.
+    loc = next(x for x in plan.locations if x.opening_times and not x.opening_times.twentyfourseven)
+    evse = next(e for e in loc.evses if CARDS & set(e.capabilities))
+    conn = evse.connectors[0]
+    assert conn.tariff_ids and len(conn.tariff_ids) == 2
+    column = ",".join(conn.tariff_ids)  # as activities.provisioning stores it
+    conn_row = {**conn.__dict__, "tariff_id": column, "last_updated": stamp}
+    evse_row = {"uid": evse.uid, "data": evse_static(evse), "status": "AVAILABLE", "last_updated": stamp}
+    loc_row = {"data": location_static(loc, s), "last_updated": stamp}
+    for version in ("2.2.1", "2.1.1"):
+        out = render.location(loc_row, [evse_row], {evse.uid: [conn_row]}, version)
+        ocpi_schemas.assert_valid(version, "location", out)
+        assert out["opening_times"]["regular_hours"]
+        rendered = out["evses"][0]["connectors"][0]
+        if version == "2.2.1":
+            assert rendered["tariff_ids"] == list(conn.tariff_ids)
+        else:
+            assert rendered["tariff_id"] == conn.tariff_id
