@@ -119,12 +119,6 @@ def restricted(country: Country, geoname_ids: frozenset[int]) -> Country:
     )
 
 
-def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2, dlat, dlon = map(math.radians, (lat1, lat2, lat2 - lat1, lon2 - lon1))
-    h = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
-
-
 @functools.cache
 def _city_grid() -> dict[tuple[int, int], tuple[tuple[Place, str], ...]]:
     """Every geonames city by 1° cell, for nearest-city look-ups around a point."""
@@ -135,16 +129,22 @@ def _city_grid() -> dict[tuple[int, int], tuple[tuple[Place, str], ...]]:
     return {cell: tuple(cities) for cell, cities in grid.items()}
 
 
-def _nearby_cities(lat: float, lon: float) -> list[tuple[float, Place, str]]:
-    """Cities in the 3x3 cells around the point with their distance, nearest first."""
+def _nearest(lat: float, lon: float, country: str) -> tuple[float, Place | None, float]:
+    """(km to the nearest city of `country`, that city, km to the nearest foreign city) among the
+    cities of the 3x3 cells around the point; an equirectangular distance, exact enough to compare."""
     grid, cell = _city_grid(), (math.floor(lat), math.floor(lon))
-    found = [
-        (_km(lat, lon, p.latitude, p.longitude), p, code)
-        for dlat in (-1, 0, 1)
-        for dlon in (-1, 0, 1)
-        for p, code in grid.get((cell[0] + dlat, ((cell[1] + dlon + 180) % 360) - 180), ())
-    ]
-    return sorted(found, key=lambda t: (t[0], t[1].geoname_id))
+    scale = math.cos(math.radians(lat))
+    own, own_place, foreign = math.inf, None, math.inf
+    for dlat in (-1, 0, 1):
+        for dlon in (-1, 0, 1):
+            for p, code in grid.get((cell[0] + dlat, ((cell[1] + dlon + 180) % 360) - 180), ()):
+                dx, dy = (p.longitude - lon) * scale, p.latitude - lat
+                d2 = dx * dx + dy * dy
+                if code != country:
+                    foreign = min(foreign, d2)
+                elif d2 < own or (d2 == own and own_place is not None and p.geoname_id < own_place.geoname_id):
+                    own, own_place = d2, p
+    return math.sqrt(own) * _KM_PER_DEGREE, own_place, math.sqrt(foreign) * _KM_PER_DEGREE
 
 
 def settle(place: Place, country: str, radius_km: float, rng: random.Random, tries: int = 12) -> tuple[str, str, str]:
@@ -157,12 +157,9 @@ def settle(place: Place, country: str, radius_km: float, rng: random.Random, tri
     """
     for _ in range(tries):
         lat_s, lon_s = jitter(place, radius_km, rng)
-        lat, lon = float(lat_s), float(lon_s)
-        nearby = _nearby_cities(lat, lon)
-        own = next(((d, p) for d, p, code in nearby if code == country), None)
-        foreign = next((d for d, _, code in nearby if code != country), math.inf)
-        if own is not None and own[0] < foreign / 2:
-            return lat_s, lon_s, own[1].time_zone
+        own, own_place, foreign = _nearest(float(lat_s), float(lon_s), country)
+        if own_place is not None and own < foreign / 2:
+            return lat_s, lon_s, own_place.time_zone
     return f"{place.latitude:.6f}", f"{place.longitude:.6f}", place.time_zone
 
 
