@@ -210,7 +210,7 @@ def test_districts_are_not_cities():
 
 @cache
 def _network_many(cc: str) -> NetworkPlan:
-    s = _spec(cc, "stress-10k", chargers_per_location=1)
+    s = _spec(cc, "stress-10k", locations=120, chargers_per_location=1)
     bp = resolve_blueprint(s.template, cc)
     assert bp is not None
     return generate_network(s, bp)
