@@ -275,7 +275,8 @@ def _network_rows(
                         "max_voltage": conn.max_voltage,
                         "max_amperage": conn.max_amperage,
                         "max_electric_power": conn.max_electric_power,
-                        "tariff_id": conn.tariff_id,
+                        # Several ids (generator 3) share the column comma-separated (app.ocpi.render).
+                        "tariff_id": ",".join(conn.tariff_ids) if conn.tariff_ids else conn.tariff_id,
                         "last_updated": now,
                     }
                 )

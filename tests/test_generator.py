@@ -35,6 +35,7 @@ from app.network.generator import (
     network_json,
     network_shape,
 )
+from app.network.regional import CARD_CAPABILITIES
 
 ROOT = Path(__file__).resolve().parents[1]
 LAT_RE = re.compile(r"-?[0-9]{1,2}\.[0-9]{5,7}")
@@ -110,6 +111,14 @@ GOLDEN = [
     ("small-urban-ac", 2, "a4919e9d5a59e3c4b4e8606a3378ba81c0cfd37192627d9bd1d75536974854d1"),
     ("highway-dc", 2, "29ce137805f5c503b440207624e061fd4ef28c325a0833ec876773ccefb3222f"),
 ]
+# Version 3 (true to the country): pinned so an edit of its data (countries.json, postal_codes.json,
+# the regional models) cannot change existing CPOs' networks unnoticed.
+GOLDEN_V3 = [
+    ("city-mixed-large", "8f81e31a962ed6d68d4d846dbcaa4dc1ce05ce77fd270e886955e8716cf31f45"),
+    ("mixed-depot", "548c363b7ef113879bcb5f22f7898f78a169b4b54e7e39c42cd345d76fae42b0"),
+    ("small-urban-ac", "82b26a67e2548cf9bd1b66a30f01451b9ef270fc20ef2039691ff2719c0b31a6"),
+    ("highway-dc", "36d7eb4e8a827899ea62c0eea31e97c834016102bb99feacb617a8f306b025d0"),
+]
 
 
 @pytest.mark.parametrize(("template", "version", "digest"), GOLDEN, ids=[f"{t}-v{v}" for t, v, _ in GOLDEN])
@@ -117,6 +126,12 @@ def test_output_is_pinned_per_generator_version(template: str, version: int, dig
     raw = json_of(NetworkSpec(**GOLDEN_SPECS[template], generator_version=version))
     assert hashlib.sha256(raw).hexdigest() == digest
     assert b"password" not in raw
+
+
+@pytest.mark.parametrize(("template", "digest"), GOLDEN_V3, ids=[t for t, _ in GOLDEN_V3])
+def test_version_3_output_is_pinned(template: str, digest: str):
+    raw = json_of(NetworkSpec(**GOLDEN_SPECS[template], generator_version=3))
+    assert hashlib.sha256(raw).hexdigest() == digest
 
 
 @pytest.mark.parametrize("template", GOLDEN_SPECS)
@@ -281,7 +296,7 @@ def test_invalid_specs_raise():
             {"country_code": "DE"},
             "spec is for 'small-urban-ac' in 'DE' but the blueprint is for 'small-urban-ac' in 'FR'",
         ),
-        ({"generator_version": 3}, "generator_version 3 is not implemented (supported: 1, 2)"),
+        ({"generator_version": 4}, "generator_version 4 is not implemented (supported: 1, 2, 3)"),
         ({"generator_version": 0}, "generator_version 0 is not implemented"),
         ({"generator_version": -1}, "generator_version -1 is not implemented"),
     ],
@@ -299,9 +314,17 @@ def test_generator_refuses_a_spec_its_blueprint_or_version_does_not_fit(fields: 
             call()
 
 
-def test_new_cpos_get_generator_version_2_and_version_1_stays_implemented():
-    assert GENERATOR_VERSION == 2
-    assert sorted(SUPPORTED_GENERATOR_VERSIONS) == [1, 2]
+def test_new_cpos_get_generator_version_3_and_versions_1_and_2_stay_implemented():
+    assert GENERATOR_VERSION == 3
+    assert sorted(SUPPORTED_GENERATOR_VERSIONS) == [1, 2, 3]
+
+
+def test_version_3_refuses_a_blueprint_resolved_before_it():
+    # A blueprint stored before generator 3 has no country realism data: version 3 says so.
+    old = Blueprint.model_validate_json((ROOT / "tests/stored_blueprints/highway-dc@1-US.json").read_text())
+    s = NetworkSpec(**GOLDEN_SPECS["highway-dc"], generator_version=3)
+    with pytest.raises(ValueError, match="needs a blueprint with country realism data"):
+        network_json(s, old)
 
 
 # ---- ids, identities, OCPI formats ---------------------------------------------------------------
@@ -483,12 +506,31 @@ def test_tariff_currency_fits_country(cc: str, currency: str):
 def test_tariffs_only_for_present_power_types_and_connectors_point_to_them():
     small, highway, city = spec("small-urban-ac"), spec("highway-dc"), spec("city-mixed-large", locations=3)
     assert [t.id for t in generate_tariffs(small, bp(small))] == ["AC-STD"]
-    assert [t.id for t in generate_tariffs(highway, bp(highway))] == ["DC-FAST"]
+    # The highway chargers take credit cards: an AD_HOC_PAYMENT tariff beside the regular one.
+    assert [(t.id, t.type) for t in generate_tariffs(highway, bp(highway))] == [
+        ("DC-FAST", "REGULAR"),
+        ("DC-FAST-ADHOC", "AD_HOC_PAYMENT"),
+    ]
     plan = generate_network(city, bp(city))
-    assert [t.id for t in plan.tariffs] == ["AC-STD", "DC-FAST"]
+    assert [t.id for t in plan.tariffs] == ["AC-STD", "DC-FAST", "AC-STD-ADHOC", "DC-FAST-ADHOC"]
     types = {t.type for t in plan.tariffs}
     assert types <= set(typing.get_args(catalog.TariffType))
+    referenced = set()
     for loc in plan.locations:
         for evse in loc.evses:
+            cards = not CARD_CAPABILITIES.isdisjoint(evse.capabilities)
             for conn in evse.connectors:
-                assert conn.tariff_id == ("DC-FAST" if conn.power_type == "DC" else "AC-STD")
+                regular = "DC-FAST" if conn.power_type == "DC" else "AC-STD"
+                assert conn.tariff_id == regular
+                assert conn.tariff_ids == ((regular, f"{regular}-ADHOC") if cards else (regular,))
+                referenced.update(conn.tariff_ids)
+    assert referenced == {t.id for t in plan.tariffs}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_power_class_no_charger_has_gets_a_tariff_only_before_version_3(version: int):
+    # One charger per location: the mix's first model (AC) only, so no connector is DC.
+    s = spec("mixed-depot", chargers_per_location=1, generator_version=version)
+    ids = [t.id for t in generate_tariffs(s, bp(s))]
+    assert ids == (["AC-STD", "DC-FAST"] if version < 3 else ["AC-STD"])
+    assert network_shape(s, bp(s)).tariffs == len(ids)

@@ -382,7 +382,13 @@ async def test_tariffs_list(small: Peer, http: httpx.AsyncClient) -> None:
     _check_envelope(resp)
     tariffs = resp.json()["data"]
     assert resp.headers["x-total-count"] == str(len(tariffs)) and resp.headers["x-limit"] == "100"
-    assert len(tariffs) == 2  # AC and DC
+    # AC and DC, each REGULAR and AD_HOC_PAYMENT (some EVSEs take payment cards); all referenced below.
+    assert sorted((t["id"], t["type"]) for t in tariffs) == [
+        ("AC-STD", "REGULAR"),
+        ("AC-STD-ADHOC", "AD_HOC_PAYMENT"),
+        ("DC-FAST", "REGULAR"),
+        ("DC-FAST-ADHOC", "AD_HOC_PAYMENT"),
+    ]
     for tariff in tariffs:
         ocpi_schemas.assert_valid("2.2.1", "tariff", tariff)
         assert tariff["currency"] == "EUR" and (tariff["country_code"], tariff["party_id"]) == ("DE", "SML")

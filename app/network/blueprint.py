@@ -23,7 +23,15 @@ import sys
 from pathlib import Path
 
 import pycountry
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from app.network import catalog
 from app.network.catalog import (
@@ -42,6 +50,7 @@ from app.network.catalog import (
     power_class,
 )
 from app.network.geography import geonames_country
+from app.network.regional import CountryRealism
 
 LOCK_FILE = "templates.lock.json"
 LOCK_COMMAND = "python -m app.network.blueprint --lock"
@@ -94,13 +103,37 @@ class TemplateSnapshot(_Frozen):
         return self
 
 
+class RegionalModel(_Frozen):
+    """The model the country's sites install in place of the template's model `replaces`."""
+
+    replaces: Slug
+    model: ChargerModel
+
+
 class CountrySnapshot(_Frozen):
-    """The catalog data picked for the CPO's country (its geography itself is a library read)."""
+    """The catalog data picked for the CPO's country (its geography itself is a library read).
+
+    `realism` and `regional_models` are what generator 3 reads; blueprints stored before them have
+    neither, and they are left out of the JSON when absent so those blueprints round-trip exactly."""
 
     code: str = Field(pattern=r"^[A-Z]{2}$")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     rate: Currency
     street_locale: StreetLocale
+    realism: CountryRealism | None = None
+    regional_models: tuple[RegionalModel, ...] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        for key in ("realism", "regional_models"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    def model_for(self, model: ChargerModel) -> ChargerModel:
+        """The hardware the country's sites install for a template's model (itself in Europe)."""
+        return next((r.model for r in self.regional_models or () if r.replaces == model.id), model)
 
 
 class Blueprint(_Frozen):
@@ -130,17 +163,27 @@ def snapshot_template(t: Template, source: Catalog) -> TemplateSnapshot:
     )
 
 
-def _country_snapshot(code: str, source: Catalog) -> CountrySnapshot:
+def _country_snapshot(code: str, source: Catalog, template: TemplateSnapshot) -> CountrySnapshot:
     if not _COUNTRY_RE.fullmatch(code) or pycountry.countries.get(alpha_2=code) is None:
         raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {code!r}")
     info = geonames_country(code)
     currency = info.get("currencycode") or "EUR"
     languages = [tag for tag in (info.get("languages") or "").split(",") if tag]
+    realism, regional = None, None
+    if source.countries is not None:
+        realism = source.countries.resolve(code, languages, template.site_kind.name_suffixes)
+        substitutes = source.countries.substitutes(code)
+        used = dict.fromkeys(slot.model.id for slot in template.charger_mix)
+        regional = tuple(
+            RegionalModel(replaces=m, model=source.models[substitutes[m]]) for m in used if m in substitutes
+        )
     return CountrySnapshot(
         code=code,
         currency=currency,
         rate=source.currency(currency),
         street_locale=source.street_locale(languages),
+        realism=realism,
+        regional_models=regional,
     )
 
 
@@ -153,7 +196,8 @@ def resolve_blueprint(slug: str, country_code: str, *, source: Catalog | None = 
     template = source.templates.get(slug)
     if template is None:
         return None
-    return Blueprint(template=snapshot_template(template, source), country=_country_snapshot(country_code, source))
+    snapshot = snapshot_template(template, source)
+    return Blueprint(template=snapshot, country=_country_snapshot(country_code, source, snapshot))
 
 
 # ---- template version lock -----------------------------------------------------------------------

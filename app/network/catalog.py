@@ -25,6 +25,7 @@ from app.network.ocpi_enums import (
     TariffDimension,
     TariffType,
 )
+from app.network.regional import CountriesDoc
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -236,6 +237,7 @@ class Catalog(_Frozen):
     models: dict[str, ChargerModel]
     street_locales: dict[str, StreetLocale]
     street_fallback: str
+    countries: CountriesDoc | None = None  # generator 3's per-country data (None: a catalog without it)
 
     def currency(self, code: str) -> Currency:
         """Conversion data for a currency; unknown currencies keep the EUR figures (documented fallback)."""
@@ -281,12 +283,13 @@ def _check_template(t: Template, models: dict[str, ChargerModel], doc: _Template
         raise CatalogError(f"template {t.slug}: no tariff profile for {', '.join(sorted(missing))}")
 
 
-def load_catalog(templates: Any, chargers: Any, streets: Any) -> Catalog:
-    """Validate the three parsed JSON documents together; raise CatalogError on any problem."""
+def load_catalog(templates: Any, chargers: Any, streets: Any, countries: Any = None) -> Catalog:
+    """Validate the parsed JSON documents together; raise CatalogError on any problem."""
     try:
         tdoc = _TemplatesDoc.model_validate(templates)
         cdoc = _ChargersDoc.model_validate(chargers)
         sdoc = _StreetsDoc.model_validate(streets)
+        kdoc = None if countries is None else CountriesDoc.model_validate(countries)
     except ValidationError as exc:
         raise CatalogError(f"invalid catalog data: {exc}") from exc
     _unique("charger model ids", [m.id for m in cdoc.models])
@@ -298,6 +301,8 @@ def load_catalog(templates: Any, chargers: Any, streets: Any) -> Catalog:
     models = {m.id: m for m in cdoc.models}
     for t in tdoc.templates:
         _check_template(t, models, tdoc)
+    if kdoc is not None:
+        _check_countries(kdoc, models, tdoc)
     return Catalog(
         site_kinds=tdoc.site_kinds,
         tariffs={p.power_class: p for p in tdoc.tariffs},
@@ -306,7 +311,26 @@ def load_catalog(templates: Any, chargers: Any, streets: Any) -> Catalog:
         models=models,
         street_locales=sdoc.locales,
         street_fallback=sdoc.fallback,
+        countries=kdoc,
     )
+
+
+def _check_countries(doc: CountriesDoc, models: dict[str, ChargerModel], tdoc: _TemplatesDoc) -> None:
+    used = {e.model for t in tdoc.templates for e in t.charger_mix}
+    suffixes = [s for kind in tdoc.site_kinds.values() for s in kind.name_suffixes]
+    problems = doc.problems(models, used, suffixes)
+    # A substitute takes the template's place output for output: same outputs, power classes, OCPP.
+    for name, region in doc.regions.items():
+        for original, substitute in sorted(region.models.items()):
+            a, b = models.get(original), models.get(substitute)
+            if a is None or b is None:
+                continue
+            if [{power_class(c.power_type) for c in o} for o in a.outputs] != [
+                {power_class(c.power_type) for c in o} for o in b.outputs
+            ] or not set(a.ocpp_versions) <= set(b.ocpp_versions):
+                problems.append(f"region {name}: {substitute} cannot replace {original} output for output")
+    if problems:
+        raise CatalogError("countries.json: " + "; ".join(problems))
 
 
 def load_catalog_dir(data_dir: Path) -> Catalog:
@@ -315,7 +339,8 @@ def load_catalog_dir(data_dir: Path) -> Catalog:
     def read(name: str) -> Any:
         return json.loads((data_dir / name).read_text(encoding="utf-8"))
 
-    return load_catalog(read("templates.json"), read("chargers.json"), read("streets.json"))
+    countries = read("countries.json") if (data_dir / "countries.json").exists() else None
+    return load_catalog(read("templates.json"), read("chargers.json"), read("streets.json"), countries)
 
 
 CATALOG = load_catalog_dir(DATA_DIR)

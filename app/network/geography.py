@@ -5,6 +5,7 @@ sampled from the country's geonames pattern. Pure functions of their inputs and 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import itertools
 import math
@@ -27,6 +28,8 @@ class Place:
     latitude: float
     longitude: float
     time_zone: str
+    geoname_id: int = 0  # 0: a stand-in place, no geonames city
+    admin1: str = ""  # geonames admin-1 code (a US state's two letters)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,14 @@ def _cities_by_country() -> dict[str, list[tuple[Place, int]]]:
     grouped: dict[str, list[tuple[Place, int]]] = {}
     # Sorted by id so the weighted pick never depends on the file's order.
     for city in sorted(cities.values(), key=lambda c: int(c["geonameid"])):
-        place = Place(city["name"][:45], float(city["latitude"]), float(city["longitude"]), city["timezone"])
+        place = Place(
+            city["name"][:45],
+            float(city["latitude"]),
+            float(city["longitude"]),
+            city["timezone"],
+            int(city["geonameid"]),
+            city.get("admin1code") or "",
+        )
         grouped.setdefault(city["countrycode"], []).append((place, max(int(city["population"]), 1)))
     return grouped
 
@@ -94,6 +104,63 @@ def country_of(code: str) -> Country:
         cumulative_population=tuple(itertools.accumulate(population for _, population in weighted)),
         synthetic=code not in _cities_by_country(),
     )
+
+
+def restricted(country: Country, geoname_ids: frozenset[int]) -> Country:
+    """The country's places limited to `geoname_ids` (population weights kept); itself when none match."""
+    weights = [b - a for a, b in zip((0, *country.cumulative_population), country.cumulative_population, strict=False)]
+    kept = [(p, w) for p, w in zip(country.places, weights, strict=True) if p.geoname_id in geoname_ids]
+    if not kept:
+        return country
+    return dataclasses.replace(
+        country,
+        places=tuple(p for p, _ in kept),
+        cumulative_population=tuple(itertools.accumulate(w for _, w in kept)),
+    )
+
+
+@functools.cache
+def _city_grid() -> dict[tuple[int, int], tuple[tuple[Place, str], ...]]:
+    """Every geonames city by 1° cell, for nearest-city look-ups around a point."""
+    grid: dict[tuple[int, int], list[tuple[Place, str]]] = {}
+    for code, weighted in sorted(_cities_by_country().items()):
+        for place, _ in weighted:
+            grid.setdefault((math.floor(place.latitude), math.floor(place.longitude)), []).append((place, code))
+    return {cell: tuple(cities) for cell, cities in grid.items()}
+
+
+def _nearest(lat: float, lon: float, country: str) -> tuple[float, Place | None, float]:
+    """(km to the nearest city of `country`, that city, km to the nearest foreign city) among the
+    cities of the 3x3 cells around the point; an equirectangular distance, exact enough to compare."""
+    grid, cell = _city_grid(), (math.floor(lat), math.floor(lon))
+    scale = math.cos(math.radians(lat))
+    own, own_place, foreign = math.inf, None, math.inf
+    for dlat in (-1, 0, 1):
+        for dlon in (-1, 0, 1):
+            for p, code in grid.get((cell[0] + dlat, ((cell[1] + dlon + 180) % 360) - 180), ()):
+                dx, dy = (p.longitude - lon) * scale, p.latitude - lat
+                d2 = dx * dx + dy * dy
+                if code != country:
+                    foreign = min(foreign, d2)
+                elif d2 < own or (d2 == own and own_place is not None and p.geoname_id < own_place.geoname_id):
+                    own, own_place = d2, p
+    return math.sqrt(own) * _KM_PER_DEGREE, own_place, math.sqrt(foreign) * _KM_PER_DEGREE
+
+
+def settle(place: Place, country: str, radius_km: float, rng: random.Random, tries: int = 12) -> tuple[str, str, str]:
+    """A point near `place` that stays in `country`, and the time zone of that point.
+
+    A candidate is kept when it is less than half as far from the nearest city of the country as from
+    the nearest city of any other country: a margin that keeps points on the right side of a border
+    (an arc of cities on both sides stands in for the border line). The time zone is that of the
+    nearest city of the country to the final point. After `tries` misses the city centre is used.
+    """
+    for _ in range(tries):
+        lat_s, lon_s = jitter(place, radius_km, rng)
+        own, own_place, foreign = _nearest(float(lat_s), float(lon_s), country)
+        if own_place is not None and own < foreign / 2:
+            return lat_s, lon_s, own_place.time_zone
+    return f"{place.latitude:.6f}", f"{place.longitude:.6f}", place.time_zone
 
 
 def jitter(place: Place, radius_km: float, rng: random.Random) -> tuple[str, str]:

@@ -64,6 +64,12 @@ def dumps(value: Any) -> bytes:
 # ---- connectors ----------------------------------------------------------------------------------
 
 
+def tariff_ids(column: str) -> list[str]:
+    """The Connector row's `tariff_id` column holds the connector's tariff ids comma-separated (the
+    REGULAR one first, then an AD_HOC_PAYMENT one on card EVSEs); 2.1.1's single id is the first."""
+    return column.split(",")
+
+
 def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
     """A Connector row (columns of app.store.tables.Connector) as an OCPI Connector."""
     if version == V211:
@@ -77,7 +83,7 @@ def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
             "amperage": row["max_amperage"],
         }
         if row["tariff_id"]:
-            out["tariff_id"] = row["tariff_id"]
+            out["tariff_id"] = tariff_ids(row["tariff_id"])[0]
     else:
         out = {
             "id": row["id"],
@@ -90,7 +96,7 @@ def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:
         if row["max_electric_power"] is not None:
             out["max_electric_power"] = row["max_electric_power"]
         if row["tariff_id"]:
-            out["tariff_ids"] = [row["tariff_id"]]
+            out["tariff_ids"] = tariff_ids(row["tariff_id"])
     out["last_updated"] = ocpi_datetime(row["last_updated"])
     return out
 

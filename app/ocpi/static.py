@@ -31,7 +31,9 @@ def location_static(loc: LocationPlan, spec: NetworkSpec) -> dict[str, Any]:
         "country_code": spec.country_code,
         "party_id": spec.party_id,
         "id": loc.id,
-        "publish": True,
+        # Generator 3 decides publication and hours per site; versions 1 and 2 were published and 24/7.
+        "publish": True if loc.publish is None else loc.publish,
+        "publish_allowed_to": None if loc.publish_allowed_to is None else _plain(loc.publish_allowed_to),
         "name": loc.name,
         "address": loc.address,
         "city": loc.city,
@@ -42,7 +44,7 @@ def location_static(loc: LocationPlan, spec: NetworkSpec) -> dict[str, Any]:
         "parking_type": loc.parking_type,
         "facilities": list(loc.facilities),
         "time_zone": loc.time_zone,
-        "opening_times": {"twentyfourseven": True},
+        "opening_times": {"twentyfourseven": True} if loc.opening_times is None else _plain(loc.opening_times),
         "operator": {"name": spec.name_prefix},
     }
     return {k: v for k, v in data.items() if v is not None}
