@@ -16,7 +16,7 @@ from sqlmodel import Session
 from app.security.tokens import hash_token
 from app.store.db import utcnow
 from app.store.ocpi_tables import OcpiPeer
-from app.store.tables import CredentialToken
+from app.store.tables import CredentialToken, tariff_ids
 from tests.databases import AppDatabase
 from tests.emsp_peer import EmspPeer, OcpiClient, Received, ok
 
@@ -185,6 +185,7 @@ def set_tariff(database: AppDatabase, cpo_id: int, evse_uid: str, connector_id: 
         )
     )[0][0]
     assert tariff_id
+    tariff_id = tariff_ids(str(tariff_id))[0]  # the REGULAR one, which sessions with a token pay
     data = database.query("SELECT data FROM tariff WHERE cpo_id = ? AND id = ?", cpo_id, tariff_id)[0][0]
     data = json.loads(data) if isinstance(data, str) else data
     data = {**data, "currency": "EUR", "elements": elements}

@@ -38,7 +38,7 @@ from app.ocpi.session_push import publish
 from app.settings import Settings
 from app.store.charging_tables import ChargingSession, RemoteStart
 from app.store.db import Database, utcnow
-from app.store.tables import Connector, Tariff
+from app.store.tables import Connector, Tariff, tariff_ids
 
 log = logging.getLogger("cpolab.csms")
 
@@ -120,15 +120,19 @@ class Transactions:
         return found is not None
 
     async def _currency(self, session: AsyncSession, connector: OcppConnector) -> str:
-        query = (
-            select(Tariff.currency)
-            .join(Connector, (Connector.cpo_id == Tariff.cpo_id) & (Connector.tariff_id == Tariff.id))  # type: ignore[arg-type]
-            .where(
-                Connector.cpo_id == self.cpo_id,
-                Connector.evse_uid == connector.evse_uid,
-                Connector.id == connector.connector_id,
+        column = (
+            await session.execute(
+                select(Connector.tariff_id).where(
+                    Connector.cpo_id == self.cpo_id,
+                    Connector.evse_uid == connector.evse_uid,
+                    Connector.id == connector.connector_id,
+                )
             )
-        )
+        ).scalar_one_or_none()
+        regular = tariff_ids(column)[:1]
+        if not regular:
+            return DEFAULT_CURRENCY
+        query = select(Tariff.currency).where(Tariff.cpo_id == self.cpo_id, Tariff.id == regular[0])
         return (await session.execute(query)).scalar_one_or_none() or DEFAULT_CURRENCY
 
     def _new(self, connector: OcppConnector, start_at: datetime, now: datetime, **fields: Any) -> ChargingSession:

@@ -36,7 +36,7 @@ from app.store import outbox as store
 from app.store.charging_tables import CdrPending, ChargingSession
 from app.store.db import Database, as_utc, utcnow
 from app.store.ocpi_tables import OcpiCdr
-from app.store.tables import Connector, Cpo, Evse, Location, Tariff
+from app.store.tables import Connector, Cpo, Evse, Location, Tariff, tariff_ids
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +138,16 @@ async def build_one(db: Database, cpo_id: int, session_id: str, charging_session
         if location is None or evse is None or connector is None:
             return await _drop_marker(db, cpo_id, session_id)
         tariff = None
-        if connector["tariff_id"]:
-            tariff = await _row(session, Tariff, Tariff.cpo_id == cpo_id, Tariff.id == connector["tariff_id"])
+        regular = tariff_ids(connector["tariff_id"])[:1]  # sessions with a token pay the REGULAR tariff
+        if regular:
+            tariff = await _row(session, Tariff, Tariff.cpo_id == cpo_id, Tariff.id == regular[0])
         rows = await samples_of(session, charging_session_id)
     start, end = as_utc(cs.start_at), as_utc(cs.end_at or cs.start_at)
     assert start is not None and end is not None
     try:
         served_tariff = None if tariff is None else render.tariff(tariff, "2.2.1")
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise TariffError(f"tariff {connector['tariff_id']!r} is malformed: {type(exc).__name__}: {exc}") from exc
+        raise TariffError(f"tariff {regular[0]!r} is malformed: {type(exc).__name__}: {exc}") from exc
     priced = await asyncio.to_thread(
         price_session,
         served_tariff,

@@ -17,6 +17,7 @@ from typing import Any
 
 from app.network.ocpi_enums import CAPABILITIES_211, FACILITIES_211, POWER_TYPES_211
 from app.ocpi.transport import ocpi_datetime
+from app.store.tables import tariff_ids
 
 V211 = "2.1.1"
 
@@ -62,12 +63,6 @@ def dumps(value: Any) -> bytes:
 
 
 # ---- connectors ----------------------------------------------------------------------------------
-
-
-def tariff_ids(column: str) -> list[str]:
-    """The Connector row's `tariff_id` column holds the connector's tariff ids comma-separated (the
-    REGULAR one first, then an AD_HOC_PAYMENT one on card EVSEs); 2.1.1's single id is the first."""
-    return column.split(",")
 
 
 def connector(row: Mapping[str, Any], version: str) -> dict[str, Any]:

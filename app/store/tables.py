@@ -126,7 +126,7 @@ class Connector(SQLModel, table=True):
     max_voltage: int
     max_amperage: int
     max_electric_power: int | None = None
-    tariff_id: str | None = None
+    tariff_id: str | None = None  # the connector's tariff ids, comma-separated: see `tariff_ids`
     # The last OCPP status the charger reported for this connector (None: never reported); the
     # EVSE's OCPI status is aggregated from its connectors' (app.network.status).
     ocpp_status: str | None = None
@@ -213,3 +213,9 @@ class ChargerRoute(SQLModel, table=True):
 
 # Tables whose rows belong to one CPO's generated network, in teardown order (children first).
 NETWORK_TABLES: tuple[type[SQLModel], ...] = (ChargerRoute, Charger, Connector, Evse, Location, Tariff)
+
+
+def tariff_ids(column: str | None) -> list[str]:
+    """The ids a Connector row's `tariff_id` column holds, comma-separated: the REGULAR tariff first
+    (what a session with a token is billed with), then an AD_HOC_PAYMENT one on card EVSEs."""
+    return column.split(",") if column else []
