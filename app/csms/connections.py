@@ -1,12 +1,14 @@
 """The connection table (columns of `charger`): who holds each charger's WebSocket, fenced writes.
 
+- The upgrade's lookup (`find`): concurrent upgrades share one query.
 - A claim (at the upgrade) writes this API process's id and a fresh connection id: the newest
   connection wins. With a pod generation, the claim only succeeds when it is not lower than the
-  stored one (a zombie simulator pod cannot take a charger back).
+  stored one (a zombie simulator pod cannot take a charger back). Claims run in the group commit
+  (app.csms.writer), with the claimed chargers' layout read in the same transaction.
 - Every later write of a connection is conditioned on `connection_id = mine` (`fence`); a write that
   finds 0 rows means another connection (or the sweeper, or a teardown) took the row, and the
-  socket must close. The fencing UPDATE comes first in its transaction: it is also the lock that
-  orders writers of one charger (the sweeper takes the same row).
+  socket must close. The claiming and fencing UPDATEs come first in their transaction: they are also
+  the lock that orders writers of one charger (the sweeper takes the same row).
 - Each API process touches `last_seen_at` of the chargers it holds; a sweeper in every process turns
   chargers not seen within the staleness bound OFFLINE (their API process died), EVSEs UNKNOWN.
 
