@@ -188,7 +188,11 @@ class Csms:
             rate=self.settings.csms_rate,
             log_frame=self._frame_logger(connection.key),
         )
-        await connection.websocket.accept(subprotocol=admission.subprotocol)
+        try:
+            await connection.websocket.accept(subprotocol=admission.subprotocol)
+        except OSError:  # the charger gave up (its opening timeout) before the accept: nothing to serve
+            log.info("charger %r of CPO %s left before its upgrade was accepted", record.identity, record.cpo_id)
+            return
         charge_point = CHARGE_POINTS[record.ocpp_version](link, socket)
         with contextlib.suppress(WebSocketDisconnect):  # the charger closed: a normal end
             await charge_point.start()
