@@ -23,6 +23,8 @@ import asyncio
 import itertools
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,6 +137,8 @@ async def main(args: argparse.Namespace) -> None:
             await api.start()
             assert api.stack.api is not None
             chargers = list(cpo.chargers.values())[: args.clients]
+            spy = _py_spy(api.stack.api.pid, args.py_spy) if args.py_spy else None
+            connect_cpu = tree_cpu_seconds(api.stack.api.pid)
             connect_started = time.monotonic()
             sockets = []
             for wave in range(0, len(chargers), 50):  # a pod's worth at a time
@@ -143,6 +147,11 @@ async def main(args: argparse.Namespace) -> None:
             connect_s = time.monotonic() - connect_started
             clients = [Client(ws, c) for ws, c in zip(sockets, chargers, strict=True)]
             await asyncio.gather(*(c.boot() for c in clients))
+            online_s = time.monotonic() - connect_started
+            connect_cpu = tree_cpu_seconds(api.stack.api.pid) - connect_cpu
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy.wait(timeout=60)
             latencies: dict[str, list[float]] = {"Heartbeat": [], "StatusNotification": []}
             start = time.monotonic()
             warm_until = start + args.warmup
@@ -184,6 +193,10 @@ async def main(args: argparse.Namespace) -> None:
         f"{elapsed:.1f} s timed after {args.warmup:.0f} s warm-up"
     )
     print(f"connect (upgrade + claim + topology, 50 at a time): {len(clients) / connect_s:,.0f} chargers/s")
+    print(
+        f"online (connect, then every charger boots and reports its connectors): {online_s:.2f} s = "
+        f"{len(clients) / online_s:,.0f} chargers/s; API CPU {connect_cpu / len(clients) * 1000:.2f} ms per charger"
+    )
     print(f"messages: {n}  →  {n / elapsed:,.0f} msg/s   (target ≥ 2,000)")
     print(f"latency: p50 {pct(ms, 50):.1f} ms  p99 {pct(ms, 99):.1f} ms  max {max(ms):.1f} ms   (target p99 ≤ 100 ms)")
     for kind, values in latencies.items():
@@ -197,6 +210,14 @@ async def main(args: argparse.Namespace) -> None:
     print(f"outbox rows left (one peer, coalesced per EVSE): {outbox}")
 
 
+def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy recording the API process (connect and boot phase) into `out` (collapsed stacks)."""
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil", "--output", out]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the first connection
+    return proc
+
+
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -204,12 +225,13 @@ def _own_cpu() -> float:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=100, choices=range(1, 2001), metavar="N", help="chargers")
+    parser.add_argument("--clients", type=int, default=100, choices=range(1, 10_001), metavar="N", help="chargers")
     parser.add_argument("--duration", type=float, default=15.0, help="timed seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="untimed seconds first")
     parser.add_argument("--status-share", type=float, default=0.5, help="share of StatusNotification (0-1)")
     parser.add_argument(
         "--rate", type=float, default=0, help="open loop: messages/s in total, spread evenly (default: closed loop)"
     )
+    parser.add_argument("--py-spy", metavar="OUT", help="record the API with py-spy while chargers come online")
     add_database_arg(parser)
     run_main(main(parser.parse_args()))

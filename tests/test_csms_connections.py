@@ -177,6 +177,35 @@ async def test_an_older_pod_generation_is_refused_and_a_newer_takes_over(api: Cs
     assert (await upgrade_refused(open_charger(api.ws_url, cpo.cpo_id, charger, generation=6)))[0] == 409
 
 
+async def test_a_wave_of_upgrades_gets_each_charger_its_own_answer(api: CsmsApi) -> None:
+    """Upgrades that arrive together share the lookup query and the claim transaction: each still gets
+    its own answer (two CPOs, unknown identities, wrong passwords, a stale generation among new ones)."""
+    first, second = new_cpo(api, locations=2), new_cpo(api, locations=2)
+    held = first.of_version("1.6")[0]
+    holder = await online(api.ws_url, first, held, generation=9)
+    chargers = [(cpo, c) for cpo in (first, second) for c in cpo.chargers.values() if c is not held]
+    good = [open_charger(api.ws_url, cpo.cpo_id, c, generation=10) for cpo, c in chargers]
+    bad = [
+        upgrade_refused(open_charger(api.ws_url, second.cpo_id, held)),  # an identity of another CPO
+        upgrade_refused(open_charger(api.ws_url, first.cpo_id, chargers[0][1], password="wrong")),
+        upgrade_refused(open_charger(api.ws_url, first.cpo_id, held, generation=8)),  # older than the holder's
+    ]
+    results = await asyncio.gather(*good, *bad)
+    sockets, refusals = results[: len(good)], results[len(good) :]
+    try:
+        assert [status for status, _, _ in refusals] == [404, 401, 409]
+        clients = [OcppClient(ws) for ws in sockets]
+        for client, (cpo, charger) in zip(clients, chargers, strict=True):
+            assert (await client.boot(charger.ocpp_version))[0] == 3
+            state, _, connection_id, generation, _ = row(api, cpo, charger)
+            assert (state, generation) == ("BOOTING", 10) and connection_id
+        assert (await holder.heartbeat())[0] == 3  # the stale claim took nothing from the holder
+        assert row(api, first, held)[3] == 9
+    finally:
+        for ws in [*sockets, holder.ws]:
+            await ws.close()
+
+
 # ---- going offline ------------------------------------------------------------------------------
 
 

@@ -1,12 +1,14 @@
 """The connection table (columns of `charger`): who holds each charger's WebSocket, fenced writes.
 
+- The upgrade's lookup (`find`): concurrent upgrades share one query.
 - A claim (at the upgrade) writes this API process's id and a fresh connection id: the newest
   connection wins. With a pod generation, the claim only succeeds when it is not lower than the
-  stored one (a zombie simulator pod cannot take a charger back).
+  stored one (a zombie simulator pod cannot take a charger back). Claims run in the group commit
+  (app.csms.writer), with the claimed chargers' layout read in the same transaction.
 - Every later write of a connection is conditioned on `connection_id = mine` (`fence`); a write that
   finds 0 rows means another connection (or the sweeper, or a teardown) took the row, and the
-  socket must close. The fencing UPDATE comes first in its transaction: it is also the lock that
-  orders writers of one charger (the sweeper takes the same row).
+  socket must close. The claiming and fencing UPDATEs come first in their transaction: they are also
+  the lock that orders writers of one charger (the sweeper takes the same row).
 - Each API process touches `last_seen_at` of the chargers it holds; a sweeper in every process turns
   chargers not seen within the staleness bound OFFLINE (their API process died), EVSEs UNKNOWN.
 
@@ -19,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -38,12 +41,39 @@ from app.store.tables import Charger, ChargerRoute, Cpo
 CH = cast(Table, Charger.__table__)
 R = cast(Table, ChargerRoute.__table__)
 ChargerKey = tuple[int, str]  # (cpo_id, identity)
-SWEEP_BATCH = 500  # stale chargers one sweep handles (the rest in the next)
 
+SWEEP_BATCH = 500  # stale chargers one sweep handles (the rest in the next)
+MAX_LOOKUPS = 500  # upgrade lookups answered by one query
+_KEYS = {"b_cpos": bindparam("b_cpos", expanding=True), "b_ids": bindparam("b_ids", expanding=True)}
+
+# Separate INs use the (cpo_id, identity) key on both databases (a row-value IN scans on SQLite); the
+# rows they return beyond the pairs asked for are dropped in Python.
 _FIND = (
-    select(CH.c.ocpp_version, CH.c.password_hash, CH.c.last_boot_at, Cpo.status)  # type: ignore[call-overload]
+    select(CH.c.cpo_id, CH.c.identity, CH.c.ocpp_version, CH.c.password_hash, CH.c.last_boot_at, Cpo.status)  # type: ignore[call-overload]
     .join(Cpo, Cpo.id == CH.c.cpo_id)  # type: ignore[arg-type]
-    .where(CH.c.cpo_id == bindparam("b_cpo"), CH.c.identity == bindparam("b_identity"))
+    .where(CH.c.cpo_id.in_(_KEYS["b_cpos"]), CH.c.identity.in_(_KEYS["b_ids"]))
+)
+_CLAIM_VALUES = {
+    "api_instance": bindparam("b_instance"),
+    "connection_id": bindparam("b_connection"),
+    "status": bindparam("b_status"),
+    "last_seen_at": bindparam("b_now"),
+}
+_AT_KEY = (CH.c.cpo_id == bindparam("b_cpo"), CH.c.identity == bindparam("b_identity"))
+_CLAIM = update(CH).where(*_AT_KEY).values(**_CLAIM_VALUES)
+# With a pod generation: only when it is not lower than the stored one.
+_CLAIM_FENCED = (
+    update(CH)
+    .where(*_AT_KEY, or_(CH.c.pod_generation.is_(None), CH.c.pod_generation <= bindparam("b_gen")))
+    .values(**_CLAIM_VALUES, pod_generation=bindparam("b_gen"))
+)
+_HOLDERS = select(CH.c.connection_id).where(
+    CH.c.cpo_id.in_(_KEYS["b_cpos"]),
+    CH.c.identity.in_(_KEYS["b_ids"]),
+    CH.c.connection_id.in_(bindparam("b_connections", expanding=True)),
+)
+_ROUTES = select(R.c.cpo_id, R.c.identity, R.c.ocpp_evse_id, R.c.location_id, R.c.evse_uid).where(
+    R.c.cpo_id.in_(_KEYS["b_cpos"]), R.c.identity.in_(_KEYS["b_ids"])
 )
 
 
@@ -85,6 +115,29 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """A claimed charger's routing rows and its EVSEs as stored, read in the claim's transaction (so
+    nobody else writes them while this connection holds the row)."""
+
+    routes: list[Route]
+    views: dict[str, evse_state.EvseView]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A connection taking its charger's row (newest wins): with a pod generation, only when it is
+    not lower than the stored one (a zombie simulator pod cannot take a charger back)."""
+
+    record: ChargerRecord
+    connection_id: str
+    generation: int | None
+
+    @property
+    def key(self) -> ChargerKey:
+        return (self.record.cpo_id, self.record.identity)
+
+
+@dataclass(frozen=True)
 class Fence:
     """One connection's fenced write of its charger's row."""
 
@@ -107,6 +160,8 @@ class ConnectionTable:
     def __init__(self, db: Database, api_instance: str) -> None:
         self.db = db
         self.api_instance = api_instance
+        self._lookups: dict[ChargerKey, list[asyncio.Future[ChargerRecord | None]]] = {}
+        self._lookup_task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -114,29 +169,89 @@ class ConnectionTable:
             yield session
 
     async def find(self, cpo_id: int, identity: str) -> ChargerRecord | None:
-        """The charger, if it belongs to a live CPO (not being torn down, destroyed or failed)."""
-        async with self.db.engine.connect() as conn:
-            row = (await conn.execute(_FIND, {"b_cpo": cpo_id, "b_identity": identity})).first()
-        if row is None or row.status in GONE:
-            return None
-        return ChargerRecord(cpo_id, identity, row.ocpp_version, row.password_hash, row.last_boot_at is not None)
+        """The charger, if it belongs to a live CPO (not being torn down, destroyed or failed).
+        Concurrent upgrades share one query (chargers connect in waves)."""
+        found: asyncio.Future[ChargerRecord | None] = asyncio.get_running_loop().create_future()
+        self._lookups.setdefault((cpo_id, identity), []).append(found)
+        if self._lookup_task is None or self._lookup_task.done():
+            self._lookup_task = asyncio.get_running_loop().create_task(self._look_up())
+        return await found
 
-    async def claim(self, record: ChargerRecord, connection_id: str, generation: int | None) -> bool:
-        """Take the charger's row for this connection. False: a newer pod generation holds it (or
-        the row is gone)."""
-        values: dict[str, Any] = {
-            "api_instance": self.api_instance,
-            "connection_id": connection_id,
-            "status": (ChargerState.ONLINE if record.booted_before else ChargerState.BOOTING).value,
+    async def _look_up(self) -> None:
+        # Runs while lookups wait, then exits; the next `find` starts it again.
+        while self._lookups:
+            keys = list(itertools.islice(self._lookups, MAX_LOOKUPS))
+            batch = {key: self._lookups.pop(key) for key in keys}
+            try:
+                records = await self._find_many(keys)
+            except Exception as exc:
+                for futures in batch.values():
+                    for found in futures:
+                        if not found.done():
+                            found.set_exception(exc)
+                continue
+            for key, futures in batch.items():
+                for found in futures:
+                    if not found.done():  # else its upgrade was abandoned meanwhile
+                        found.set_result(records.get(key))
+
+    async def _find_many(self, keys: list[ChargerKey]) -> dict[ChargerKey, ChargerRecord]:
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(_FIND, _key_params(keys))
+        wanted = set(keys)
+        return {
+            (row.cpo_id, row.identity): ChargerRecord(
+                row.cpo_id, row.identity, row.ocpp_version, row.password_hash, row.last_boot_at is not None
+            )
+            for row in rows
+            if (row.cpo_id, row.identity) in wanted and row.status not in GONE
         }
-        where = [_row((record.cpo_id, record.identity))]
-        if generation is not None:
-            values["pod_generation"] = generation
-            where.append(or_(CH.c.pod_generation.is_(None), CH.c.pod_generation <= generation))
-        async with self.transaction() as session:
-            conn = await session.connection()
-            result = await conn.execute(update(CH).where(*where).values(last_seen_at=utcnow(), **values))
-        return bool(result.rowcount)
+
+    async def claim(self, session: AsyncSession, claims: Sequence[Claim], now: datetime) -> dict[str, Layout]:
+        """Take the chargers' rows for these connections and read the layout of those taken; returns
+        {connection id: layout} of the claims that won (a missing one: a newer pod generation holds
+        the row, or the row is gone)."""
+        if not claims:
+            return {}
+        conn = await session.connection()
+        fenced: list[dict[str, Any]] = []
+        plain: list[dict[str, Any]] = []
+        # In key order: two processes claiming the same rows lock them in the same order (Postgres).
+        for claim in sorted(claims, key=lambda c: c.key):
+            state = ChargerState.ONLINE if claim.record.booted_before else ChargerState.BOOTING
+            params = {
+                "b_cpo": claim.record.cpo_id,
+                "b_identity": claim.record.identity,
+                "b_instance": self.api_instance,
+                "b_connection": claim.connection_id,
+                "b_status": state.value,
+                "b_now": now,
+            }
+            if claim.generation is None:
+                plain.append(params)
+            else:
+                fenced.append({**params, "b_gen": claim.generation})
+        for stmt, rows in ((_CLAIM, plain), (_CLAIM_FENCED, fenced)):
+            if rows:
+                await conn.execute(stmt, rows)
+        keys = [c.key for c in claims]
+        params = {**_key_params(keys), "b_connections": [c.connection_id for c in claims]}
+        won = set((await conn.execute(_HOLDERS, params)).scalars())
+        taken = {c.key: c.connection_id for c in claims if c.connection_id in won}
+        if not taken:
+            return {}
+        routes: dict[ChargerKey, list[Route]] = {key: [] for key in taken}
+        for cpo_id, identity, ocpp_evse_id, location_id, evse_uid in await conn.execute(
+            _ROUTES, _key_params(list(taken))
+        ):
+            if (cpo_id, identity) in routes:
+                routes[(cpo_id, identity)].append(Route(ocpp_evse_id, location_id, evse_uid))
+        views = await evse_state.load_views(session, [(k[0], r.evse_uid) for k, rs in routes.items() for r in rs])
+        layouts: dict[str, Layout] = {}
+        for (cpo_id, identity), rs in routes.items():
+            mine = {r.evse_uid: views[(cpo_id, r.evse_uid)] for r in rs if (cpo_id, r.evse_uid) in views}
+            layouts[taken[(cpo_id, identity)]] = Layout(rs, mine)
+        return layouts
 
     async def fence(self, session: AsyncSession, fences: Iterable[Fence], now: datetime) -> set[str]:
         """Write each connection's charger state (and last_seen_at) where the row is still its own;
@@ -223,14 +338,8 @@ class ConnectionTable:
                     swept += 1
         return swept
 
-    async def layout(self, key: ChargerKey) -> tuple[list[Route], dict[str, evse_state.EvseView]]:
-        """The charger's routing rows and its EVSEs as stored, read once per connection (after the
-        claim, so nobody else writes them while this connection holds the row)."""
-        cpo_id, identity = key
-        async with self.db.session() as session:
-            conn = await session.connection()
-            mine = (R.c.cpo_id == cpo_id) & (R.c.identity == identity)
-            routes = await conn.execute(select(R.c.ocpp_evse_id, R.c.location_id, R.c.evse_uid).where(mine))
-            route_list = [Route(*row) for row in routes]
-            views = await evse_state.load_views(session, cpo_id, identity)
-        return route_list, views
+
+def _key_params(keys: Iterable[ChargerKey]) -> dict[str, list[Any]]:
+    """Bind values of a `cpo_id IN … AND identity IN …` lookup of these chargers."""
+    keys = list(keys)
+    return {"b_cpos": sorted({k[0] for k in keys}), "b_ids": sorted({k[1] for k in keys})}

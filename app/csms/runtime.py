@@ -1,11 +1,11 @@
 """The CSMS of one API process: the `/ocpp/{cpo_id}/{identity}` WebSocket endpoint, the sockets it
 holds, and the background loop that touches and sweeps the connection table.
 
-A connection's life: upgrade checks (app.csms.upgrade) → claim of the charger's row (newest wins;
-409 for an older pod generation) → the previous socket of that charger in this process is closed
-→ accept → the version's ChargePoint runs until the socket closes → release (OFFLINE and EVSEs
-UNKNOWN, if the row is still this connection's). A socket of another process that lost the row
-notices at its next write or periodic touch, and closes.
+A connection's life: upgrade checks (app.csms.upgrade) → claim of the charger's row and read of its
+layout, in the group commit (newest wins; 409 for an older pod generation) → the previous socket of
+that charger in this process is closed → accept → the version's ChargePoint runs until the socket
+closes → release (OFFLINE and EVSEs UNKNOWN, if the row is still this connection's). A socket of
+another process that lost the row notices at its next write or periodic touch, and closes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.csms import ocpp_log, upgrade
-from app.csms.connections import ChargerKey, ConnectionTable
+from app.csms.connections import ChargerKey, Claim, ConnectionTable, Layout
 from app.csms.session import ChargerLink, Topology
 from app.csms.v16 import CsmsChargePointV16
 from app.csms.v201 import CsmsChargePointV201
@@ -141,8 +141,8 @@ class Csms:
         async with self._stripes[hash(key) % CLAIM_STRIPES]:  # claims of one charger: DB order = `live` order
             self._claiming.add(connection.connection_id)
             try:
-                claimed = await self.table.claim(record, connection.connection_id, decision.generation)
-                if claimed:
+                layout = await self.writer.claim(Claim(record, connection.connection_id, decision.generation))
+                if layout is not None:
                     connection.claimed_at = time.monotonic()  # a touch that started earlier may miss it
                     previous = self.live.get(key)
                     self.live[key] = connection
@@ -156,14 +156,14 @@ class Csms:
                 return
             finally:
                 self._claiming.discard(connection.connection_id)
-        if not claimed:
+        if layout is None:
             reason = "a newer simulator pod generation holds this charger"
             await self._deny(websocket, upgrade.Denial(409, reason), cpo_id_text, identity)
             return
         if connection.ended:  # replaced while being claimed
             await self._deny(websocket, upgrade.Denial(409, "replaced by a newer connection"), cpo_id_text, identity)
             return
-        connection.task = asyncio.create_task(self._run(connection, decision, cpo_id_text))
+        connection.task = asyncio.create_task(self._run(connection, decision, layout))
         try:
             await connection.task
         except asyncio.CancelledError:
@@ -177,21 +177,14 @@ class Csms:
         finally:
             await self._finish(connection)
 
-    async def _run(self, connection: Connection, admission: upgrade.Admission, cpo_id_text: str) -> None:
+    async def _run(self, connection: Connection, admission: upgrade.Admission, layout: Layout) -> None:
         record = admission.record
-        try:
-            routes, views = await self.table.layout(connection.key)
-        except Exception:
-            log.exception("reading the topology of charger %r of CPO %s failed", record.identity, record.cpo_id)
-            denial = upgrade.Denial(503, "the CSMS cannot take this charger now")
-            await self._deny(connection.websocket, denial, cpo_id_text, record.identity)
-            return
         link = ChargerLink(
             self.writer,
             connection.key,
             connection.connection_id,
-            Topology.build(record.ocpp_version, routes, views),
-            views,
+            Topology.build(record.ocpp_version, layout.routes, layout.views),
+            layout.views,
             booted_before=record.booted_before,
             heartbeat_interval=self.settings.csms_heartbeat_interval,
             on_lost=lambda: connection.end(LOST, "this connection no longer holds the charger"),
@@ -203,7 +196,11 @@ class Csms:
             rate=self.settings.csms_rate,
             log_frame=self._frame_logger(connection.key),
         )
-        await connection.websocket.accept(subprotocol=admission.subprotocol)
+        try:
+            await connection.websocket.accept(subprotocol=admission.subprotocol)
+        except OSError:  # the charger gave up (its opening timeout) before the accept: nothing to serve
+            log.info("charger %r of CPO %s left before its upgrade was accepted", record.identity, record.cpo_id)
+            return
         charge_point = CHARGE_POINTS[record.ocpp_version](link, socket)
         connection.charge_point = charge_point
         with contextlib.suppress(WebSocketDisconnect):  # the charger closed: a normal end

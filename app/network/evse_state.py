@@ -19,7 +19,7 @@ the Location's stamp is the newest of its EVSEs' too.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -51,6 +51,12 @@ _SET_EVSE = (
     update(E)
     .where(E.c.cpo_id == bindparam("b_cpo"), E.c.uid == bindparam("b_uid"))
     .values(status=bindparam("b_status"), last_updated=bindparam("b_stamp"))
+)
+_READ_EVSES = select(E.c.uid, E.c.location_id, E.c.status).where(
+    E.c.cpo_id == bindparam("b_cpo"), E.c.uid.in_(bindparam("b_uids", expanding=True))
+)
+_READ_CONNECTORS = select(C.c.evse_uid, C.c.id, C.c.ocpp_status).where(
+    C.c.cpo_id == bindparam("b_cpo"), C.c.evse_uid.in_(bindparam("b_uids", expanding=True))
 )
 _SET_LOCATION = (
     update(L)
@@ -88,18 +94,20 @@ class EvseChange:
     last_updated: datetime  # aware UTC, as stored on the EVSE and its Location
 
 
-async def load_views(session: AsyncSession, cpo_id: int, identity: str) -> dict[str, EvseView]:
-    """The charger's EVSEs (by uid) with their connectors, as stored now."""
+async def load_views(session: AsyncSession, evses: Iterable[tuple[int, str]]) -> dict[tuple[int, str], EvseView]:
+    """These EVSEs ((cpo_id, uid) pairs) with their connectors, as stored now, by (cpo_id, uid)."""
+    by_cpo: dict[int, set[str]] = defaultdict(set)
+    for cpo_id, uid in evses:
+        by_cpo[cpo_id].add(uid)
     conn = await session.connection()
-    read = select(E.c.uid, E.c.location_id, E.c.status).where(*_of_charger(cpo_id, identity))
-    evses = (await conn.execute(read)).all()
-    views = {uid: EvseView(cpo_id, location_id, uid, status, {}) for uid, location_id, status in evses}
-    if views:
-        connectors = await conn.execute(
-            select(C.c.evse_uid, C.c.id, C.c.ocpp_status).where(C.c.cpo_id == cpo_id, C.c.evse_uid.in_(list(views)))
-        )
-        for evse_uid, connector_id, ocpp_status in connectors:
-            views[evse_uid].connectors[connector_id] = ocpp_status
+    views: dict[tuple[int, str], EvseView] = {}
+    for cpo_id, uids in by_cpo.items():
+        params = {"b_cpo": cpo_id, "b_uids": sorted(uids)}
+        for uid, location_id, status in await conn.execute(_READ_EVSES, params):
+            views[(cpo_id, uid)] = EvseView(cpo_id, location_id, uid, status, {})
+        for evse_uid, connector_id, ocpp_status in await conn.execute(_READ_CONNECTORS, params):
+            if (cpo_id, evse_uid) in views:
+                views[(cpo_id, evse_uid)].connectors[connector_id] = ocpp_status
     return views
 
 
