@@ -22,6 +22,7 @@ from activities.provisioning import load_blueprint
 from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, SimChargerSpec, SimEvseSpec, pod_workflow_id
 from app.network.blueprint import Blueprint
 from app.network.generator import generate_locations
+from app.network.plans import ConnectorPlan
 from app.network.topology import charger_layouts
 from app.store.db import Database
 from app.store.tables import Charger
@@ -40,6 +41,7 @@ def pod_chargers(inp: PodInput, bp: Blueprint) -> list[SimChargerSpec]:
     out: list[SimChargerSpec] = []
     for location in generate_locations(inp.spec, bp, inp.location_start, inp.location_stop):
         layouts = charger_layouts(location)
+        supply = {(e.charger_identity, e.ocpp_evse_id): e.connectors[0] for e in location.evses if e.connectors}
         for charger in location.chargers:
             out.append(
                 SimChargerSpec(
@@ -50,11 +52,26 @@ def pod_chargers(inp: PodInput, bp: Blueprint) -> list[SimChargerSpec]:
                     serial_number=charger.serial_number,
                     firmware_version=SIM_FIRMWARE,
                     evses=[
-                        SimEvseSpec(evse_id, len(connectors)) for evse_id, _, connectors in layouts[charger.identity]
+                        _evse(evse_id, len(connectors), supply.get((charger.identity, evse_id)))
+                        for evse_id, _, connectors in layouts[charger.identity]
                     ],
                 )
             )
     return out
+
+
+def _evse(evse_id: int, connectors: int, connector: ConnectorPlan | None) -> SimEvseSpec:
+    """The EVSE's envelope is its connectors' (they share one power output)."""
+    if connector is None:
+        return SimEvseSpec(evse_id, connectors)
+    return SimEvseSpec(
+        evse_id,
+        connectors,
+        connector.power_type,
+        connector.max_voltage,
+        connector.max_amperage,
+        connector.max_electric_power,
+    )
 
 
 class PodActivities:

@@ -18,6 +18,7 @@ from temporalio import activity
 from app.lifecycle.pods import GENERATION_HEADER, PodRun, SimChargerSpec
 from app.security.passwords import charger_password
 from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+from app.sim.ev import POWER_TYPES as SIM_POWER_TYPES
 
 HEARTBEAT_S = 2.0
 # Admission toward the CSMS: 20 pods × 100 handshakes at once once timed out, retried and collapsed
@@ -48,7 +49,17 @@ class ChargerRuntime:
             model=charger.model,
             serial_number=charger.serial_number,
             firmware_version=charger.firmware_version,
-            evses=tuple(SimEvse(e.evse_id, e.connectors) for e in charger.evses),
+            evses=tuple(
+                SimEvse(
+                    e.evse_id,
+                    e.connectors,
+                    _power_type(e.power_type),
+                    e.max_voltage,
+                    e.max_amperage,
+                    e.max_electric_power,
+                )
+                for e in charger.evses
+            ),
             csms_url=f"{self.csms_url}/{run.cpo_id}",
             headers=((GENERATION_HEADER, str(gen)),),
         )
@@ -73,3 +84,8 @@ class ChargerRuntime:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+
+
+def _power_type(ocpi: str) -> str:
+    """The simulated car knows 1-phase, 3-phase and DC supplies: a 2-phase one charges like 1-phase."""
+    return ocpi if ocpi in SIM_POWER_TYPES else "AC_1_PHASE"

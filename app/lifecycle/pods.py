@@ -52,8 +52,15 @@ class PodInput:
 
 @dataclass
 class SimEvseSpec:
+    """One EVSE of a simulated charger and its electrical envelope (what the simulated car may draw).
+    The envelope's defaults are what pods planned before it was carried (a 22 kW AC point)."""
+
     evse_id: int
     connectors: int
+    power_type: str = "AC_3_PHASE"
+    max_voltage: int = 230
+    max_amperage: int = 32
+    max_electric_power: int = 22_080
 
 
 @dataclass

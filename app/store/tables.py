@@ -141,6 +141,8 @@ class Charger(SQLModel, table=True):
     __table_args__ = (
         Index("ix_charger_cpo_status", "cpo_id", "status"),
         Index("ix_charger_api_instance", "api_instance"),
+        # The stale-connection sweep: chargers in a live state not seen since a cutoff, across CPOs.
+        Index("ix_charger_status_seen", "status", "last_seen_at"),
     )
     cpo_id: int = Field(primary_key=True)
     identity: str = Field(primary_key=True)
