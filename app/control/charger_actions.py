@@ -21,6 +21,7 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
+from ocpp.v16.enums import ChargePointErrorCode
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
@@ -41,24 +42,8 @@ WORKFLOW = "OcpiCommandWorkflow"
 SIMULATE = "SIMULATE"
 ONLINE = "ONLINE"
 MAX_FAN_OUT = 200  # EVSEs one location action may drive
-# 1.6 ChargePointErrorCode values a fault may carry (2.0.1 chargers report them as Faulted too).
-ErrorCode = Literal[
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "OtherError",
-    "OverCurrentFailure",
-    "OverVoltage",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "WeakSignal",
-]
+# A 1.6 ChargePointErrorCode a fault may carry (2.0.1 chargers report them as Faulted too).
+ErrorCode = Literal[tuple(sorted(c.value for c in ChargePointErrorCode if c != ChargePointErrorCode.no_error))]  # type: ignore[valid-type]
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 
 

@@ -7,26 +7,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ocpp.v16.enums import ChargePointErrorCode
+
 from app.sim.ev import Ev, Flow, Supply
 
 WARNINGS = {"EVCommunicationError", "WeakSignal"}  # 1.6 error codes that are warnings, not faults
-ERROR_CODES = {
-    "ConnectorLockFailure",
-    "EVCommunicationError",
-    "GroundFailure",
-    "HighTemperature",
-    "InternalError",
-    "LocalListConflict",
-    "OtherError",
-    "OverCurrentFailure",
-    "PowerMeterFailure",
-    "PowerSwitchFailure",
-    "ReaderFailure",
-    "ResetFailure",
-    "UnderVoltage",
-    "OverVoltage",
-    "WeakSignal",
-}
+# A 1.6 ChargePointErrorCode a fault may carry (the simulate control's `error_code`).
+ERROR_CODES = {code.value for code in ChargePointErrorCode} - {ChargePointErrorCode.no_error.value}
 
 
 class End(enum.Enum):
