@@ -24,6 +24,7 @@ from activities.charger_pods import PodActivities
 from activities.provisioning import ProvisioningActivities
 from app.lifecycle.pods import pod_workflow_id
 from app.store.db import Database
+from tests.databases import DatabaseFactory
 from tests.emsp_peer import EmspPeer, OcpiClient, ok, register
 from tests.stack import Stack, wait_status
 from tests.test_workflow_faults import insert_cpo, start_cpo, workflow_input
@@ -31,6 +32,17 @@ from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 
 BODY = {"template": "small-urban-ac", "country_code": "NL", "party_id": "LIV", "name_prefix": "live"}
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) -> AsyncIterator[Stack]:
+    """A stack of its own: the tests count the sim worker's sockets, so no other file's CPOs may live on it."""
+    s = Stack(Path(tmp_path_factory.mktemp("pods-stack")), database=databases.new("charger_pods"))
+    try:
+        await s.start()
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture

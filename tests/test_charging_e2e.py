@@ -122,7 +122,11 @@ async def test_plug_start_stop_bill(stack: Stack, cpo: Cpo, peer: EmspPeer) -> N
     tariffs = {t["id"]: t for t in ok(await cpo.ocpi.request("GET", f"{cpo.base}/tariffs"))}
     tariff = tariffs[cdr["tariffs"][0]["id"]]
     assert cdr["tariffs"][0]["elements"] == tariff["elements"]
-    assert Decimal(str(cdr["total_cost"]["excl_vat"])) == independent_cost(tariff, cdr)
+    # The CDR reports volumes to OCPI's 4 decimals while the pricer prices the exact ones: the cost
+    # recomputed from the reported volumes may differ in the last place.
+    assert abs(Decimal(str(cdr["total_cost"]["excl_vat"])) - independent_cost(tariff, cdr)) <= Decimal("0.0002")
+    vat = Decimal(str(cdr["total_cost"]["incl_vat"])) - Decimal(str(cdr["total_cost"]["excl_vat"]))
+    assert abs(vat - Decimal(str(cdr["total_cost"]["excl_vat"])) * Decimal("0.19")) <= Decimal("0.0002")
     listed = ok(await cpo.ocpi.request("GET", f"{cpo.base}/cdrs"))
     assert [c["id"] for c in listed] == [cdr["id"]]
 
@@ -151,7 +155,7 @@ async def test_action_errors(stack: Stack, cpo: Cpo) -> None:
         for path, body, code in (
             (f"{base}/dance", {}, 422),
             (f"{base}/start", {}, 422),  # no token_uid
-            (f"{base}/plug", {"token_uid": "X"}, 422),  # a field of another action
+            (f"{base}/plug", {"colour": "red"}, 422),  # no such field
             (f"{base}/fault", {"error_code": "Meltdown"}, 422),
             (f"{base}/plug", [], 422),
             (f"{base}/plug", {"evse_uid": "NOPE"}, 404),

@@ -262,7 +262,8 @@ async def test_the_api_delivers_pushes_from_the_outbox(
     try:
         location_id, evse_uid, _ = network(stack, reg.id)
         async with db.session() as session:
-            await push.evse_status(session, reg.id, location_id, evse_uid, "CHARGING", "2024-06-01T12:00:00Z")
+            # A status the CPO's live charger never reports on its own (its sessions report CHARGING).
+            await push.evse_status(session, reg.id, location_id, evse_uid, "OUTOFORDER", "2024-06-01T12:00:00Z")
             await session.commit()
         # Other CPOs' live chargers push their own EVSEs (same ids, other parties) to this shared peer.
         path = f"locations/DE/MOD/{location_id}/{evse_uid}"
@@ -271,11 +272,11 @@ async def test_the_api_delivers_pushes_from_the_outbox(
                 r.method == "PATCH"
                 and r.path.endswith(f"/2.2.1/{path}")
                 and isinstance(r.body, dict)
-                and r.body.get("status") == "CHARGING"
+                and r.body.get("status") == "OUTOFORDER"
             ),
             timeout=5,
         )
-        assert got.body == {"status": "CHARGING", "last_updated": "2024-06-01T12:00:00Z"}
+        assert got.body == {"status": "OUTOFORDER", "last_updated": "2024-06-01T12:00:00Z"}
         assert got.token == reg.token_b and got.headers["authorization"] == f"Token {b64(reg.token_b)}"
         assert got.headers["ocpi-from-party-id"] == "MOD" and got.headers["ocpi-to-party-id"] == "EMS"
 

@@ -120,10 +120,14 @@ def test_every_operation_needs_a_bearer_token(served: dict[str, Any]) -> None:
     for path in served["paths"]:
         if "{cpo_id}" in path:
             params = {p["name"]: p for p in served["paths"][path]["parameters"] if p["in"] == "path"}
-            assert set(params) == ({"cpo_id", "identity"} if "{identity}" in path else {"cpo_id"})
+            assert set(params) == {
+                "cpo_id",
+                *(name for name in ("identity", "location_id", "action") if f"{{{name}}}" in path),
+            }
             assert params["cpo_id"]["required"] is True
             assert params["cpo_id"]["schema"] == {"type": "string", "pattern": "^[0-9]+$"}
-            assert "422" in served["paths"][path]["get"]["responses"]
+            for method in METHODS & set(served["paths"][path]):
+                assert "422" in served["paths"][path][method]["responses"], (method, path)
 
 
 async def test_real_responses_match_the_documented_schemas(stack: Stack, served: dict[str, Any]) -> None:

@@ -47,46 +47,24 @@ ErrorCode = Literal[tuple(sorted(c.value for c in ChargePointErrorCode if c != C
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 
 
-class Where(BaseModel):
-    """Which EVSE / connector of the charger (OCPI ids; default: its first EVSE, that EVSE's first connector)."""
+class ChargerActionRequest(BaseModel):
+    """The body of every action (each reads the fields it needs; `start` requires `token_uid`)."""
 
     model_config = ConfigDict(extra="forbid")
+    # Which EVSE / connector of the charger (OCPI ids; default: its first EVSE, that EVSE's first connector).
     evse_uid: Id36 | None = None
     connector_id: Id36 | None = None
-
-
-class Start(Where):
-    """A driver holds a card (`token_uid`, as the eMSP pushed it) and plugs in; the simulated car
-    charges until `target_kwh`, `soc_percent` or `duration_s`, whichever comes first."""
-
-    token_uid: Id36
-    target_kwh: float | None = Field(None, gt=0, le=1000)
-    soc_percent: float | None = Field(None, gt=0, le=100)
-    duration_s: float | None = Field(None, gt=0, le=7 * 86400)
-
-
-class Fault(Where):
-    error_code: ErrorCode = "OtherError"
-
-
-class ChargerActionRequest(Where):
-    """Every field an action may take (OpenAPI): each action accepts only its own (422 otherwise)."""
-
+    # start: a driver holds a card (as the eMSP pushed it) and plugs in; the simulated car charges
+    # until `target_kwh`, `soc_percent` or `duration_s`, whichever comes first.
     token_uid: Id36 | None = None
     target_kwh: float | None = Field(None, gt=0, le=1000)
     soc_percent: float | None = Field(None, gt=0, le=100)
     duration_s: float | None = Field(None, gt=0, le=7 * 86400)
+    # fault: the OCPP error code it reports.
     error_code: ErrorCode | None = None
 
 
-BODIES: dict[str, type[Where]] = {
-    "plug": Where,
-    "unplug": Where,
-    "start": Start,
-    "stop": Where,
-    "fault": Fault,
-    "clear-fault": Where,
-}
+ACTIONS = ("plug", "unplug", "start", "stop", "fault", "clear-fault")
 
 
 class ActionResult(BaseModel):
@@ -102,19 +80,20 @@ class LocationActionResult(BaseModel):
     data: list[ActionResult]
 
 
-def _body(action: str, raw: bytes) -> Where | Response:
-    kind = BODIES.get(action)
-    if kind is None:
-        allowed = ", ".join(BODIES)
-        return unprocessable([issue(["path", "action"], f"unknown action (one of {allowed})", "enum")])
+def _body(action: str, raw: bytes) -> ChargerActionRequest | Response:
+    if action not in ACTIONS:
+        return unprocessable([issue(["path", "action"], f"unknown action (one of {', '.join(ACTIONS)})", "enum")])
     if len(raw) > 4096:
         return unprocessable([issue(["body"], "at most 4096 bytes", "too_long")])
     try:
-        return kind.model_validate(json.loads(raw) if raw.strip() else {})
+        body = ChargerActionRequest.model_validate(json.loads(raw) if raw.strip() else {})
     except ValidationError as exc:
         return from_validation_error(exc, "body")
     except (ValueError, RecursionError):
         return unprocessable([issue(["body"], "not a JSON object", "json_invalid")])
+    if action == "start" and body.token_uid is None:
+        return unprocessable([issue(["body", "token_uid"], "required to start a session", "missing")])
+    return body
 
 
 async def charger_action(request: Request) -> Response:
@@ -190,17 +169,19 @@ async def _target(
     return target
 
 
-async def _payload(session: Any, cpo_id: int, action: str, body: Where, target: Target) -> dict[str, Any]:
+async def _payload(
+    session: Any, cpo_id: int, action: str, body: ChargerActionRequest, target: Target
+) -> dict[str, Any]:
     """The `simulate` DataTransfer data (app/sim/simulate.py): the sim's action names, OCPP numbering."""
     data: dict[str, Any] = {"action": action.replace("-", "_"), "connector_id": target.ocpp_connector_id}
     if target.ocpp_version != "1.6":
         data["evse_id"] = target.ocpp_evse_id
-    if isinstance(body, Start):
-        uid = body.token_uid
+    if action == "start":
+        uid = str(body.token_uid)
         data["id_tag"] = await remember_id_tag(session, cpo_id, uid) if target.ocpp_version == "1.6" else uid
         data |= {k: v for k in ("target_kwh", "soc_percent", "duration_s") if (v := getattr(body, k)) is not None}
-    if isinstance(body, Fault):
-        data["error_code"] = body.error_code
+    if action == "fault":
+        data["error_code"] = body.error_code or "OtherError"
     return data
 
 

@@ -22,7 +22,8 @@ SCHEMA_DESCRIPTIONS = {
     "ChargerActionRequest": "What a simulation action takes. `evse_uid` / `connector_id` (OCPI ids; default the "
     "charger's first EVSE and its first connector) for every action; `start`: `token_uid` (required), and "
     "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
-    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). A field another action takes is a 422.",
+    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). An action ignores the fields of the others; "
+    "an unknown field is a 422.",
     "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
     "list also REJECTED / FAILED with the charger's reason in `message`.",
     "LocationActionResult": "The action's result on each EVSE of the location.",

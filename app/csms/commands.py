@@ -37,6 +37,7 @@ log = logging.getLogger("cpolab.csms.commands")
 CALLS = {"1.6": ocpp.v16.call, "2.0.1": ocpp.v201.call}
 RECONNECT_MAX_S = 30.0
 MAX_CONCURRENT_CALLS = 200  # calls in flight from one API process (each is one await on a socket)
+STOP_TIMEOUT_S = 7.0  # the worker's own graceful timeout (≤ 5 s) plus its final RPCs
 
 
 def _plain(value: Any) -> Any:
@@ -138,8 +139,9 @@ class CommandWorker:
         if self._task is None:
             return
         if self._worker is not None and self._worker.is_running:
+            # Bounded: a slow or hung Temporal must not hold up the API's exit (SIGTERM → stop grace).
             with contextlib.suppress(Exception):
-                await self._worker.shutdown()
+                await asyncio.wait_for(self._worker.shutdown(), STOP_TIMEOUT_S)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.csms.connections import write_lock
 from app.settings import get_settings
 from app.store.db import Database, utcnow
+from app.store.live import of_live_cpos
 from app.store.tables import OcppLogRow
 
 log = logging.getLogger("cpolab.csms.log")
@@ -93,7 +94,9 @@ class _Writer:
                 return
             try:
                 async with write_lock(self.db), self.db.session() as session, session.begin():
-                    await (await session.connection()).execute(insert(OcppLogRow), rows)
+                    rows = await of_live_cpos(session, rows)  # frames of a torn-down CPO: not kept
+                    if rows:
+                        await (await session.connection()).execute(insert(OcppLogRow), rows)
             except Exception:  # the log must never break OCPP traffic
                 log.exception("dropping %d OCPP log entries", len(rows))
                 return

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.settings import get_settings
 from app.store.db import Database, utcnow
+from app.store.live import of_live_cpos
 from app.store.ocpi_tables import OcpiLogRow, OcpiRejectedCount
 
 log = logging.getLogger("cpolab.ocpi.log")
@@ -96,6 +97,7 @@ class _Writer:
                 return
             try:
                 async with self.db.session() as session, session.begin():
+                    rows = await of_live_cpos(session, rows)
                     if rows:
                         await session.execute(insert(OcpiLogRow), rows)
                     if rejected:

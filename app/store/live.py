@@ -1,0 +1,23 @@
+"""Rows written after the fact (buffered logs, deliveries in flight) must not outlive their CPO."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.store.tables import Cpo
+
+GONE = ("DESTROYING", "DESTROYED")  # a CPO being or already torn down keeps no new rows
+
+
+async def of_live_cpos(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows (each with a `cpo_id`) whose CPO still exists and is not being torn down: a frame or a
+    push logged after its CPO's teardown deleted the log would otherwise stay behind it."""
+    cpo_ids = {row["cpo_id"] for row in rows}
+    if not cpo_ids:
+        return rows
+    query = select(Cpo.id).where(Cpo.id.in_(cpo_ids), Cpo.status.not_in(GONE))  # type: ignore[attr-defined]
+    live = set((await session.execute(query)).scalars())
+    return [row for row in rows if row["cpo_id"] in live]
