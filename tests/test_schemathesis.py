@@ -87,7 +87,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(stack: Stack, 
         "--no-color",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": __name__, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=360, check=False, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
     operations = sum(
         len({"get", "post", "patch", "delete"} & set(item)) for item in openapi_document()["paths"].values()
