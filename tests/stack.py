@@ -195,8 +195,12 @@ async def wait_status(
     timeout: float = 60.0,
 ) -> dict[str, object]:
     deadline = time.monotonic() + timeout
+    body: dict[str, object] = {}
     while True:
-        body = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+        try:
+            body = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
+        except httpx.TransportError:  # a kept-alive connection the server closed under load: ask again
+            body = {}
         if body.get("status") in wanted:
             return body
         if time.monotonic() > deadline:
