@@ -29,7 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.charging.authorization import remember_id_tag
-from app.control.common import cpo_call, database, gateway, owned_cpo
+from app.control.chargers import MAX_IDENTITY
+from app.control.common import CpoCall, cpo_call, database, gateway, owned_cpo
 from app.control.temporal_gateway import BackendUnavailable
 from app.ocpi.command_models import CommandInput, CommandOutcome, OcppCall
 from app.ocpi.command_targets import Rejected, Target, evse_target
@@ -96,15 +97,26 @@ def _body(action: str, raw: bytes) -> ChargerActionRequest | Response:
     return body
 
 
-async def charger_action(request: Request) -> Response:
+async def _prologue(request: Request) -> tuple[CpoCall, str, ChargerActionRequest] | Response:
+    """Token and scope, the path id, the action and its body (422), then the CPO's ownership (404)."""
     call = cpo_call(request, WRITE)
-    identity, action = request.path_params["identity"], request.path_params["action"]
+    action = request.path_params["action"]
     body = _body(action, await request.body())
     if isinstance(body, Response):
         return body
     await owned_cpo(request, call.principal, call.cpo_id)
+    return call, action, body
+
+
+async def charger_action(request: Request) -> Response:
+    checked = await _prologue(request)
+    if isinstance(checked, Response):
+        return checked
+    call, action, body = checked
+    identity = request.path_params["identity"]
     async with database(request).session() as session:
-        charger = await session.get(ChargerRow, (call.cpo_id, identity)) if len(identity) <= 255 else None
+        known = len(identity) <= MAX_IDENTITY
+        charger = await session.get(ChargerRow, (call.cpo_id, identity)) if known else None
         if charger is None:
             raise HTTPException(404, f"charger {identity} not found")
         evse_uid = body.evse_uid or await _first_evse(session, call.cpo_id, identity)
@@ -116,12 +128,11 @@ async def charger_action(request: Request) -> Response:
 
 async def location_action(request: Request) -> Response:
     """The action on every EVSE of the location (each EVSE's first connector unless `connector_id`)."""
-    call = cpo_call(request, WRITE)
-    location_id, action = request.path_params["location_id"], request.path_params["action"]
-    body = _body(action, await request.body())
-    if isinstance(body, Response):
-        return body
-    await owned_cpo(request, call.principal, call.cpo_id)
+    checked = await _prologue(request)
+    if isinstance(checked, Response):
+        return checked
+    call, action, body = checked
+    location_id = request.path_params["location_id"]
     async with database(request).session() as session:
         uids = (
             await session.execute(
