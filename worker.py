@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from datetime import timedelta
 
 import ocpp.messages
@@ -214,6 +216,13 @@ def main() -> None:
         await (run_sim_worker(stop) if args.role == "sim" else run_worker(stop))
 
     asyncio.run(_main())
+    # The Temporal SDK core's threads can outlive the event loop and abort the interpreter while it
+    # finalizes ("PyGILState_Release … finalizing", temporalio/sdk-python#300): everything is
+    # stopped and flushed here, so leave without finalizing.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ async def test_devstack_restart_resumes_cpos_and_workflows(tmp_path: Path) -> No
             assert f"CPO {created['cpo_id']} created: small-urban-ac FR*RUN (org dev)" in log.read_text()
     finally:
         interrupt(proc)
-    assert "WARN" not in log.read_text(), "Temporal's output belongs in var/temporal.log"
+    # The dev server logs `time=… level=…` lines (the SDK core in a worker may warn about a slow task).
+    assert "level=" not in log.read_text(), "Temporal's output belongs in var/temporal.log"
+    assert "Fatal Python error" not in log.read_text()
     assert (tmp_path / "var" / "temporal.db").exists() and (tmp_path / "var" / "cpolab.db").exists()
     with pytest.raises(httpx.TransportError):  # everything stopped, the API port included
         httpx.get(f"{base}/healthz", timeout=2)
