@@ -13,7 +13,7 @@ charger's OCPI EVSEs follow from its model (`_LAYOUTS`):
 - 2: every charger exposes the model's outputs, whatever its OCPP version. An OCPI EVSE charges one
   vehicle at a time, and so does an output, however many cables it has.
 - 3 (`GENERATOR_VERSION`): the layout of 2, and the network is true to its country
-  (`_location_v3`, `_tariffs_v3`): the region's hardware (the blueprint's `regional_models`), real
+  (`_location_v3`, `app.network.tariff_plans`): the region's hardware (the blueprint's `regional_models`), real
   cities with their real postal codes (`app.network.postal`), points that stay in the country with
   the time zone of the point (`geography.settle`), `state` where the country has one, opening hours
   and publication by site type (`app.network.sites`), tariffs only for power classes present, `vat`
@@ -39,15 +39,12 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
 from app.network.blueprint import Blueprint
 from app.network.catalog import (
     OVERRIDE_KEYS,
     ChargerModel,
     Connector,
-    Currency,
-    TariffElement,
     TariffProfile,
     power_class,
     validate_overrides,
@@ -57,22 +54,18 @@ from app.network.plans import (
     GENERATOR_VERSION,
     ChargerPlan,
     ConnectorPlan,
-    DisplayText,
     EvsePlan,
     LocationPlan,
     NetworkPlan,
     NetworkShape,
     NetworkSpec,
-    PriceComponentPlan,
-    TariffElementPlan,
     TariffPlan,
-    TariffRestrictionsPlan,
     plan_dict,
 )
 from app.network.postal import cities_with_codes, real_postal_code
 from app.network.regional import CARD_CAPABILITIES
 from app.network.sites import site_access
-from app.network.tariff_text import alt_texts
+from app.network.tariff_plans import legacy_tariff, realistic_tariff
 
 # The plan types live in app.network.plans; callers import them from here with the functions.
 __all__ = [
@@ -411,64 +404,13 @@ def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) 
 # ---- tariffs -------------------------------------------------------------------------------------
 
 
-_UNIT_TEXT = {"ENERGY": "/kWh", "TIME": "/h charging", "PARKING_TIME": "/h parking", "FLAT": " per session"}
-
-
-def _element(element: TariffElement, cur: Currency, vat: Decimal | None = None) -> TariffElementPlan:
-    quantum = Decimal(1).scaleb(-cur.decimals)
-    restrictions = element.restrictions
-    return TariffElementPlan(
-        price_components=tuple(
-            PriceComponentPlan(
-                type=pc.type,
-                price=float((pc.price_eur * cur.per_eur).quantize(quantum, rounding=ROUND_HALF_UP)),
-                step_size=pc.step_size,
-                vat=None if vat is None else float(vat),
-            )
-            for pc in element.price_components
-        ),
-        restrictions=None if restrictions is None else TariffRestrictionsPlan(**restrictions.model_dump()),
-    )
-
-
-def _alt_text(elements: tuple[TariffElementPlan, ...], currency: str, decimals: int) -> str:
-    parts = []
-    for element in elements:
-        r = element.restrictions or TariffRestrictionsPlan()
-        when = f" {r.start_time}-{r.end_time}" if r.start_time and r.end_time else ""
-        when += f" after {r.min_duration // 60} min" if r.min_duration else ""
-        when += f" for the first {r.max_duration // 60} min" if r.max_duration else ""
-        parts += [f"{c.price:.{decimals}f} {currency}{_UNIT_TEXT[c.type]}{when}" for c in element.price_components]
-    return "; ".join(parts) + " (excl. VAT)"
-
-
-def _tariffs_v3(r: _Resolved) -> list[TariffPlan]:
-    country = r.bp.country
-    realism = country.realism
-    assert realism is not None  # _resolve refuses a v3 spec without it
-    code, cur = country.currency, country.rate
-    vat = realism.vat_percent if realism.vat_known else None
-    plans = []
-    for t in r.tariffs:
-        elements = tuple(_element(e, cur, vat) for e in t.profile.elements)
-        texts = alt_texts(elements, code, cur.decimals, vat, realism.texts, ad_hoc=t.type == "AD_HOC_PAYMENT")
-        plans.append(TariffPlan(t.id, code, t.type, elements, texts))
-    return plans
-
-
 def generate_tariffs(spec: NetworkSpec, bp: Blueprint) -> list[TariffPlan]:
     """The network's tariffs, priced in the country's currency: versions 1 and 2 one per power class
     of the template; version 3 see `_tariff_slots`."""
     r = _resolve(spec, bp)
     if spec.generator_version >= _REALISTIC:
-        return _tariffs_v3(r)
-    code, cur = bp.country.currency, bp.country.rate
-    plans = []
-    for profile in bp.template.tariffs:
-        elements = tuple(_element(e, cur) for e in profile.elements)
-        alt_text = (DisplayText("en", _alt_text(elements, code, cur.decimals)),)
-        plans.append(TariffPlan(profile.id, code, profile.type, elements, alt_text))
-    return plans
+        return [realistic_tariff(t.profile, t.id, t.type, bp.country) for t in r.tariffs]
+    return [legacy_tariff(profile, bp.country) for profile in bp.template.tariffs]
 
 
 # ---- whole network -------------------------------------------------------------------------------
