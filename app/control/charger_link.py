@@ -59,7 +59,9 @@ async def switch(request: Request, cpo_id: int, identity: str, action: str) -> S
         return Switched(action_id, done)
     closed = await _close(request, action_id, cpo_id, identity, holder, DETACHED if detaching else ATTACHED)
     which = "the simulator's" if detaching else "the external client's"
-    return Switched(action_id, f"{done} ({which} connection {'closed' if closed else 'closes at its next write'})")
+    settings = request.app.state.settings
+    later = f"closes within {settings.csms_touch_interval:g} s (its process's next touch)"
+    return Switched(action_id, f"{done} ({which} connection {'closed' if closed else later})")
 
 
 async def _close(

@@ -171,7 +171,9 @@ class Csms:
             finally:
                 self._claiming.discard(connection.connection_id)
         if layout is None:
-            reason = "a newer simulator pod generation holds this charger"
+            # (or a `detach` committed between the upgrade's check and this claim: the pod then
+            # waits its plain refusal backoff, ≤ refused_wait, once)
+            reason = "a newer simulator pod generation holds this charger, or it was just detached"
             await self._deny(websocket, upgrade.Denial(409, reason), cpo_id_text, identity)
             return
         if connection.ended:  # replaced while being claimed
