@@ -49,6 +49,7 @@ from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
 from app.tools.open_files import raise_open_files_limit
+from workflows.charger_link import ChargerDisconnectWorkflow
 from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 from workflows.ocpi_command import OcpiCommandWorkflow
@@ -75,7 +76,14 @@ def make_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CpoWorkflow, ChargerPodWorkflow, CpoTeardownWorkflow, ReconcilerWorkflow, OcpiCommandWorkflow],
+        workflows=[
+            CpoWorkflow,
+            ChargerPodWorkflow,
+            CpoTeardownWorkflow,
+            ReconcilerWorkflow,
+            OcpiCommandWorkflow,
+            ChargerDisconnectWorkflow,
+        ],
         activities=[
             acts.record_status,
             acts.create_network,

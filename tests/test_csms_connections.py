@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from app.csms import detach
 from app.network import evse_state
 from app.store.db import Database
 from tests.csms_support import FAST_TABLE, CsmsApi, OcppClient, eventually, open_charger, upgrade_refused
@@ -244,6 +245,69 @@ async def test_a_detached_charger_stays_detached(api: CsmsApi) -> None:
     await client.ws.close()
     await eventually(lambda: row(api, cpo, charger)[1:3] == (None, None), timeout=2)
     assert row(api, cpo, charger)[0] == "DETACHED" and evses(api, cpo, charger) == {"UNKNOWN"}
+
+
+async def test_detach_and_attach_move_the_row_and_refuse_pods_meanwhile(api: CsmsApi) -> None:
+    """app.csms.detach on its own (the control plane also closes the old socket at once, through
+    Temporal; here the holder notices the lost row at its next touch)."""
+    cpo = new_cpo(api)
+    charger = cpo.of_version("1.6")[0]
+    db = Database(api.database.url)
+    try:
+        pod = await online(api.ws_url, cpo, charger, generation=7)
+        held_by = row(api, cpo, charger)[2]
+        holder = await detach.set_detached(db, (cpo.cpo_id, charger.identity), True)
+        assert holder is not None and holder.connection_id == held_by
+        assert row(api, cpo, charger)[:3] == ("DETACHED", None, None) and evses(api, cpo, charger) == {"UNKNOWN"}
+        assert await closed_with(pod, timeout=5) == 4001  # its row went: closed at the next touch
+        with pytest.raises(detach.WrongState):
+            await detach.set_detached(db, (cpo.cpo_id, charger.identity), True)
+        with pytest.raises(detach.NotFound):
+            await detach.set_detached(db, (cpo.cpo_id, "nobody"), True)
+        # A pod (any generation) is refused with a short Retry-After; another client is served and
+        # the charger stays DETACHED while it reports.
+        code, headers, _ = await upgrade_refused(open_charger(api.ws_url, cpo.cpo_id, charger, generation=2**40))
+        assert (code, headers["retry-after"]) == (409, "5")
+        user = await online(api.ws_url, cpo, charger)
+        status, _, connection_id, generation, _ = row(api, cpo, charger)
+        assert (status, generation) == ("DETACHED", 7) and connection_id is not None
+        assert evses(api, cpo, charger) == {"AVAILABLE"}
+        holder = await detach.set_detached(db, (cpo.cpo_id, charger.identity), False)
+        assert holder is not None and holder.connection_id == connection_id
+        assert row(api, cpo, charger)[:3] == ("OFFLINE", None, None) and evses(api, cpo, charger) == {"UNKNOWN"}
+        assert await closed_with(user, timeout=5) == 4001
+        with pytest.raises(detach.WrongState):
+            await detach.set_detached(db, (cpo.cpo_id, charger.identity), False)
+        # Attached: our pod's generation is admitted again.
+        pod = await online(api.ws_url, cpo, charger, generation=8)
+        assert row(api, cpo, charger)[0] == "ONLINE"
+        await pod.ws.close()
+    finally:
+        await db.dispose()
+
+
+async def test_a_detached_charger_held_by_a_dead_process_is_swept_and_stays_detached(api: CsmsApi) -> None:
+    """The row as a killed API process leaves it (the user's client was connected there): not touched
+    since long ago. A live process's sweeper takes the connection away and keeps DETACHED."""
+    cpo = new_cpo(api)
+    charger = cpo.of_version("2.0.1")[0]
+    client = await online(api.ws_url, cpo, charger)  # its EVSEs AVAILABLE
+    await client.ws.close()
+    await eventually(lambda: row(api, cpo, charger)[2] is None, timeout=5)
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    api.database.query(
+        "UPDATE charger SET status = 'DETACHED', api_instance = 'dead', connection_id = 'gone', last_seen_at = ?"
+        " WHERE cpo_id = ? AND identity = ?",
+        long_ago.replace(tzinfo=None) if api.database.url.startswith("sqlite") else long_ago,
+        cpo.cpo_id,
+        charger.identity,
+    )
+    api.database.query(
+        "UPDATE evse SET status = 'AVAILABLE' WHERE cpo_id = ? AND charger_identity = ?", cpo.cpo_id, charger.identity
+    )
+    bound = 3 * float(FAST_TABLE["CPOLAB_CSMS_TOUCH_INTERVAL"]) + 2
+    await eventually(lambda: row(api, cpo, charger)[:3] == ("DETACHED", None, None), timeout=bound)
+    assert evses(api, cpo, charger) == {"UNKNOWN"}
 
 
 async def test_held_chargers_are_touched(api: CsmsApi) -> None:

@@ -16,10 +16,11 @@ from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 
 from app.network.topology import ocpp_connectors
 from app.sim import ChargerConfig, Pod, SimEvse, Tunables
-from app.sim.backoff import reconnect_wait, unit_jitter
+from app.sim.backoff import reconnect_wait, retry_after, unit_jitter
 from app.sim.config import connector_layout
 from tests.ocpp_csms_peer import CsmsPeer
 
@@ -164,6 +165,19 @@ def test_jitter_is_deterministic_and_backoff_doubles_up_to_a_cap() -> None:
     t = Tunables(backoff_min=1, backoff_range=2, backoff_doublings=3, refused_wait=60)
     assert [reconnect_wait(t, n, 0.5, refused=False) for n in range(6)] == [2, 3, 5, 9, 9, 9]
     assert reconnect_wait(t, 0, 0.5, refused=True) == 61
+
+
+def test_a_refusal_with_retry_after_is_retried_then_within_the_refused_bound() -> None:
+    t = Tunables(backoff_min=1, backoff_range=2, backoff_doublings=3, refused_wait=60)
+    # However many failures: Retry-After plus jitter, at least backoff_min, at most refused_wait.
+    assert [reconnect_wait(t, n, 0.5, refused=True, retry_after=5) for n in (0, 9)] == [6, 6]
+    assert reconnect_wait(t, 0, 0.5, refused=True, retry_after=0) == 2
+    assert reconnect_wait(t, 0, 0.5, refused=True, retry_after=3600) == 61
+    assert reconnect_wait(t, 0, 0.5, refused=False, retry_after=5) == 2  # only a refusal reads it
+    assert retry_after(Headers({"Retry-After": " 5 "})) == 5
+    for bad in ("soon", "-1", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "9999999"):
+        assert retry_after(Headers({"Retry-After": bad})) is None, bad
+    assert retry_after(Headers()) is None
 
 
 # --- boot and registration ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from ocpp.v16.enums import ChargePointErrorCode
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.charging.authorization import remember_id_tag
+from app.control.charger_link import LINK_ACTIONS, switch
 from app.control.chargers import MAX_IDENTITY
 from app.control.common import CpoCall, cpo_call, database, gateway, owned_cpo
 from app.control.temporal_gateway import BackendUnavailable
@@ -65,7 +67,7 @@ class ChargerActionRequest(BaseModel):
     error_code: ErrorCode | None = None
 
 
-ACTIONS = ("plug", "unplug", "start", "stop", "fault", "clear-fault")
+ACTIONS = ("plug", "unplug", "start", "stop", "fault", "clear-fault", *LINK_ACTIONS)
 
 
 class ActionResult(BaseModel):
@@ -94,6 +96,9 @@ def _body(action: str, raw: bytes) -> ChargerActionRequest | Response:
         return unprocessable([issue(["body"], "not a JSON object", "json_invalid")])
     if action == "start" and body.token_uid is None:
         return unprocessable([issue(["body", "token_uid"], "required to start a session", "missing")])
+    if action in LINK_ACTIONS:
+        for name in body.model_dump(exclude_none=True).keys() - {"evse_uid"}:
+            return unprocessable([issue(["body", name], f"{action} acts on the whole charger", "extra_forbidden")])
     return body
 
 
@@ -121,8 +126,17 @@ async def charger_action(request: Request) -> Response:
             raise HTTPException(404, f"charger {identity} not found")
         evse_uid = body.evse_uid or await _first_evse(session, call.cpo_id, identity)
         target = await _target(session, call.cpo_id, charger.location_id, evse_uid, body.connector_id, identity)
-        payload = await _payload(session, call.cpo_id, action, body, target)
-        await session.commit()  # the idTag mapping of a long token uid
+        if action in LINK_ACTIONS:
+            payload = None
+        else:
+            payload = await _payload(session, call.cpo_id, action, body, target)
+            await session.commit()  # the idTag mapping of a long token uid
+    if payload is None:
+        done = await switch(request, call.cpo_id, identity, action)
+        result = ActionResult(
+            action_id=done.action_id, identity=identity, evse_uid=evse_uid, status="ACCEPTED", message=done.message
+        )
+        return model_response(result, status_code=202)
     return model_response(await _run(request, call.cpo_id, target, evse_uid, payload), status_code=202)
 
 
@@ -149,12 +163,32 @@ async def location_action(request: Request) -> Response:
             if not uids:
                 raise HTTPException(404, f"EVSE {body.evse_uid} not found at location {location_id}")
         planned = []
-        for uid, identity in uids:
+        for uid, identity in uids if action not in LINK_ACTIONS else ():
             target = await _target(session, call.cpo_id, location_id, uid, body.connector_id, identity)
             planned.append((target, uid, await _payload(session, call.cpo_id, action, body, target)))
         await session.commit()
+    if action in LINK_ACTIONS:
+        return await _switch_location(request, call.cpo_id, action, uids)
     results = await asyncio.gather(*(_run(request, call.cpo_id, t, uid, p, strict=False) for t, uid, p in planned))
     return model_response(LocationActionResult(data=list(results)), status_code=202)
+
+
+async def _switch_location(request: Request, cpo_id: int, action: str, uids: Sequence[Any]) -> Response:
+    """detach / attach once per charger of the location (named by its first EVSE there)."""
+    firsts = {identity: uid for uid, identity in reversed(uids)}
+    switched = await asyncio.gather(*(_switch_quietly(request, cpo_id, i, uid, action) for i, uid in firsts.items()))
+    return model_response(LocationActionResult(data=sorted(switched, key=lambda r: r.evse_uid)), status_code=202)
+
+
+async def _switch_quietly(request: Request, cpo_id: int, identity: str, evse_uid: str, action: str) -> ActionResult:
+    """detach / attach of one charger of a location: a refusal is REJECTED in the list, not a 409."""
+    try:
+        done = await switch(request, cpo_id, identity, action)
+    except HTTPException as exc:
+        return ActionResult(action_id="", identity=identity, evse_uid=evse_uid, status="REJECTED", message=exc.detail)
+    return ActionResult(
+        action_id=done.action_id, identity=identity, evse_uid=evse_uid, status="ACCEPTED", message=done.message
+    )
 
 
 async def _first_evse(session: Any, cpo_id: int, identity: str) -> str:

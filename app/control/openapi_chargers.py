@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.control import schemas as s
-from app.control.charger_actions import ActionResult, ChargerActionRequest, LocationActionResult
+from app.control.charger_actions import ACTIONS, ActionResult, ChargerActionRequest, LocationActionResult
 from app.control.openapi_parts import CPO_ID, CPO_NOT_FOUND, INVALID, PAGING, REF, operation, ref, response
 
 SCHEMA_DESCRIPTIONS = {
@@ -16,17 +16,19 @@ SCHEMA_DESCRIPTIONS = {
     "ChargerDetail": "One charger and its CSMS connection.",
     "ChargerList": "One page of a CPO's chargers, ordered by identity.",
     "ChargerState": "A charger's connection to the CSMS: BOOTING (connected, not yet reported), ONLINE (booted "
-    "and reported its status), OFFLINE (not connected), DETACHED (deliberately disconnected).",
+    "and reported its status), OFFLINE (not connected), DETACHED (handed to your own OCPP client by `detach`, "
+    "connected or not, until `attach`).",
     "OcppLogEntry": "One OCPP-J frame between a charger and the CSMS.",
     "OcppLogPage": "One page of a charger's OCPP frames, newest first.",
     "ChargerActionRequest": "What a simulation action takes. `evse_uid` / `connector_id` (OCPI ids; default the "
     "charger's first EVSE and its first connector) for every action; `start`: `token_uid` (required), and "
     "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
     "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). An action ignores the fields of the others; "
-    "an unknown field is a 422.",
+    "an unknown field is a 422. `detach` / `attach` act on the whole charger: only `evse_uid` (one of its EVSEs).",
     "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
     "list also REJECTED / FAILED with the charger's reason in `message`.",
-    "LocationActionResult": "The action's result on each EVSE of the location.",
+    "LocationActionResult": "The action's result on each EVSE of the location (`detach` / `attach`: on each "
+    "charger, named by its first EVSE there).",
 }
 
 ACTION = {
@@ -34,7 +36,7 @@ ACTION = {
     "in": "path",
     "required": True,
     "description": "What happens at the charger.",
-    "schema": {"type": "string", "enum": ["plug", "unplug", "start", "stop", "fault", "clear-fault"]},
+    "schema": {"type": "string", "enum": list(ACTIONS)},
 }
 LOCATION_ID = {
     "name": "location_id",
@@ -50,7 +52,12 @@ _ACTION_DESCRIPTION = (
     "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`. It reaches the "
     "charger over OCPP (DataTransfer `cpolab`/`simulate`) through whichever API process holds its "
     "connection; the answer waits for the charger, at most `CPOLAB_COMMAND_CHARGER_TIMEOUT` + 5 s (then "
-    "PENDING). `suspend-ev`, `detach` and `attach` are not available yet."
+    "PENDING). `detach` hands the charger's identity to your own OCPP client: the charger reads DETACHED (kept "
+    "across restarts), the simulator's connection is closed (WebSocket 4002), our pods are refused (409, "
+    "`Retry-After: 5`) and any other client with the charger's credentials (`getCharger`) is served, its "
+    "statuses and transactions reaching OCPI like any charger's. `attach` closes that client (4003) and the "
+    "simulator takes the charger back, ONLINE within ~10 s. 409: `detach` of a detached charger, `attach` of "
+    "one that is not, or another action on a detached charger. `suspend-ev` is not available yet."
 )
 
 IDENTITY = {
@@ -132,7 +139,8 @@ def charger_paths() -> dict[str, Any]:
                     "404": response("No such CPO, charger, EVSE or connector.", s.HttpError),
                     "409": response(
                         "The charger is not online, or refused the action in its state (`detail` gives its reason), "
-                        "or is an external OCPP client that does not simulate.",
+                        "or is an external OCPP client that does not simulate; `detach` of a detached charger, "
+                        "`attach` of one that is not.",
                         s.HttpError,
                     ),
                     "422": INVALID,
@@ -159,7 +167,8 @@ def charger_paths() -> dict[str, Any]:
                 tag="Chargers",
                 scope="cpos:write",
                 description="The charger action on each EVSE of the location (at most 200), each EVSE's first "
-                "connector unless `connector_id`; `evse_uid` narrows it to one EVSE.",
+                "connector unless `connector_id`; `evse_uid` narrows it to one EVSE. `detach` / `attach`: once per "
+                "charger, a charger already in that state REJECTED in the list.",
                 body=_ACTION_BODY,
             ),
         },

@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from app.csms.runtime import Csms
 from app.lifecycle import temporal_client
 from app.observability.temporal import LogContextInterceptor
-from app.ocpi.command_models import OcppAnswer, OcppCall, csms_queue
+from app.ocpi.command_models import ConnectionClose, OcppAnswer, OcppCall, csms_queue
 from app.settings import Settings
 
 log = logging.getLogger("cpolab.csms.commands")
@@ -87,6 +87,12 @@ class CommandSender:
         status = fields.pop("status", None)
         return OcppAnswer(status=None if status is None else str(status), payload=fields)
 
+    @activity.defn(name="close_charger_connection")
+    async def close_connection(self, close: ConnectionClose) -> bool:
+        """Close the charger's socket if it is still this connection (False: not here any more)."""
+        key = (close.cpo_id, close.identity)
+        return await self.csms.disconnect(key, close.connection_id, close.code, close.reason)
+
 
 class CommandWorker:
     """The `csms-{api_instance}` worker of one API process (started and stopped by its lifespan)."""
@@ -122,7 +128,7 @@ class CommandWorker:
             self._worker = Worker(
                 client,
                 task_queue=self.task_queue,
-                activities=[sender.send_ocpp_call],
+                activities=[sender.send_ocpp_call, sender.close_connection],
                 max_concurrent_activities=MAX_CONCURRENT_CALLS,
                 graceful_shutdown_timeout=timedelta(seconds=min(self.settings.worker_shutdown_grace, 5.0)),
                 interceptors=[LogContextInterceptor()],

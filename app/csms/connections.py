@@ -49,22 +49,37 @@ _KEYS = {"b_cpos": bindparam("b_cpos", expanding=True), "b_ids": bindparam("b_id
 # Separate INs use the (cpo_id, identity) key on both databases (a row-value IN scans on SQLite); the
 # rows they return beyond the pairs asked for are dropped in Python.
 _FIND = (
-    select(CH.c.cpo_id, CH.c.identity, CH.c.ocpp_version, CH.c.password_hash, CH.c.last_boot_at, Cpo.status)  # type: ignore[call-overload]
+    select(  # type: ignore[call-overload]
+        CH.c.cpo_id,
+        CH.c.identity,
+        CH.c.ocpp_version,
+        CH.c.password_hash,
+        CH.c.last_boot_at,
+        CH.c.status.label("charger_status"),
+        Cpo.status,
+    )
     .join(Cpo, Cpo.id == CH.c.cpo_id)  # type: ignore[arg-type]
     .where(CH.c.cpo_id.in_(_KEYS["b_cpos"]), CH.c.identity.in_(_KEYS["b_ids"]))
 )
+_DETACHED = ChargerState.DETACHED.value
 _CLAIM_VALUES = {
     "api_instance": bindparam("b_instance"),
     "connection_id": bindparam("b_connection"),
-    "status": bindparam("b_status"),
+    # A detached charger stays DETACHED while the user's own client holds it.
+    "status": case((CH.c.status == _DETACHED, CH.c.status), else_=bindparam("b_status")),
     "last_seen_at": bindparam("b_now"),
 }
 _AT_KEY = (CH.c.cpo_id == bindparam("b_cpo"), CH.c.identity == bindparam("b_identity"))
 _CLAIM = update(CH).where(*_AT_KEY).values(**_CLAIM_VALUES)
-# With a pod generation: only when it is not lower than the stored one.
+# With a pod generation (our simulator): only when it is not lower than the stored one, and never a
+# detached charger (the upgrade refused it already; this closes the race with a `detach`).
 _CLAIM_FENCED = (
     update(CH)
-    .where(*_AT_KEY, or_(CH.c.pod_generation.is_(None), CH.c.pod_generation <= bindparam("b_gen")))
+    .where(
+        *_AT_KEY,
+        or_(CH.c.pod_generation.is_(None), CH.c.pod_generation <= bindparam("b_gen")),
+        CH.c.status != _DETACHED,
+    )
     .values(**_CLAIM_VALUES, pod_generation=bindparam("b_gen"))
 )
 _HOLDERS = select(CH.c.connection_id).where(
@@ -103,6 +118,7 @@ class ChargerRecord:
     ocpp_version: str
     password_hash: str
     booted_before: bool  # a BootNotification was accepted on some earlier connection
+    detached: bool = False  # handed to the user's own OCPP client (our pods are refused)
 
 
 @dataclass(frozen=True)
@@ -149,7 +165,7 @@ class Fence:
 
 def _keep_detached(state: ChargerState) -> Any:
     """`status = state`, except a DETACHED charger stays DETACHED (simulation control set it)."""
-    return case((CH.c.status == ChargerState.DETACHED.value, CH.c.status), else_=state.value)
+    return case((CH.c.status == _DETACHED, CH.c.status), else_=state.value)
 
 
 def _row(key: ChargerKey) -> ColumnElement[bool]:
@@ -201,7 +217,12 @@ class ConnectionTable:
         wanted = set(keys)
         return {
             (row.cpo_id, row.identity): ChargerRecord(
-                row.cpo_id, row.identity, row.ocpp_version, row.password_hash, row.last_boot_at is not None
+                row.cpo_id,
+                row.identity,
+                row.ocpp_version,
+                row.password_hash,
+                row.last_boot_at is not None,
+                row.charger_status == _DETACHED,
             )
             for row in rows
             if (row.cpo_id, row.identity) in wanted and row.status not in GONE
@@ -313,7 +334,11 @@ class ConnectionTable:
         Idempotent, and safe in every API process at once: each row is re-checked by its UPDATE."""
         cutoff = now - timedelta(seconds=stale_after)
         stale = and_(
-            CH.c.status.in_([s.value for s in CONNECTED_STATES]),
+            # A detached charger held by a dead process (the user's client) loses its connection too.
+            or_(
+                CH.c.status.in_([s.value for s in CONNECTED_STATES]),
+                and_(CH.c.status == _DETACHED, CH.c.connection_id.is_not(None)),
+            ),
             or_(CH.c.last_seen_at.is_(None), CH.c.last_seen_at < cutoff),
             # Our own rows are kept by our touch: a busy (not dead) process must not sweep itself.
             or_(CH.c.api_instance.is_(None), CH.c.api_instance != self.api_instance),
@@ -331,7 +356,7 @@ class ConnectionTable:
                 result = await conn.execute(
                     update(CH)
                     .where(_row((cpo_id, identity)), stale, CH.c.connection_id.is_not_distinct_from(connection_id))
-                    .values(status=ChargerState.OFFLINE.value, api_instance=None, connection_id=None)
+                    .values(status=_keep_detached(ChargerState.OFFLINE), api_instance=None, connection_id=None)
                 )
                 if result.rowcount:
                     await evse_state.charger_unknown(session, cpo_id=cpo_id, identity=identity, now=now)

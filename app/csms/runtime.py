@@ -37,6 +37,9 @@ log = logging.getLogger("cpolab.csms")
 CHARGE_POINTS = {"1.6": CsmsChargePointV16, "2.0.1": CsmsChargePointV201}
 REPLACED = 4000  # close code (private range) for a socket a newer connection of its charger replaced
 LOST = 4001  # ... for a socket whose row was taken elsewhere (another process, the sweeper, a teardown)
+DETACHED = 4002  # ... for our pod's socket when its charger is detached (handed to the user's client)
+ATTACHED = 4003  # ... for the user's client's socket when the charger is attached back to our pod
+CLOSE_WAIT_S = 5.0  # how long a disconnect waits for the socket's task to finish
 CLAIM_STRIPES = 64
 
 
@@ -121,6 +124,17 @@ class Csms:
             return None
         return connection.charge_point
 
+    async def disconnect(self, key: ChargerKey, connection_id: str, code: int, reason: str) -> bool:
+        """Close this connection of the charger if this process serves it (detach / attach, whose
+        database write already took the row from it); returns whether it was here."""
+        connection = self.live.get(key)
+        if connection is None or connection.connection_id != connection_id:
+            return False
+        connection.end(code, reason)
+        if connection.task is not None:
+            await asyncio.wait({connection.task}, timeout=CLOSE_WAIT_S)
+        return True
+
     # ---- the endpoint ----
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -157,7 +171,9 @@ class Csms:
             finally:
                 self._claiming.discard(connection.connection_id)
         if layout is None:
-            reason = "a newer simulator pod generation holds this charger"
+            # (or a `detach` committed between the upgrade's check and this claim: the pod then
+            # waits its plain refusal backoff, ≤ refused_wait, once)
+            reason = "a newer simulator pod generation holds this charger, or it was just detached"
             await self._deny(websocket, upgrade.Denial(409, reason), cpo_id_text, identity)
             return
         if connection.ended:  # replaced while being claimed
@@ -239,7 +255,9 @@ class Csms:
         log.info(
             "refused OCPP connection to CPO %.20r charger %.64r: %d %s", cpo_id, identity, denial.status, denial.reason
         )
-        headers = {"WWW-Authenticate": 'Basic realm="cpolab OCPP", charset="UTF-8"'} if denial.status == 401 else None
+        headers = {"WWW-Authenticate": 'Basic realm="cpolab OCPP", charset="UTF-8"'} if denial.status == 401 else {}
+        if denial.retry_after is not None:
+            headers["Retry-After"] = str(denial.retry_after)
         try:
             await websocket.send_denial_response(
                 PlainTextResponse(denial.reason, status_code=denial.status, headers=headers)

@@ -8,6 +8,9 @@ Order (each failure answers at the upgrade, nothing is accepted):
 3. the subprotocol: the charger's own version (`ocpp1.6` / `ocpp2.0.1`) must be offered → else 400;
 4. `X-Cpolab-Pod-Generation` (our simulator pods send it), when present, a non-negative integer →
    else 400. Whether it is too old is decided by the claim (409), atomically.
+5. a DETACHED charger (the `detach` action handed it to the user's own OCPP client) refuses our pods
+   (they send the generation header) with 409 and `Retry-After`, so the pod polls at that pace and is
+   back soon after `attach`; any other client with the password is served. The claim re-checks it.
 """
 
 from __future__ import annotations
@@ -26,12 +29,16 @@ GENERATION_HEADER = "x-cpolab-pod-generation"
 MAX_IDENTITY = 255  # anything longer is not an identity of ours (2.0.1 allows 48)
 MAX_AUTHORIZATION = 1024
 MAX_GENERATION = 2**63 - 1  # the column is a BIGINT
+# A pod refused because its charger is detached retries after this (plus its jitter): with the pod's
+# default 5 s jitter range, its charger is back within ~10 s of `attach`.
+DETACHED_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
 class Denial:
     status: int
     reason: str  # for the log and the response body; never holds credentials
+    retry_after: int | None = None  # seconds, sent as `Retry-After`
 
 
 @dataclass(frozen=True)
@@ -95,4 +102,7 @@ async def check(
     generation = parse_generation(headers.get(GENERATION_HEADER))
     if isinstance(generation, Denial):
         return generation
+    if record.detached and generation is not None:
+        reason = "this charger is detached: an external OCPP client holds it until `attach`"
+        return Denial(409, reason, retry_after=DETACHED_RETRY_AFTER_S)
     return Admission(record, subprotocol, generation)

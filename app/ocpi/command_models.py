@@ -74,6 +74,18 @@ class OcppAnswer:
 
 
 @dataclass(frozen=True)
+class ConnectionClose:
+    """Close one connection of a charger in the API process `api_instance` (detach / attach)."""
+
+    cpo_id: int
+    identity: str
+    api_instance: str
+    connection_id: str
+    code: int  # WebSocket close code
+    reason: str
+
+
+@dataclass(frozen=True)
 class RouteQuery:
     cpo_id: int
     identity: str

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
-from app.sim.backoff import reconnect_wait, unit_jitter
+from app.sim.backoff import reconnect_wait, retry_after, unit_jitter
 from app.sim.base import Session
 from app.sim.config import ChargerConfig, Tunables
 from app.sim.cp16 import SimChargePoint16
@@ -80,11 +80,11 @@ class Charger:
     def _id(self) -> str:
         return self.state.config.identity
 
-    def _backoff(self, *, refused: bool) -> float:
+    def _backoff(self, *, refused: bool, retry_after: float | None = None) -> float:
         st = self.state
         jitter = unit_jitter(self.ctx.seed, st.config.identity, st.jitter_draws)
         st.jitter_draws += 1
-        wait = reconnect_wait(self.ctx.tunables, st.failures, jitter, refused=refused)
+        wait = reconnect_wait(self.ctx.tunables, st.failures, jitter, refused=refused, retry_after=retry_after)
         st.failures += 1
         return wait
 
@@ -111,7 +111,7 @@ class Charger:
             st.phase, st.failed_connects = Phase.DOWN, st.failed_connects + 1
             code = exc.response.status_code
             self.ctx.once.warning(f"http:{code}", "charger %s: the CSMS refused the upgrade (HTTP %d)", self._id, code)
-            return self._backoff(refused=code in _REFUSED)
+            return self._backoff(refused=code in _REFUSED, retry_after=retry_after(exc.response.headers))
         except (OSError, TimeoutError, WebSocketException) as exc:
             st.phase, st.failed_connects = Phase.DOWN, st.failed_connects + 1
             self.ctx.once.warning(f"connect:{type(exc).__name__}", "charger %s: cannot connect: %r", self._id, exc)
