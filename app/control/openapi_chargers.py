@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.control import schemas as s
-from app.control.charger_actions import ActionResult, ChargerActionRequest, LocationActionResult
+from app.control.charger_actions import ACTIONS, ActionResult, ChargerActionRequest, LocationActionResult
 from app.control.openapi_parts import CPO_ID, CPO_NOT_FOUND, INVALID, PAGING, REF, operation, ref, response
 
 SCHEMA_DESCRIPTIONS = {
@@ -22,8 +22,9 @@ SCHEMA_DESCRIPTIONS = {
     "ChargerActionRequest": "What a simulation action takes. `evse_uid` / `connector_id` (OCPI ids; default the "
     "charger's first EVSE and its first connector) for every action; `start`: `token_uid` (required), and "
     "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
-    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). An action ignores the fields of the others; "
-    "an unknown field is a 422.",
+    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError); `suspend-ev`: `duration_s` (simulated seconds "
+    "the car stays suspended; absent: until the session is stopped or the cable unplugged). An action ignores the "
+    "fields of the others; an unknown field is a 422.",
     "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
     "list also REJECTED / FAILED with the charger's reason in `message`.",
     "LocationActionResult": "The action's result on each EVSE of the location.",
@@ -34,7 +35,7 @@ ACTION = {
     "in": "path",
     "required": True,
     "description": "What happens at the charger.",
-    "schema": {"type": "string", "enum": ["plug", "unplug", "start", "stop", "fault", "clear-fault"]},
+    "schema": {"type": "string", "enum": list(ACTIONS)},
 }
 LOCATION_ID = {
     "name": "location_id",
@@ -47,10 +48,14 @@ _ACTION_BODY = {"required": False, "content": {"application/json": {"schema": re
 _ACTION_DESCRIPTION = (
     "What a person does at a real charger, played by the simulated charger: `plug` a car in, `start` (hold the "
     "card `token_uid` and plug in: the charger authorizes the token and starts a transaction, which becomes "
-    "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`. It reaches the "
+    "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`, `suspend-ev` (during "
+    "a session the car stops drawing power, plugged in with the session open, as when its battery management "
+    "pauses or a departure timer waits: OCPP 1.6 status SuspendedEV and meter values at 0 W, 2.0.1 chargingState "
+    "SuspendedEV; the OCPI EVSE stays CHARGING and the stretch is parking time, PARKING_TIME in the CDR; it "
+    "charges again after `duration_s` unless the car is full; 409 without a session). It reaches the "
     "charger over OCPP (DataTransfer `cpolab`/`simulate`) through whichever API process holds its "
     "connection; the answer waits for the charger, at most `CPOLAB_COMMAND_CHARGER_TIMEOUT` + 5 s (then "
-    "PENDING). `suspend-ev`, `detach` and `attach` are not available yet."
+    "PENDING). Durations are the charger's simulated seconds."
 )
 
 IDENTITY = {
