@@ -59,6 +59,7 @@ class ChargerActionRequest(BaseModel):
     connector_id: Id36 | None = None
     # start: a driver holds a card (as the eMSP pushed it) and plugs in; the simulated car charges
     # until `target_kwh`, `soc_percent` or `duration_s`, whichever comes first.
+    # suspend-ev: the car stops drawing power for `duration_s` (absent: until the session ends).
     token_uid: Id36 | None = None
     target_kwh: float | None = Field(None, gt=0, le=1000)
     soc_percent: float | None = Field(None, gt=0, le=100)
@@ -67,7 +68,7 @@ class ChargerActionRequest(BaseModel):
     error_code: ErrorCode | None = None
 
 
-ACTIONS = ("plug", "unplug", "start", "stop", "fault", "clear-fault", *LINK_ACTIONS)
+ACTIONS = ("plug", "unplug", "start", "stop", "fault", "clear-fault", "suspend-ev", *LINK_ACTIONS)
 
 
 class ActionResult(BaseModel):
@@ -227,6 +228,8 @@ async def _payload(
         data |= {k: v for k in ("target_kwh", "soc_percent", "duration_s") if (v := getattr(body, k)) is not None}
     if action == "fault":
         data["error_code"] = body.error_code or "OtherError"
+    if action == "suspend-ev" and body.duration_s is not None:
+        data["duration_s"] = body.duration_s
     return data
 
 

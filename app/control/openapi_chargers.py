@@ -23,8 +23,10 @@ SCHEMA_DESCRIPTIONS = {
     "ChargerActionRequest": "What a simulation action takes. `evse_uid` / `connector_id` (OCPI ids; default the "
     "charger's first EVSE and its first connector) for every action; `start`: `token_uid` (required), and "
     "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
-    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError). An action ignores the fields of the others; "
-    "an unknown field is a 422. `detach` / `attach` act on the whole charger: only `evse_uid` (one of its EVSEs).",
+    "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError); `suspend-ev`: `duration_s` (simulated seconds "
+    "the car stays suspended; absent: until the session is stopped or the cable unplugged). An action ignores the "
+    "fields of the others; an unknown field is a 422. `detach` / `attach` act on the whole charger: only `evse_uid` "
+    "(one of its EVSEs).",
     "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
     "list also REJECTED / FAILED with the charger's reason in `message`.",
     "LocationActionResult": "The action's result on each EVSE of the location (`detach` / `attach`: on each "
@@ -49,7 +51,11 @@ _ACTION_BODY = {"required": False, "content": {"application/json": {"schema": re
 _ACTION_DESCRIPTION = (
     "What a person does at a real charger, played by the simulated charger: `plug` a car in, `start` (hold the "
     "card `token_uid` and plug in: the charger authorizes the token and starts a transaction, which becomes "
-    "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`. It reaches the "
+    "an OCPI Session and, at its end, a CDR), `stop`, `unplug`, `fault` / `clear-fault`, `suspend-ev` (during "
+    "a session the car stops drawing power, plugged in with the session open, as when its battery management "
+    "pauses or a departure timer waits: OCPP 1.6 status SuspendedEV and meter values at 0 W, 2.0.1 chargingState "
+    "SuspendedEV; the OCPI EVSE stays CHARGING and the stretch is parking time, PARKING_TIME in the CDR; it "
+    "charges again after `duration_s` unless the car is full; 409 without a session). It reaches the "
     "charger over OCPP (DataTransfer `cpolab`/`simulate`) through whichever API process holds its "
     "connection; the answer waits for the charger, at most `CPOLAB_COMMAND_CHARGER_TIMEOUT` + 5 s (then "
     "PENDING). `detach` hands the charger's identity to your own OCPP client: the charger reads DETACHED (kept "
@@ -57,7 +63,7 @@ _ACTION_DESCRIPTION = (
     "`Retry-After: 5`) and any other client with the charger's credentials (`getCharger`) is served, its "
     "statuses and transactions reaching OCPI like any charger's. `attach` closes that client (4003) and the "
     "simulator takes the charger back, ONLINE within ~10 s. 409: `detach` of a detached charger, `attach` of "
-    "one that is not, or another action on a detached charger. `suspend-ev` is not available yet."
+    "one that is not, or another action on a detached charger. Durations are the charger's simulated seconds."
 )
 
 IDENTITY = {

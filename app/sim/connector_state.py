@@ -61,13 +61,18 @@ class Transaction:
     next_sample_at: float = 0.0
     stop_at: float | None = None  # the driver leaves (duration_s)
     charging_state: str = "Charging"  # Charging | SuspendedEV | SuspendedEVSE
+    # The suspend-ev control: the car holds off from `suspend_at` (its BMS pauses, a departure timer)
+    # until `resume_at` (None: until the transaction ends); `ev_paused` while it does.
+    suspend_at: float | None = None
+    resume_at: float | None = None
+    ev_paused: bool = False
     seq_no: int = 0  # 2.0.1: next seqNo
     ended: bool = False
 
 
 @dataclass(slots=True)
 class Outgoing:
-    kind: str  # "status" | "authorize" | "started" | "sample" | "state" | "ended"
+    kind: str  # "status" | "authorize" | "started" | "sample" | "state" (charging state changed) | "ended"
     index: int
     at: float
     tx: Transaction | None = None

@@ -127,7 +127,7 @@ class SimChargePoint16(ParkedFollowups, ChargePoint):
                 suppress=False,
             )
             sessions.started(tx, answer.transaction_id, answer.id_tag_info.get("status") == "Accepted")
-        elif item.kind == "sample":
+        elif item.kind in ("sample", "state"):  # "state": the sample at a suspension or resumption
             assert tx is not None and item.sample is not None
             await self.call(
                 call.MeterValues(

@@ -9,6 +9,10 @@ the simulated charger act as if something happened at it (interfaces.md, "Simula
                              stays in until `unplug`
     fault / clear_fault      an OCPP 1.6 `error_code` (EVCommunicationError and WeakSignal are warnings:
                              the status stays; any other faults the connector and ends its transaction)
+    suspend_ev               during a transaction the car stops drawing power (its BMS pauses, a
+                             departure timer) for `duration_s` (default: until the transaction ends),
+                             plugged in, the transaction open: 1.6 SuspendedEV and MeterValues at 0 W,
+                             2.0.1 chargingState SuspendedEV; then Charging again unless the car is full
     go_offline / go_online   drop the link for `duration_s` (default 60) and queue transaction messages
                              meanwhile; go_online (in-process, `Pod.simulate`) reconnects early
 
@@ -28,7 +32,9 @@ from app.sim.state import ChargerState, Followup
 
 VENDOR_ID = "cpolab"
 MESSAGE_ID = "simulate"
-ACTIONS = {"plug", "unplug", "start", "stop", "fault", "clear_fault", "go_offline", "go_online"}
+ACTIONS = {"plug", "unplug", "start", "stop", "fault", "clear_fault", "suspend_ev", "go_offline", "go_online"}
+# What an action takes besides the connector (start's fields are checked on their own).
+_EXTRAS = {"fault": ("error_code",), "suspend_ev": ("duration_s",)}
 _FIELDS = {"action", "connector_id", "evse_id", "id_tag", "target_kwh", "duration_s", "soc_percent", "error_code"}
 _MAX_DURATION = 7 * 86_400.0
 _MAX_OFFLINE_REAL = 3_600.0
@@ -145,8 +151,8 @@ def apply(state: ChargerState, body: dict[str, Any]) -> Answer:
         except Refusal:
             c.overrides = {}
             raise
-    elif set(body) - {"action", "connector_id", "evse_id"} - ({"error_code"} if action == "fault" else set()):
-        raise Refusal(f"{action} takes only the connector" + (" and error_code" if action == "fault" else ""))
+    elif set(body) - {"action", "connector_id", "evse_id", *_EXTRAS.get(action, ())}:
+        raise Refusal(f"{action} takes only the connector" + "".join(f" and {x}" for x in _EXTRAS.get(action, ())))
     elif action == "plug":
         sessions.plug(index)
     elif action == "unplug":
@@ -160,8 +166,12 @@ def apply(state: ChargerState, body: dict[str, Any]) -> Answer:
         sessions.set_fault(index, code)
     elif action == "clear_fault":
         sessions.clear_fault(index)
+    elif action == "suspend_ev":
+        sessions.suspend_ev(index, duration)
     tx = sessions.connectors[index].tx if index in sessions.connectors else None
     done["status"] = sessions.status(index)[0 if state.config.ocpp_version == "1.6" else 1]
     if tx is not None and tx.ocpp_id is not None:
         done["transaction_id"] = tx.ocpp_id
+    if action == "suspend_ev" and tx is not None:  # 2.0.1's connector status says Occupied either way
+        done["charging_state"] = tx.charging_state
     return Answer("Accepted", done)

@@ -15,6 +15,7 @@ stays plugged after a stop (1.6 Finishing / 2.0.1 Occupied) until `unplug`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -140,10 +141,10 @@ class Sessions:
         wall_offset = self.clock.now() - _wall_now()
         for c in self.connectors.values():
             if (tx := c.tx) is not None:
-                horizon = min(tx.next_sample_at, tx.stop_at or tx.next_sample_at, tx.t + MAX_HORIZON)
+                horizon = min(tx.next_sample_at, *_scheduled(tx), tx.t + MAX_HORIZON)
                 times.append(horizon)
                 if not tx.ev.done:
-                    _, done_after = advance(tx.ev, tx.supply, horizon - tx.t)
+                    _, done_after = advance(tx.ev, tx.supply, horizon - tx.t, _limit(tx))
                     if done_after is not None:
                         times.append(tx.t + done_after)
             if c.pending is not None and not c.plugged:
@@ -175,9 +176,9 @@ class Sessions:
     def _run(self, c: Connector, tx: Transaction, now: float) -> None:
         """Advances one transaction's physics to `now`, emitting its samples and state changes."""
         while tx.t < now and not tx.ended:
-            target = min(now, tx.next_sample_at, tx.stop_at if tx.stop_at is not None else now)
+            target = min(now, tx.next_sample_at, *_scheduled(tx))
             before = tx.ev
-            tx.ev, done_after = advance(tx.ev, tx.supply, target - tx.t)
+            tx.ev, done_after = advance(tx.ev, tx.supply, target - tx.t, _limit(tx))
             c.register_wh += tx.ev.delivered_wh - before.delivered_wh
             if done_after is not None:  # the car reached its target inside the span: parking from here
                 tx.t += done_after
@@ -188,10 +189,32 @@ class Sessions:
             if tx.stop_at is not None and target >= tx.stop_at:  # the driver is back: stop, unplug
                 self._end(tx.index, End.LOCAL, target)
                 self._unplug(tx.index, target)
-            elif target >= tx.next_sample_at:
-                if len(self.outbox) < MAX_QUEUE:
+                continue
+            # A suspension or resumption reports a sample at its instant: a periodic one due then is it.
+            reported = tx.suspend_at is not None and target >= tx.suspend_at and self._pause(tx)
+            reported = (tx.resume_at is not None and target >= tx.resume_at and self._resume(tx)) or reported
+            if target >= tx.next_sample_at:
+                if not reported and len(self.outbox) < MAX_QUEUE:
                     self._queue(Outgoing("sample", tx.index, target, tx, self._sample(tx, "Sample.Periodic")))
                 tx.next_sample_at = target + self.interval()
+
+    def _pause(self, tx: Transaction) -> bool:
+        """The car holds off from now (suspend-ev); returns whether that changed its charging state."""
+        tx.suspend_at, tx.ev_paused = None, True
+        if tx.charging_state != "Charging":  # full already (or paused): nothing changes at the plug
+            return False
+        tx.charging_state = "SuspendedEV"
+        self._state_changed(tx, sample=True)
+        return True
+
+    def _resume(self, tx: Transaction) -> bool:
+        """The car draws again unless it is full; returns whether that changed its charging state."""
+        tx.resume_at, tx.ev_paused = None, False
+        if tx.ev.done or tx.charging_state != "SuspendedEV":
+            return False
+        tx.charging_state = "Charging"
+        self._state_changed(tx, sample=True)
+        return True
 
     # --- actions (each at the charger's `now`) ------------------------------------------------------
 
@@ -272,6 +295,23 @@ class Sessions:
         if c.tx is None:
             raise Refusal("no transaction")
         self._end(index, end, now)
+
+    def suspend_ev(self, index: int, duration: float | None) -> None:
+        """The car stops drawing power, plugged in with its transaction open (its BMS pauses, a departure
+        timer), for `duration` simulated seconds (None: until the transaction ends); a second call
+        replaces the first's duration. It takes effect at the next whole simulated second, after any
+        sample already sent, so the suspension has its own instant."""
+        now = self.catch_up()
+        c = self.connector(index)
+        tx = c.tx
+        if tx is None:
+            raise Refusal("no charging session on this connector")
+        at = float(math.floor(max(tx.t, now)) + 1)
+        tx.suspend_at = at
+        tx.resume_at = None if duration is None else at + math.ceil(duration)
+        self._run(c, tx, at)
+        if tx.ended:  # the driver's duration_s ended it meanwhile
+            raise Refusal("no charging session on this connector")
 
     def unlock(self, index: int) -> None:
         """1.6 UnlockConnector: a transaction stops (UnlockCommand) and the cable is released."""
@@ -386,7 +426,7 @@ class Sessions:
                 self._queue(Outgoing("status", index, at, status=status, durable=False))
 
     def _sample(self, tx: Transaction, context: str) -> Sample:
-        now_flow = flow(tx.ev, tx.supply)
+        now_flow = flow(tx.ev, tx.supply, _limit(tx))
         register = round(self.connector(tx.index).register_wh)
         dc = tx.supply.dc
         return Sample(tx.t, context, register, now_flow, round(tx.ev.soc, 1) if dc else None, dc)
@@ -431,10 +471,15 @@ class Sessions:
         self._queue(Outgoing("started", index, at, tx, self._sample(tx, "Transaction.Begin")))
         self._refresh(index, at)
 
-    def _state_changed(self, tx: Transaction) -> None:
+    def _state_changed(self, tx: Transaction, *, sample: bool = False) -> None:
+        """2.0.1: a TransactionEvent (ChargingStateChanged, with a sample); 1.6: the status, and with
+        `sample` a MeterValues at the instant (context Other), so a CSMS sees where power stopped or
+        restarted rather than at the next periodic sample."""
+        self._refresh(tx.index, tx.t)
         if self.config.ocpp_version == "2.0.1":
             self._queue(Outgoing("state", tx.index, tx.t, tx, self._sample(tx, "Sample.Periodic")))
-        self._refresh(tx.index, tx.t)
+        elif sample:
+            self._queue(Outgoing("state", tx.index, tx.t, tx, self._sample(tx, "Other")))
 
     def _end(self, index: int, end: End, at: float, error_code: str | None = None) -> None:
         c = self.connector(index)
@@ -454,6 +499,16 @@ class Sessions:
         c = self.connector(index)
         c.plugged = c.finished = False
         self._refresh(index, at)
+
+
+def _scheduled(tx: Transaction) -> list[float]:
+    """The transaction's timed events besides samples: the driver back, a suspension, a resumption."""
+    return [t for t in (tx.stop_at, tx.suspend_at, tx.resume_at) if t is not None]
+
+
+def _limit(tx: Transaction) -> float | None:
+    """What the car may draw (W): nothing while it holds off (suspend-ev), else no limit of its own."""
+    return 0.0 if tx.ev_paused else None
 
 
 def _wall_now() -> float:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from app.tools import charger_commands
+from app.tools import action_commands, charger_commands
 
 DEFAULT_API = "http://127.0.0.1:8000"
 SCOPES = ("cpos:read", "cpos:write")
@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cpo_id")
     p.set_defaults(handler=cmd_report)
     charger_commands.add_parsers(sub, conn)
+    action_commands.add_parsers(sub, conn)
     return parser
 
 
