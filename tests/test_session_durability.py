@@ -24,6 +24,7 @@ Session ends COMPLETED, and the CDR's energy is the session's.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -183,8 +184,11 @@ async def billed_once(env: Env, session_id: str) -> dict[str, Any]:
     assert status == "COMPLETED"
     kwh = float(kwh)  # type: ignore[arg-type]
     assert abs(cdr["total_energy"] - kwh) < 1e-4 and abs(pushes[-1]["kwh"] - kwh) < 1e-9, (cdr, pushes[-1], kwh)
-    stored = env.stack.query("SELECT id FROM ocpi_cdr WHERE cpo_id = ? AND data LIKE ?", env.cpo_id, f"%{session_id}%")
-    assert stored == [(cdr["id"],)], stored
+    stored = env.stack.query("SELECT id, data FROM ocpi_cdr WHERE cpo_id = ?", env.cpo_id)
+    of_session = [
+        i for i, data in stored if (json.loads(data) if isinstance(data, str) else data)["session_id"] == session_id
+    ]
+    assert of_session == [cdr["id"]], stored  # one CDR stored for the session, the one the eMSP got
     return cdr
 
 

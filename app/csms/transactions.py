@@ -280,17 +280,25 @@ class Transactions:
         reason "Reboot": billed for what was measured, and the eMSP gets its COMPLETED Session and CDR.
         A charger that kept the transaction reports the connector occupied, or stops it first."""
 
+        query = (
+            select(ChargingSession)
+            .where(
+                ChargingSession.cpo_id == self.cpo_id,
+                ChargingSession.identity == self.identity,
+                ChargingSession.evse_uid == connector.evse_uid,
+                ChargingSession.connector_id == connector.connector_id,
+                ChargingSession.end_at.is_(None),  # type: ignore[union-attr]
+            )
+            .limit(1)
+        )
+
         async def work() -> None:
             while True:
+                async with self.db.session() as session:  # a look first: a reboot rarely finds one open
+                    if (await session.execute(query)).scalar_one_or_none() is None:
+                        return
                 async with write_lock(self.db), self.db.session() as session:
-                    query = select(ChargingSession).where(
-                        ChargingSession.cpo_id == self.cpo_id,
-                        ChargingSession.identity == self.identity,
-                        ChargingSession.evse_uid == connector.evse_uid,
-                        ChargingSession.connector_id == connector.connector_id,
-                        ChargingSession.end_at.is_(None),  # type: ignore[union-attr]
-                    )
-                    cs = (await session.execute(query.limit(1))).scalar_one_or_none()
+                    cs = (await session.execute(query)).scalar_one_or_none()
                     if cs is None:
                         return
                     end_at = as_utc(cs.meter_last_at) or as_utc(cs.start_at)
