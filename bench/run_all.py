@@ -50,6 +50,8 @@ BENCHES = {
     "csms": ("bench.bench_csms", [], ["--duration", "8"]),
     # A killed sim worker's chargers back online on the other one (100 and 1,000 chargers).
     "failover": ("bench.bench_failover", [], ["--sizes", "100"]),
+    # StopTransaction → CDR POST at the eMSP, one API process, no Temporal (issue 9).
+    "cdr": ("bench.bench_cdr", [], ["--sessions", "10", "--burst", "10", "--rounds", "1"]),
 }
 
 

@@ -127,9 +127,9 @@ class Stack:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
 
-    async def start_api(self, env: dict[str, str] | None = None) -> None:
+    async def start_api(self, env: dict[str, str] | None = None, timeout: float = 30.0) -> None:
         self.api = self._spawn("api", [*api_command(self.api_port), *QUIET], env=env)
-        await wait_http(f"{self.api_url}/healthz")
+        await wait_http(f"{self.api_url}/healthz", timeout)
 
     @property
     def database_url(self) -> str:

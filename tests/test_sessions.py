@@ -445,3 +445,36 @@ async def test_a_211_cpo_pushes_211_sessions(api: CsmsApi, peer: EmspPeer, http:
         assert listed["status"] == "COMPLETED" and listed["location"] == put["location"]
     finally:
         await client.ws.close()
+
+
+async def test_a_transaction_the_charger_lost_in_a_reboot_ends_at_its_last_reading(
+    api: CsmsApi, peer: EmspPeer, http: httpx.AsyncClient
+) -> None:
+    """A charger that boots again and reports the connector Available no longer has the transaction
+    (a simulated charger's pod failed over): the session ends COMPLETED at the last reading applied,
+    reason Reboot, and is billed. Available on a connection that did not reboot changes nothing."""
+    cpo, emsp = await setup(api, peer, http)
+    await emsp.push_token("RFID0009", whitelist="ALWAYS")
+    charger = cpo.of_version("1.6")[0]
+    client = await online(api, cpo, charger)
+    try:
+        start = {"connectorId": 1, "idTag": "RFID0009", "meterStart": 1000, "timestamp": at(0)}
+        session_id = str(result(await client.call("StartTransaction", start))["transactionId"])
+        meter = {"connectorId": 1, "transactionId": int(session_id), "meterValue": [meter_16(60, 1500, 7200)]}
+        assert result(await client.call("MeterValues", meter)) == {}
+        assert result(await client.status("1.6", 0, 1, "Available")) == {}  # not a reboot: still charging
+        await asyncio.sleep(0.5)
+        assert rows(api, "SELECT status FROM charging_session WHERE cpo_id = ?", cpo.cpo_id) == [("ACTIVE",)]
+    finally:
+        await client.ws.close()
+    client = await online(api, cpo, charger)  # booted afresh: its memory is gone
+    try:
+        assert result(await client.status("1.6", 0, 1, "Available")) == {}
+        final = (await completed(emsp, session_id))[-1].body
+        assert final["kwh"] == 0.5 and final["end_date_time"] == at(60)
+        [(status, reason)] = rows(api, "SELECT status, stop_reason FROM charging_session WHERE cpo_id = ?", cpo.cpo_id)
+        assert (status, reason) == ("COMPLETED", "Reboot")
+        await eventually(lambda: rows(api, "SELECT id FROM ocpi_cdr WHERE cpo_id = ?", cpo.cpo_id) == [(session_id,)])
+        assert result(await client.status("1.6", 0, 1, "Available")) == {}  # nothing left to end
+    finally:
+        await client.ws.close()

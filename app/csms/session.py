@@ -74,6 +74,7 @@ class ChargerLink:
         self.views = views
         self.heartbeat_interval = heartbeat_interval
         self.booted = booted_before
+        self.rebooted = False  # booted on this connection after an earlier boot: it may have lost transactions
         self.status_seen = booted_before  # the claim made it ONLINE already
         self._on_lost = on_lost
 
@@ -84,6 +85,7 @@ class ChargerLink:
     async def boot_accepted(self) -> None:
         state = ChargerState.ONLINE if self.status_seen else ChargerState.BOOTING
         await self._write(Fence(self.key, self.connection_id, state, booted=True), None, "boot")
+        self.rebooted = self.rebooted or self.booted
         self.booted = True
 
     async def connector_status(self, connector: OcppConnector, ocpp_status: str) -> None:

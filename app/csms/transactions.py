@@ -37,12 +37,13 @@ from app.network.topology import OcppConnector
 from app.ocpi.session_push import publish
 from app.settings import Settings
 from app.store.charging_tables import ChargingSession, RemoteStart
-from app.store.db import Database, utcnow
+from app.store.db import Database, as_utc, utcnow
 from app.store.tables import Connector, Tariff, tariff_ids
 
 log = logging.getLogger("cpolab.csms")
 
 DECISION_TTL = 120.0
+LOST_REASON = "Reboot"  # OCPP's stop reason for a transaction that ended with the charger's restart
 DEFAULT_CURRENCY = "EUR"
 CHARGING_STATES = {"Charging": True, "SuspendedEV": False, "SuspendedEVSE": False, "EVConnected": False}
 CHARGING_STATES["Idle"] = False
@@ -269,6 +270,47 @@ class Transactions:
                 await self._commit(session, cs, closed, samples)
 
         await self._guarded("StopTransaction", work)
+
+    # ---- transactions a charger lost ----------------------------------------------------------------
+
+    async def end_lost(self, connector: OcppConnector) -> None:
+        """The charger booted again and reports `connector` Available: it has no transaction there any
+        more, so a session still open on it was lost with the charger's memory (our simulated chargers
+        keep nothing across a pod failover). It ends at the last meter reading applied (or its start),
+        reason "Reboot": billed for what was measured, and the eMSP gets its COMPLETED Session and CDR.
+        A charger that kept the transaction reports the connector occupied, or stops it first."""
+
+        query = (
+            select(ChargingSession)
+            .where(
+                ChargingSession.cpo_id == self.cpo_id,
+                ChargingSession.identity == self.identity,
+                ChargingSession.evse_uid == connector.evse_uid,
+                ChargingSession.connector_id == connector.connector_id,
+                ChargingSession.end_at.is_(None),  # type: ignore[union-attr]
+            )
+            .limit(1)
+        )
+
+        async def work() -> None:
+            while True:
+                async with self.db.session() as session:  # a look first: a reboot rarely finds one open
+                    if (await session.execute(query)).scalar_one_or_none() is None:
+                        return
+                async with write_lock(self.db), self.db.session() as session:
+                    cs = (await session.execute(query)).scalar_one_or_none()
+                    if cs is None:
+                        return
+                    end_at = as_utc(cs.meter_last_at) or as_utc(cs.start_at)
+                    assert end_at is not None
+                    closed, samples = sessions.finish(cs, end_at, None, LOST_REASON)
+                    await self._commit(session, cs, closed, samples)
+                log.warning(
+                    "charger %r (CPO %s) rebooted without transaction %s: session %s ended %s at its last reading",
+                    *(self.identity, self.cpo_id, cs.transaction_id, cs.session_id, cs.status),
+                )
+
+        await self._guarded("StatusNotification", work)
 
     # ---- OCPP 2.0.1 ------------------------------------------------------------------------------
 

@@ -38,7 +38,10 @@ class CsmsChargePointV16(CsmsChargePointMixin, ChargePoint):
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id: int, status: str, **_: Any) -> call_result.StatusNotification:
         if connector_id != 0:
-            await self.link.connector_status(self.link.topology.connector(0, connector_id), status)
+            connector = self.link.topology.connector(0, connector_id)
+            await self.link.connector_status(connector, status)
+            if status == "Available" and self.link.rebooted:
+                await self.transactions.end_lost(connector)
         return call_result.StatusNotification()
 
     @on(Action.authorize)

@@ -39,7 +39,10 @@ class CsmsChargePointV201(CsmsChargePointMixin, ChargePoint):
     async def on_status_notification(
         self, evse_id: int, connector_id: int, connector_status: str, **_: Any
     ) -> call_result.StatusNotification:
-        await self.link.connector_status(self.link.topology.connector(evse_id, connector_id), connector_status)
+        connector = self.link.topology.connector(evse_id, connector_id)
+        await self.link.connector_status(connector, connector_status)
+        if connector_status == "Available" and self.link.rebooted:
+            await self.transactions.end_lost(connector)
         return call_result.StatusNotification()
 
     @on(Action.authorize)
