@@ -40,12 +40,11 @@ async def test_16_suspend_for_a_while_then_resume(peer: CsmsPeer) -> None:
         await run.until("a sample after it", lambda: [s[1] for s in meters16(run)][-2:] == ["Other", "Sample.Periodic"])
         assert (await run.simulate(action="stop", connector_id=1))[0] == "Accepted"
         await run.until("stop", lambda: run.rec.of("StopTransaction"))
-    assert [a for a in run.actions() if a.startswith("Status:")][-4:] == [
-        "Status:Charging",
-        "Status:SuspendedEV",
-        "Status:Charging",
-        "Status:Finishing",
-    ]
+    statuses = [a for a in run.actions() if a.startswith("Status:")]
+    # A slow box lets the scaled clock run on before the stop: the car may also get full (SuspendedEV).
+    suspended = statuses.index("Status:SuspendedEV")
+    assert statuses[suspended - 1 : suspended + 2] == ["Status:Charging", "Status:SuspendedEV", "Status:Charging"]
+    assert statuses[-1] == "Status:Finishing"
     samples = meters16(run)
     edges = [s for s in samples if s[1] == "Other"]
     assert len(edges) == 2  # one MeterValues where the car stopped, one where it drew again
