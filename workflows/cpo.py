@@ -213,7 +213,7 @@ class CpoWorkflow(Bookkeeping):
             *[
                 workflow.start_child_workflow(
                     ChargerPodWorkflow.run,
-                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop),
+                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop, self._time_scale()),
                     id=pod_workflow_id(self.inp.cpo_id, n),
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                     static_summary=f"locations [{start}, {stop})",
@@ -221,6 +221,9 @@ class CpoWorkflow(Bookkeeping):
                 for n, (start, stop) in enumerate(pod_ranges(shape.locations, shape.chargers_per_location))
             ]
         )
+
+    def _time_scale(self) -> float:
+        return self.inp.simulation.time_scale if self.inp.simulation is not None else 1.0
 
     async def _wait_until_online(self) -> None:
         """READY means online: every charger booted against the CSMS (as the CSMS records it).
