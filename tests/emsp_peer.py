@@ -63,6 +63,7 @@ class Received:
     body: Any
     token: str | None  # the token as the peer understood it (decoded for 2.2.1)
     http_status: int = 200  # what the peer answered (503 while the path was in `failing`)
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock: push lag benchmarks)
 
 
 @dataclass(frozen=True)

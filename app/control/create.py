@@ -19,6 +19,7 @@ from app.control.quotas import quota_problem
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
 from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
 from app.lifecycle.models import CpoStatus, CpoWorkflowInput, SimulationSettings, workflow_id
+from app.network.activity_profile import profile_for
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.catalog import validate_overrides
 from app.network.generator import GENERATOR_VERSION, NetworkShape, NetworkSpec, network_shape
@@ -119,6 +120,7 @@ async def create_cpo(request: Request) -> Response:
         shape=draft.shape,
         template_version=blueprint.template.version,
         simulation=SimulationSettings(**body.simulation.model_dump()),
+        activity_profile=profile_for(blueprint.template.slug) if body.simulation.background_activity else None,
     )
     started = await _start_or_undo(request, inp, blueprint.template.slug)
     if isinstance(started, Response):

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
+from app.network.activity_profile import ActivityProfile
 from app.network.generator import NetworkShape, NetworkSpec
 
 TASK_QUEUE = "provisioning"
@@ -145,6 +146,8 @@ class CpoWorkflowInput:
     online_timeout_seconds: int | None = None
     # The simulation settings of the create (None: runs started before they existed, scale 1, no traffic).
     simulation: SimulationSettings | None = None
+    # The template's background activity profile, resolved at create when `simulation.background_activity`.
+    activity_profile: ActivityProfile | None = None
 
 
 @dataclass
