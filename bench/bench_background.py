@@ -15,6 +15,7 @@ Do not run it at 10,000 chargers on the shared box.
 
     .venv/bin/python bench/bench_background.py                       # 1,000 chargers, scale 60
     .venv/bin/python bench/bench_background.py --locations 4 --warmup 60 --window 30   # a quick look
+    .venv/bin/python bench/bench_background.py --outbound-per-cpo 16   # the one CPO may push 16 at once
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def _status_pushes(peer: EmspPeer, since: float) -> list[float]:
 
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-background-"))
-    stack = Stack(workdir, temporal_db=args.persistent)
+    env = {"CPOLAB_OUTBOUND_PER_CPO": str(args.outbound_per_cpo)} if args.outbound_per_cpo else None
+    stack = Stack(workdir, temporal_db=args.persistent, env=env)
     peer = EmspPeer()
     await peer.start()
     try:
         await stack.start()
-        async with stack.client(timeout=60) as control, httpx.AsyncClient(timeout=60) as http:
+        async with stack.client() as control, httpx.AsyncClient(timeout=60) as http:
             resp = await control.post(
                 "/ocpi/cpos",
                 json={
@@ -156,6 +158,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=50, help="tokens the eMSP pushes (its drivers)")
     p.add_argument("--warmup", type=float, default=180.0, help="seconds for the EVSEs to fill up")
     p.add_argument("--window", type=float, default=60.0, help="measured seconds")
+    p.add_argument(
+        "--outbound-per-cpo", type=int, default=0, help="CPOLAB_OUTBOUND_PER_CPO for the stack (0: the default, 4)"
+    )
     add_common_args(p)
     args = p.parse_args(argv)
     if not 1 <= args.locations <= 40:

@@ -9,10 +9,13 @@ import asyncio
 
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Replayer
 
 from app.lifecycle.background import background_workflow_id
 from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
 from tests.stack import Stack, wait_status
+from workflows.background import BackgroundActivityWorkflow
+from workflows.cpo import CpoWorkflow
 
 SCALE = 600.0  # ten simulated minutes per real second: a charging stay lasts seconds
 
@@ -71,3 +74,9 @@ async def test_background_activity_makes_traffic_and_stops_at_teardown(stack: St
         seen = sum(1 for r in peer.received if r.headers.get("ocpi-from-party-id") == "BGA")
         await asyncio.sleep(3)
         assert sum(1 for r in peer.received if r.headers.get("ocpi-from-party-id") == "BGA") == seen
+        # Both histories (the CPO's, which started the child, and the traffic's) replay on today's code.
+        replayer = Replayer(workflows=[CpoWorkflow, BackgroundActivityWorkflow])
+        await replayer.replay_workflow(await temporal.get_workflow_handle(f"cpo-{cpo_id}").fetch_history())
+        await replayer.replay_workflow(await handle.fetch_history())
+        events = (await handle.fetch_history()).events
+        assert any(e.HasField("activity_task_completed_event_attributes") for e in events)  # visits were sent
