@@ -35,6 +35,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.background import BackgroundActivities
 from activities.charger_pods import PodActivities
 from activities.charger_runtime import ChargerRuntime
 from activities.ocpp_commands import CommandActivities
@@ -50,6 +51,7 @@ from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
 from app.tools.open_files import raise_open_files_limit
 from workflows.charger_link import ChargerDisconnectWorkflow
+from workflows.background import BackgroundActivityWorkflow
 from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 from workflows.ocpi_command import OcpiCommandWorkflow
@@ -73,6 +75,7 @@ def make_worker(
     pods = PodActivities(db, client)
     reconcile = ReconcileActivities(db, client, task_queue)
     commands = CommandActivities(db, client)
+    background = BackgroundActivities(db, client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
@@ -83,6 +86,7 @@ def make_worker(
             ReconcilerWorkflow,
             OcpiCommandWorkflow,
             ChargerDisconnectWorkflow,
+            BackgroundActivityWorkflow,
         ],
         activities=[
             acts.record_status,
@@ -99,6 +103,7 @@ def make_worker(
             commands.resolve_charger_route,
             commands.find_reservation,
             commands.post_command_result,
+            background.start_visits,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.background import stop_background
 from activities.heartbeat import heartbeating
 from activities.provisioning import load_blueprint
 from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, SimChargerSpec, SimEvseSpec, pod_workflow_id
@@ -118,8 +119,10 @@ class PodActivities:
 
     @activity.defn
     async def stop_charger_pods(self, cpo_id: int) -> int:
-        """Cancel every pod of the CPO and wait until each has closed (idempotent)."""
+        """Cancel the CPO's background activity, then every pod of the CPO, and wait until each has
+        closed (idempotent)."""
         async with heartbeating():
+            await stop_background(self.client, cpo_id)
             return await stop_pods(self.client, cpo_id)
 
 

@@ -62,6 +62,7 @@ class ChargerRuntime:
             ),
             csms_url=f"{self.csms_url}/{run.cpo_id}",
             headers=((GENERATION_HEADER, str(gen)),),
+            time_scale=run.time_scale,
         )
 
     @activity.defn

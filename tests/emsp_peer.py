@@ -64,6 +64,7 @@ class Received:
     token: str | None  # the token as the peer understood it (decoded for 2.2.1)
     http_status: int = 200  # what the peer answered (503 while the path was in `failing`)
     at: float = field(default_factory=time.monotonic)  # when it arrived (benchmarks time pushes with it)
+    wall_at: float = field(default_factory=time.time)  # the same on the wall clock (push lag: vs last_updated)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ DATABASE_CHOICE = "--database {sqlite,postgres}"
         ("bench_sessions_sim.py", ["--sizes", "--scale"]),
         ("bench_failover.py", ["--sizes"]),
         ("bench_cdr.py", ["--sessions", "--burst", "--cdr-poll-interval", DATABASE_CHOICE]),
+        ("bench_background.py", ["--locations", "--scale", "--outbound-per-cpo"]),
     ],
 )
 def test_bench_runs_as_a_script(tmp_path: Path, script: str, flags: list[str]) -> None:

@@ -64,6 +64,7 @@ async def test_create_returns_202_then_ready_with_planned_rows(client: httpx.Asy
     assert stack.count("connector", int(cpo_id)) == topo["connectors"]
     assert stack.count("charger_route", int(cpo_id)) == topo["evses"]
     assert detail["registered_peers"] == 0
+    assert detail["simulation"] == {"time_scale": 1.0, "background_activity": False}
 
 
 async def test_null_seed_is_chosen_and_shown(client: httpx.AsyncClient) -> None:
@@ -159,6 +160,14 @@ async def test_report_is_markdown_without_token(client: httpx.AsyncClient) -> No
         ({"overrides": {"locations": "2"}}, "locations"),
         ({"overrides": {"locations": True}}, "locations"),
         ({"unexpected": 1}, "unexpected"),
+        ({"simulation": None}, "simulation"),
+        ({"simulation": []}, "simulation"),
+        ({"simulation": {"time_scale": 0}}, "time_scale"),
+        ({"simulation": {"time_scale": -1}}, "time_scale"),
+        ({"simulation": {"time_scale": 10_000.5}}, "time_scale"),
+        ({"simulation": {"time_scale": "60"}}, "time_scale"),
+        ({"simulation": {"background_activity": 1}}, "background_activity"),
+        ({"simulation": {"speed": 2}}, "speed"),
     ],
 )
 async def test_invalid_body_field_is_422_naming_it(

@@ -39,7 +39,7 @@ class ChargerPodWorkflow:
         )
         await workflow.execute_activity_method(
             ChargerRuntime.run_charger_pod,
-            PodRun(inp.cpo_id, inp.index, chargers),
+            PodRun(inp.cpo_id, inp.index, chargers, inp.time_scale),
             task_queue=CHARGER_RUNTIME_QUEUE,
             start_to_close_timeout=timedelta(days=1),
             heartbeat_timeout=POD_HEARTBEAT_TIMEOUT,

@@ -27,6 +27,7 @@ from workflows.teardown import WRITE_TIMEOUTS, run_teardown
 with workflow.unsafe.imports_passed_through():
     from activities.charger_pods import PodActivities
     from activities.provisioning import CPO_GONE, CPO_MISSING, NETWORK_MISMATCH, ProvisioningActivities
+    from app.lifecycle.background import BackgroundInput, background_workflow_id
     from app.lifecycle.models import (
         STEPS,
         TERMINAL,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, online_timeout, pod_ranges, pod_workflow_id
     from app.network.generator import NetworkShape, NetworkSpec
     from app.network.legacy import legacy_shape
+    from workflows.background import BackgroundActivityWorkflow
     from workflows.charger_pod import ChargerPodWorkflow
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
@@ -204,6 +206,21 @@ class CpoWorkflow(Bookkeeping):
 
         self.provisioned_at = workflow.now()
         await self._transition(CpoStatus.READY, provisioned=True)
+        await self._start_background()
+
+    async def _start_background(self) -> None:
+        """The CPO's own traffic, if it was created with it: a child abandoned on close (it outlives this
+        run's continue-as-new; teardown cancels it by id, stop_charger_pods)."""
+        sim, profile = self.inp.simulation, self.inp.activity_profile
+        if sim is None or not sim.background_activity or profile is None:
+            return
+        await workflow.start_child_workflow(
+            BackgroundActivityWorkflow.run,
+            BackgroundInput(self.inp.cpo_id, self.shape.evses, sim.time_scale, profile),
+            id=background_workflow_id(self.inp.cpo_id),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary="background activity",
+        )
 
     async def _start_pods(self) -> None:
         """One child workflow per pod, abandoned on close: they outlive this run's continue-as-new,
@@ -213,7 +230,7 @@ class CpoWorkflow(Bookkeeping):
             *[
                 workflow.start_child_workflow(
                     ChargerPodWorkflow.run,
-                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop),
+                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop, self._time_scale()),
                     id=pod_workflow_id(self.inp.cpo_id, n),
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                     static_summary=f"locations [{start}, {stop})",
@@ -221,6 +238,9 @@ class CpoWorkflow(Bookkeeping):
                 for n, (start, stop) in enumerate(pod_ranges(shape.locations, shape.chargers_per_location))
             ]
         )
+
+    def _time_scale(self) -> float:
+        return self.inp.simulation.time_scale if self.inp.simulation is not None else 1.0
 
     async def _wait_until_online(self) -> None:
         """READY means online: every charger booted against the CSMS (as the CSMS records it).

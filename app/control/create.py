@@ -18,7 +18,8 @@ from app.control.common import database, gateway, party, unavailable
 from app.control.quotas import quota_problem
 from app.control.schemas import CpoAcceptedResponse, CreateCpoRequest, RoamHelper
 from app.control.temporal_gateway import BackendUnavailable, WorkflowIdTaken
-from app.lifecycle.models import CpoStatus, CpoWorkflowInput, workflow_id
+from app.lifecycle.models import CpoStatus, CpoWorkflowInput, SimulationSettings, workflow_id
+from app.network.activity_profile import profile_for
 from app.network.blueprint import Blueprint, resolve_blueprint
 from app.network.catalog import validate_overrides
 from app.network.generator import GENERATOR_VERSION, NetworkShape, NetworkSpec, network_shape
@@ -118,6 +119,8 @@ async def create_cpo(request: Request) -> Response:
         expires_at=draft.expires_at,
         shape=draft.shape,
         template_version=blueprint.template.version,
+        simulation=SimulationSettings(**body.simulation.model_dump()),
+        activity_profile=profile_for(blueprint.template.slug) if body.simulation.background_activity else None,
     )
     started = await _start_or_undo(request, inp, blueprint.template.slug)
     if isinstance(started, Response):
@@ -188,6 +191,7 @@ async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
                     template_version=draft.blueprint.template.version,
                     seed=draft.spec.seed,
                     overrides=body.overrides or None,
+                    simulation=body.simulation.model_dump(),
                     ocpi_version=body.ocpi_version,
                     ttl_seconds=body.ttl_seconds,
                     status=CpoStatus.PENDING.value,

@@ -68,7 +68,8 @@ SCHEMA_DESCRIPTIONS = {
     "CodedHttpError": "An error with a machine-readable `code`.",
     "CpoAcceptedResponse": "Answer of a create: the CPO is PENDING and its workflow has started. Carries "
     "Token A (never shown again) and a `roam_helper` to register an eMSP with it.",
-    "CpoDetail": "One CPO: its summary plus timestamps, overrides and registered OCPI peers. Never Token A.",
+    "CpoDetail": "One CPO: its summary plus timestamps, overrides, simulation settings and registered OCPI peers. "
+    "Never Token A.",
     "CpoError": "Why a CPO FAILED: a stable `code`, a message, whether a retry could help, and the step.",
     "CpoList": "One page of CPOs, newest first.",
     "CpoStatus": "Lifecycle: PENDING → PROVISIONING → READY → DESTROYING → DESTROYED, or FAILED.",
@@ -82,6 +83,8 @@ SCHEMA_DESCRIPTIONS = {
     "Progress": "Provisioning progress: steps, locations and chargers done out of the planned totals.",
     "ReportOut": "The Markdown one-pager, wrapped in JSON (ask for `text/markdown` to get it bare).",
     "RoamHelper": "What an eMSP needs to register with this CPO: its Credentials object and a curl command.",
+    "Simulation": "How the CPO's simulated chargers live: their time scale and whether the CPO makes its own "
+    "traffic (background activity). Fixed at create; unknown fields are refused.",
     "TemplateCapsOut": "What `overrides` may set for this template.",
     "TemplateList": "Every template that can be provisioned.",
     "TemplateNotFound": "The template slug is unknown; `template` echoes it.",

@@ -21,6 +21,7 @@ from app.control.schemas import (
     CpoStatusResponse,
     CpoSummary,
     ReportOut,
+    Simulation,
     TemplateList,
     TemplateOut,
 )
@@ -89,6 +90,7 @@ async def detail_response(request: Request, cpo: Cpo) -> Response:
         registered_peers=peers,
         ocpi_version=cpo.ocpi_version,
         overrides=cpo.overrides,
+        simulation=Simulation.model_validate(cpo.simulation or {}),
     )
     return model_response(detail)
 

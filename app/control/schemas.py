@@ -14,6 +14,7 @@ import pycountry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.lifecycle.models import CpoError, CpoStatus, Progress
+from app.sim.config import MAX_TIME_SCALE
 
 TTL_MIN, TTL_MAX, TTL_DEFAULT = 60, 604800, 3600
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -23,6 +24,26 @@ _PARTY_RE = re.compile(r"^[A-Z0-9]{3}$")
 class BundleRole(StrEnum):
     cpo = "cpo"
     emsp = "emsp"
+
+
+class Simulation(BaseModel):
+    """How the CPO's simulated chargers live (fixed at create)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=MAX_TIME_SCALE,
+        allow_inf_nan=False,
+        description="Simulated seconds per real second of every charger: timestamps, meter values and the "
+        "simulate actions' durations run this much faster (60: a 3-hour session in 3 minutes).",
+    )
+    background_activity: bool = Field(
+        default=False,
+        description="The CPO makes its own traffic once READY: drivers arrive, charge, idle and leave "
+        "(the template's activity profile, on the simulated clock).",
+    )
 
 
 class CreateCpoRequest(BaseModel):
@@ -50,6 +71,9 @@ class CreateCpoRequest(BaseModel):
     )
     overrides: dict[str, Any] | None = Field(
         default=None, description="Only `locations` and `chargers_per_location`, integers within the template caps."
+    )
+    simulation: Simulation = Field(
+        default_factory=Simulation, description="Time scale and background activity of the simulated chargers."
     )
 
     @field_validator("role", mode="before")
@@ -188,6 +212,7 @@ class CpoDetail(CpoSummary):
     registered_peers: int = Field(description="Completed OCPI handshakes (registered eMSP peers).")
     ocpi_version: str
     overrides: dict[str, int] | None
+    simulation: Simulation
 
 
 class CpoList(BaseModel):

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
+from app.network.activity_profile import ActivityProfile
 from app.network.generator import NetworkShape, NetworkSpec
 
 TASK_QUEUE = "provisioning"
@@ -112,6 +113,15 @@ class Resume:
 
 
 @dataclass
+class SimulationSettings:
+    """How a CPO's chargers live, chosen at create: `time_scale` simulated seconds per real second
+    (app/sim/clock.py) and whether the CPO makes its own traffic (workflows/background.py)."""
+
+    time_scale: float = 1.0
+    background_activity: bool = False
+
+
+@dataclass
 class CpoWorkflowInput:
     """Self-contained: the API resolved the template once, so nothing in the workflow (or its
     activities, which read the CPO row's blueprint) depends on the live catalog."""
@@ -134,6 +144,10 @@ class CpoWorkflowInput:
     # How long every charger may take to come online before the CPO fails (None: by size,
     # app.lifecycle.pods.online_timeout).
     online_timeout_seconds: int | None = None
+    # The simulation settings of the create (None: runs started before they existed, scale 1, no traffic).
+    simulation: SimulationSettings | None = None
+    # The template's background activity profile, resolved at create when `simulation.background_activity`.
+    activity_profile: ActivityProfile | None = None
 
 
 @dataclass

@@ -48,6 +48,7 @@ class PodInput:
     index: int
     location_start: int
     location_stop: int
+    time_scale: float = 1.0  # simulated seconds per real second of every charger of the pod
 
 
 @dataclass
@@ -81,6 +82,7 @@ class PodRun:
     cpo_id: int
     index: int
     chargers: list[SimChargerSpec]
+    time_scale: float = 1.0
 
 
 @dataclass

@@ -27,6 +27,8 @@ class Cpo(SQLModel, table=True):
     template_version: int
     seed: int = Field(sa_type=BigInteger)  # the API accepts any signed 64-bit seed
     overrides: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
+    # {time_scale, background_activity} as created (app.control.schemas.Simulation); null: the defaults.
+    simulation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     ocpi_version: str
     ttl_seconds: int | None = None
     status: str = Field(index=True)

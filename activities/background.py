@@ -1,0 +1,165 @@
+"""The CPO side of background activity (task queue `provisioning`): a tick's arrivals become `start`
+simulation actions, sent exactly as the control plane sends them (app/control/charger_actions.py): the
+simulate DataTransfer through OcpiCommandWorkflow without a response_url, to whichever API process
+holds the charger. An arrival at an EVSE that is not AVAILABLE (occupied, faulted, unknown) or whose
+charger is not online goes away; so does one while the eMSP has pushed no usable token.
+
+Only tokens the registered eMSP pushed (valid, whitelist not NEVER) are used, so every background
+session and CDR goes to that eMSP. Drivers of other providers (CPO-local tokens whose sessions go to
+their own eMSP) are not modelled: the CSMS has no such tokens yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, select
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from app.charging.authorization import remember_id_tag
+from app.lifecycle.background import ArrivalBatch, BackgroundCounts, background_workflow_id
+from app.network.activity_profile import plan_visit
+from app.ocpi.command_models import CommandInput, OcppCall
+from app.ocpi.command_targets import Rejected, Target, evse_target
+from app.store.db import Database
+from app.store.ocpi_tables import OcpiToken
+from app.store.tables import Charger, Connector, Evse
+
+AVAILABLE = "AVAILABLE"
+ONLINE = "ONLINE"
+COMMAND_WORKFLOW = "OcpiCommandWorkflow"
+SIMULATE = "SIMULATE"
+CHARGER_TIMEOUT_S = 15.0  # as the control plane's defaults (CPOLAB_COMMAND_CHARGER_TIMEOUT / _TIMEOUT)
+COMMAND_DEADLINE_S = 30.0
+RPC_TIMEOUT = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class _Start:
+    workflow_id: str
+    target: Target
+    data: dict[str, object]
+
+
+class BackgroundActivities:
+    def __init__(self, db: Database, client: Client, task_queue: str) -> None:
+        self.db = db
+        self.client = client
+        self.task_queue = task_queue
+
+    @activity.defn
+    async def start_visits(self, batch: ArrivalBatch) -> BackgroundCounts:
+        counts = BackgroundCounts(arrivals=len(batch.arrivals))
+        starts = await self._plan(batch, counts)
+        sent = await asyncio.gather(*(self._send(batch.cpo_id, s) for s in starts))
+        counts.started = sum(sent)
+        counts.failed = len(sent) - counts.started
+        return counts
+
+    async def _plan(self, batch: ArrivalBatch, counts: BackgroundCounts) -> list[_Start]:
+        cpo_id = batch.cpo_id
+        async with self.db.session() as session:
+            evses = (
+                await session.execute(
+                    select(Evse.uid, Evse.location_id, Evse.status, Charger.status)
+                    .join(Charger, and_(Charger.cpo_id == Evse.cpo_id, Charger.identity == Evse.charger_identity))
+                    .where(Evse.cpo_id == cpo_id)
+                    .order_by(Evse.uid)
+                )
+            ).all()
+            tokens = sorted(
+                (t.country_code, t.party_id, t.uid)
+                for t in (await session.execute(select(OcpiToken).where(OcpiToken.cpo_id == cpo_id))).scalars()
+                if t.data.get("valid") is True and t.data.get("whitelist") != "NEVER"
+            )
+            taken: set[str] = set()
+            starts: list[_Start] = []
+            for n, arrival in enumerate(batch.arrivals):
+                if not evses:
+                    counts.busy += 1
+                    continue
+                uid, location_id, evse_status, charger_status = evses[arrival.evse_index % len(evses)]
+                if uid in taken or evse_status != AVAILABLE or charger_status != ONLINE:
+                    counts.busy += 1
+                    continue
+                if not tokens:
+                    counts.no_token += 1
+                    continue
+                try:
+                    target = await evse_target(session, cpo_id, location_id, uid, None)
+                except Rejected:  # torn down meanwhile
+                    counts.busy += 1
+                    continue
+                taken.add(uid)
+                token_uid = tokens[random.Random(arrival.seed).randrange(len(tokens))][2]
+                connector = (
+                    await session.execute(
+                        select(Connector.power_type, Connector.max_electric_power)
+                        .where(Connector.cpo_id == cpo_id, Connector.evse_uid == uid)
+                        .order_by(Connector.id)
+                        .limit(1)
+                    )
+                ).one()
+                visit = plan_visit(arrival.seed, batch.profile, connector[0], connector[1])
+                data: dict[str, object] = {"action": "start", "connector_id": target.ocpp_connector_id}
+                if target.ocpp_version != "1.6":
+                    data["evse_id"] = target.ocpp_evse_id
+                data["id_tag"] = (
+                    await remember_id_tag(session, cpo_id, token_uid) if target.ocpp_version == "1.6" else token_uid
+                )
+                data |= {
+                    "target_kwh": visit.target_kwh,
+                    "soc_percent": visit.soc_percent,
+                    "duration_s": visit.duration_s,
+                }
+                starts.append(_Start(f"{batch.batch_id}-{n}", target, data))
+            await session.commit()  # the idTag mappings of long token uids
+        return starts
+
+    async def _send(self, cpo_id: int, start: _Start) -> bool:
+        """Start the command workflow (not waiting for the charger's answer: the next tick sees the EVSE
+        busy or not). A retried activity finds its workflows started already: the same ids."""
+        call = OcppCall(
+            cpo_id,
+            start.target.identity,
+            start.target.ocpp_version,
+            "DataTransfer",
+            {"vendor_id": "cpolab", "message_id": "simulate", "data": json.dumps(start.data, separators=(",", ":"))},
+            CHARGER_TIMEOUT_S,
+        )
+        inp = CommandInput(SIMULATE, cpo_id, start.target.identity, call, None, COMMAND_DEADLINE_S)
+        try:
+            await self.client.start_workflow(
+                COMMAND_WORKFLOW, inp, id=start.workflow_id, task_queue=self.task_queue, rpc_timeout=RPC_TIMEOUT
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        except RPCError as err:
+            activity.logger.warning("background start %s not sent: %s", start.workflow_id, err)
+            return False
+        return True
+
+
+async def stop_background(client: Client, cpo_id: int) -> bool:
+    """Cancel the CPO's background activity and wait until it has closed (idempotent). True if it ran."""
+    handle = client.get_workflow_handle(background_workflow_id(cpo_id))
+    try:
+        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return False
+    await handle.cancel(rpc_timeout=RPC_TIMEOUT)
+    with suppress(WorkflowFailureError):  # it ends cancelled: what was asked
+        await handle.result(follow_runs=True)
+    return True
