@@ -50,8 +50,8 @@ from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
 from app.tools.open_files import raise_open_files_limit
-from workflows.charger_link import ChargerDisconnectWorkflow
 from workflows.background import BackgroundActivityWorkflow
+from workflows.charger_link import ChargerDisconnectWorkflow
 from workflows.charger_pod import ChargerPodWorkflow
 from workflows.cpo import CpoWorkflow
 from workflows.ocpi_command import OcpiCommandWorkflow
