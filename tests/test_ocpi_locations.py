@@ -69,9 +69,12 @@ async def register(stack: Stack, http: httpx.AsyncClient, emsp: EmspPeer) -> Cal
 
 
 @pytest.fixture(scope="module")
-async def big(stack: Stack, cp: httpx.AsyncClient, register: Callable[..., Awaitable[Peer]]) -> Peer:
-    created = await create_big_cpo(cp, locations=BIG, party_id="BIG", chargers_per_location=6)
-    return await register(created)
+async def big(stack: Stack, cp: httpx.AsyncClient, register: Callable[..., Awaitable[Peer]]) -> AsyncIterator[Peer]:
+    # 2,000 live chargers (more EVSEs than locations); deleted after the module so that the shared
+    # stack's later tests do not run beside them.
+    created = await create_big_cpo(cp, locations=BIG, party_id="BIG", chargers_per_location=2)
+    yield await register(created)
+    await cp.delete(f"/ocpi/cpos/{created['cpo_id']}")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,7 @@ async def test_walk_all_pages_via_link(big: Peer, http: httpx.AsyncClient, stack
     assert stack.count("location", big.cpo_id) == BIG
 
 
-async def test_every_object_matches_the_spec_schema(big: Peer, http: httpx.AsyncClient) -> None:
+async def test_every_object_matches_the_spec_schema(big: Peer, small: Peer, http: httpx.AsyncClient) -> None:
     tariffs = (await http.get(f"{big.base}/tariffs", headers=big.headers)).json()["data"]
     tariff_ids = {t["id"] for t in tariffs}
     assert tariff_ids
@@ -163,6 +166,13 @@ async def test_every_object_matches_the_spec_schema(big: Peer, http: httpx.Async
                     power_types.add(conn["power_type"])
                     assert conn["tariff_ids"] and set(conn["tariff_ids"]) <= tariff_ids
     assert len(uids) == counts["evses"] > BIG and counts["connectors"] >= counts["evses"]
+    # The big network's two chargers per location are AC; the small one's six include DC.
+    for page in await walk(http, f"{small.base}/locations", small.headers):
+        for loc in page.json()["data"]:
+            ocpi_schemas.assert_valid("2.2.1", "location", loc)
+            connectors = [conn for evse in loc["evses"] for conn in evse["connectors"]]
+            standards |= {conn["standard"] for conn in connectors}
+            power_types |= {conn["power_type"] for conn in connectors}
     assert {"IEC_62196_T2", "IEC_62196_T2_COMBO"} <= standards and "DC" in power_types
 
 
