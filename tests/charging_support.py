@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +20,8 @@ from app.store.db import utcnow
 from app.store.ocpi_tables import OcpiPeer
 from app.store.tables import CredentialToken, tariff_ids
 from tests.databases import AppDatabase
-from tests.emsp_peer import EmspPeer, OcpiClient, Received, ok
+from tests.emsp_peer import EmspPeer, OcpiClient, Received, new_cpo, ok, register
+from tests.stack import Stack, wait_status
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -76,6 +79,47 @@ class Emsp:
     def authorize_calls(self, uid: str) -> list[Received]:
         tail = f"/{self.profile}/{self.version}/tokens/{uid}/authorize"
         return [r for r in self.peer.received if r.path == tail and r.method == "POST"]
+
+
+class LiveCpo:
+    """A READY CPO on a test stack with the eMSP peer registered through the real handshake: its live
+    chargers and its OCPI 2.2.1 module base, called as the eMSP with `ocpi`."""
+
+    def __init__(self, body: dict[str, Any], ocpi: OcpiClient) -> None:
+        self.id = int(body["cpo_id"])
+        self.base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
+        self.ocpi = ocpi
+
+    async def push_token(
+        self, uid: str, *, whitelist: str = "ALWAYS", contract_id: str = "NL-EMS-C00000002-X"
+    ) -> dict[str, Any]:
+        """The eMSP pushes an RFID token (ALWAYS: a charger's Authorize needs no real-time call); returns it."""
+        token = {
+            "country_code": "NL",
+            "party_id": "EMS",
+            "uid": uid,
+            "type": "RFID",
+            "contract_id": contract_id,
+            "issuer": "Test eMSP",
+            "valid": True,
+            "whitelist": whitelist,
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+        resp = await self.ocpi.request("PUT", f"{self.base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
+        assert resp.status_code in (200, 201), resp.text
+        return token
+
+
+@asynccontextmanager
+async def live_cpo(stack: Stack, peer: EmspPeer, **create: Any) -> AsyncIterator[LiveCpo]:
+    """Creates a CPO (`create`: POST body fields over tests.emsp_peer.CPO_BODY), waits for READY and
+    registers the eMSP peer with it."""
+    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
+        body = await new_cpo(control, **create)
+        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
+        assert status["status"] == "READY", status
+        resp, _ = await register(http, body, peer)
+        yield LiveCpo(body, OcpiClient(http, ok(resp)["token"]))
 
 
 def register_emsp(

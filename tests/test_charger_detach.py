@@ -11,9 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,8 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from app.lifecycle.pods import pod_workflow_id
+from tests.charging_support import LiveCpo, live_cpo
 from tests.csms_support import OcppClient, basic, upgrade_refused
-from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
+from tests.emsp_peer import EmspPeer, new_cpo, ok
 from tests.stack import Stack, wait_status
 from tests.test_charger_pods import sockets_to, wait_for
 
@@ -31,21 +30,10 @@ ATTACHED_CLOSE = 4003  # app.csms.runtime.ATTACHED
 ATTACH_BOUND_S = 15.0  # Retry-After 5 s + the pod's jitter ≤ 5 s + handshake and statuses, with slack
 
 
-class Cpo:
-    def __init__(self, body: dict[str, Any], ocpi: OcpiClient) -> None:
-        self.id = int(body["cpo_id"])
-        self.base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
-        self.ocpi = ocpi
-
-
 @pytest.fixture(scope="module")
-async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[Cpo]:
-    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
-        body = await new_cpo(control, party_id="DET", seed=11)
-        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
-        assert status["status"] == "READY", status
-        resp, _ = await register(http, body, peer)
-        yield Cpo(body, OcpiClient(http, ok(resp)["token"]))
+async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[LiveCpo]:
+    async with live_cpo(stack, peer, party_id="DET", seed=11) as cpo:
+        yield cpo
 
 
 def row(stack: Stack, cpo_id: int, identity: str) -> tuple[str, object]:
@@ -79,11 +67,13 @@ async def external_client(stack: Stack, cpo_id: int, identity: str, password: st
     )
 
 
-async def evse_status(cpo: Cpo, location_id: str, evse_uid: str) -> str:
+async def evse_status(cpo: LiveCpo, location_id: str, evse_uid: str) -> str:
     return str(ok(await cpo.ocpi.request("GET", f"{cpo.base}/locations/{location_id}/{evse_uid}"))["status"])
 
 
-async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_it_back(stack: Stack, cpo: Cpo) -> None:
+async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_it_back(
+    stack: Stack, cpo: LiveCpo
+) -> None:
     async with stack.client() as control:
         listed = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers")).json()["data"]
         charger = next(c for c in listed if c["ocpp_version"] == "1.6" and c["state"] == "ONLINE")
@@ -156,7 +146,7 @@ async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_
         assert again.status_code == 409 and "not detached" in again.json()["detail"]
 
 
-async def test_action_errors(stack: Stack, cpo: Cpo) -> None:
+async def test_action_errors(stack: Stack, cpo: LiveCpo) -> None:
     async with stack.client() as control:
         identity = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers")).json()["data"][0]["identity"]
         base = f"/ocpi/cpos/{cpo.id}/chargers/{identity}/actions"

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.charging_support import set_tariff
-from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
-from tests.stack import Stack, wait_status
+from tests.charging_support import LiveCpo, live_cpo, set_tariff
+from tests.emsp_peer import EmspPeer, ok
+from tests.stack import Stack
 
 # The connector's tariff, as the test sets it: a start fee, energy and charging time, VAT 19 %.
 TARIFF = [
@@ -32,25 +32,13 @@ TARIFF = [
 UID = "E2E0000000000000000000000000000001"  # 34 characters: a 1.6 charger sees a 20-character idTag
 
 
-class Cpo:
-    def __init__(self, body: dict[str, Any], ocpi: OcpiClient) -> None:
-        self.id = int(body["cpo_id"])
-        self.base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
-        self.ocpi = ocpi
-
-
 @pytest.fixture(scope="module")
-async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[Cpo]:
-    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
-        body = await new_cpo(control, party_id="E2E", seed=9)
-        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
-        assert status["status"] == "READY", status
-        resp, _ = await register(http, body, peer)
-        ocpi = OcpiClient(http, ok(resp)["token"])
-        yield Cpo(body, ocpi)
+async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[LiveCpo]:
+    async with live_cpo(stack, peer, party_id="E2E", seed=9) as cpo:
+        yield cpo
 
 
-async def first_charger(stack: Stack, cpo: Cpo) -> dict[str, Any]:
+async def first_charger(stack: Stack, cpo: LiveCpo) -> dict[str, Any]:
     async with stack.client() as control:
         listed = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers")).json()["data"]
     return next(c for c in listed if c["ocpp_version"] == "1.6")
@@ -60,20 +48,8 @@ def from_us(r: Any, what: str) -> bool:
     return r.headers.get("ocpi-from-party-id") == "E2E" and what in r.path
 
 
-async def test_plug_start_stop_bill(stack: Stack, cpo: Cpo, peer: EmspPeer) -> None:
-    token = {
-        "country_code": "NL",
-        "party_id": "EMS",
-        "uid": UID,
-        "type": "RFID",
-        "contract_id": "NL-EMS-C00000001-X",
-        "issuer": "Test eMSP",
-        "valid": True,
-        "whitelist": "ALLOWED",
-        "last_updated": "2026-01-01T00:00:00Z",
-    }
-    resp = await cpo.ocpi.request("PUT", f"{cpo.base}/tokens/NL/EMS/{UID}", params={"type": "RFID"}, json=token)
-    assert resp.status_code in (200, 201), resp.text
+async def test_plug_start_stop_bill(stack: Stack, cpo: LiveCpo, peer: EmspPeer) -> None:
+    token = await cpo.push_token(UID, whitelist="ALLOWED", contract_id="NL-EMS-C00000001-X")
     charger = await first_charger(stack, cpo)
     identity, evse_uid = charger["identity"], charger["evse_uids"][0]
     for (connector_id,) in stack.query("SELECT id FROM connector WHERE cpo_id = ? AND evse_uid = ?", cpo.id, evse_uid):
@@ -148,7 +124,7 @@ def independent_cost(tariff: dict[str, Any], cdr: dict[str, Any]) -> Decimal:
     return total.quantize(Decimal("0.0001"))
 
 
-async def test_action_errors(stack: Stack, cpo: Cpo) -> None:
+async def test_action_errors(stack: Stack, cpo: LiveCpo) -> None:
     charger = await first_charger(stack, cpo)
     base = f"/ocpi/cpos/{cpo.id}/chargers/{charger['identity']}/actions"
     async with stack.client() as control:
@@ -172,7 +148,7 @@ async def test_action_errors(stack: Stack, cpo: Cpo) -> None:
         assert (await reader.post(f"{base}/plug", json={})).status_code == 403
 
 
-async def test_a_location_fans_out(stack: Stack, cpo: Cpo) -> None:
+async def test_a_location_fans_out(stack: Stack, cpo: LiveCpo) -> None:
     charger = await first_charger(stack, cpo)
     async with stack.client() as control:
         resp = await control.post(f"/ocpi/cpos/{cpo.id}/locations/{charger['location_id']}/actions/fault", json={})

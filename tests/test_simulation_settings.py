@@ -8,10 +8,9 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
-import httpx
-
-from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
-from tests.stack import Stack, wait_status
+from tests.charging_support import live_cpo
+from tests.emsp_peer import EmspPeer
+from tests.stack import Stack
 
 UID = "SCALE00000000001"
 SCALE = 60.0
@@ -24,30 +23,12 @@ def _ts(text: str) -> float:
 
 
 async def test_time_scale_runs_the_chargers_faster(stack: Stack, peer: EmspPeer) -> None:
-    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
-        body = await new_cpo(control, party_id="TSC", seed=11, simulation={"time_scale": SCALE})
-        cpo_id = int(body["cpo_id"])
-        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
-        assert status["status"] == "READY", status
+    simulation = {"time_scale": SCALE}
+    async with live_cpo(stack, peer, party_id="TSC", seed=11, simulation=simulation) as cpo, stack.client() as control:
+        cpo_id = cpo.id
         detail = (await control.get(f"/ocpi/cpos/{cpo_id}")).json()
         assert detail["simulation"] == {"time_scale": SCALE, "background_activity": False}
-
-        resp, _ = await register(http, body, peer)
-        ocpi = OcpiClient(http, ok(resp)["token"])
-        base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
-        token = {
-            "country_code": "NL",
-            "party_id": "EMS",
-            "uid": UID,
-            "type": "RFID",
-            "contract_id": "NL-EMS-C00000002-X",
-            "issuer": "Test eMSP",
-            "valid": True,
-            "whitelist": "ALWAYS",
-            "last_updated": "2026-01-01T00:00:00Z",
-        }
-        put = await ocpi.request("PUT", f"{base}/tokens/NL/EMS/{UID}", params={"type": "RFID"}, json=token)
-        assert put.status_code in (200, 201), put.text
+        await cpo.push_token(UID)
 
         listed = (await control.get(f"/ocpi/cpos/{cpo_id}/chargers")).json()["data"]
         charger = next(c for c in listed if c["ocpp_version"] == "1.6")

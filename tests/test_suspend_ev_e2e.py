@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.charging_support import set_tariff
-from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
-from tests.stack import Stack, wait_status
-from tests.test_charging_e2e import Cpo, independent_cost
+from tests.charging_support import LiveCpo, live_cpo, set_tariff
+from tests.emsp_peer import EmspPeer, ok
+from tests.stack import Stack
+from tests.test_charging_e2e import independent_cost
 
 PARKING_PER_HOUR = 36.0  # 0.01 € a second: a few suspended seconds cost a visible amount
 TARIFF = [
@@ -35,41 +35,23 @@ SUSPENDED_S = 6
 
 
 @pytest.fixture(scope="module")
-async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[Cpo]:
-    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
-        body = await new_cpo(control, template="mixed-depot", party_id="SUS", seed=31)  # 1.6 and 2.0.1
-        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
-        assert status["status"] == "READY", status
-        resp, _ = await register(http, body, peer)
-        ocpi = OcpiClient(http, ok(resp)["token"])
-        token = {
-            "country_code": "NL",
-            "party_id": "EMS",
-            "uid": UID,
-            "type": "RFID",
-            "contract_id": "NL-EMS-C00000002-X",
-            "issuer": "Test eMSP",
-            "valid": True,
-            "whitelist": "ALWAYS",  # the charger's Authorize needs no real-time call
-            "last_updated": "2026-01-01T00:00:00Z",
-        }
-        url = body["ocpi_peer_url"].removesuffix("/versions") + f"/2.2.1/tokens/NL/EMS/{UID}"
-        resp = await ocpi.request("PUT", url, params={"type": "RFID"}, json=token)
-        assert resp.status_code in (200, 201), resp.text
-        yield Cpo(body, ocpi)
+async def cpo(stack: Stack, peer: EmspPeer) -> AsyncIterator[LiveCpo]:
+    async with live_cpo(stack, peer, template="mixed-depot", party_id="SUS", seed=31) as cpo:  # 1.6 and 2.0.1
+        await cpo.push_token(UID)
+        yield cpo
 
 
 def from_us(r: Any, what: str) -> bool:
     return r.headers.get("ocpi-from-party-id") == "SUS" and what in r.path
 
 
-async def chargers(stack: Stack, cpo: Cpo, version: str) -> list[dict[str, Any]]:
+async def chargers(stack: Stack, cpo: LiveCpo, version: str) -> list[dict[str, Any]]:
     async with stack.client() as control:
         listed = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers")).json()["data"]
     return [c for c in listed if c["ocpp_version"] == version]
 
 
-async def frames(control: httpx.AsyncClient, cpo: Cpo, identity: str) -> list[dict[str, Any]]:
+async def frames(control: httpx.AsyncClient, cpo: LiveCpo, identity: str) -> list[dict[str, Any]]:
     """The charger's CALLs to the CSMS, oldest first: {"action", "payload"}."""
     resp = await control.get(f"/ocpi/cpos/{cpo.id}/chargers/{identity}/ocpp-log", params={"limit": 100})
     assert resp.status_code == 200, resp.text
@@ -82,7 +64,7 @@ async def frames(control: httpx.AsyncClient, cpo: Cpo, identity: str) -> list[di
 
 
 async def until_frames(
-    control: httpx.AsyncClient, cpo: Cpo, identity: str, what: str, done: Callable[[list[dict[str, Any]]], bool]
+    control: httpx.AsyncClient, cpo: LiveCpo, identity: str, what: str, done: Callable[[list[dict[str, Any]]], bool]
 ) -> list[dict[str, Any]]:
     for _ in range(60):
         got = await frames(control, cpo, identity)
@@ -109,7 +91,7 @@ def meter(frame: dict[str, Any]) -> tuple[float, str, float, float]:
     )
 
 
-async def test_a_suspended_stretch_is_billed_as_parking(stack: Stack, cpo: Cpo, peer: EmspPeer) -> None:
+async def test_a_suspended_stretch_is_billed_as_parking(stack: Stack, cpo: LiveCpo, peer: EmspPeer) -> None:
     charger = (await chargers(stack, cpo, "1.6"))[0]
     identity, evse_uid, location_id = charger["identity"], charger["evse_uids"][0], charger["location_id"]
     for (connector_id,) in stack.query("SELECT id FROM connector WHERE cpo_id = ? AND evse_uid = ?", cpo.id, evse_uid):
@@ -172,7 +154,7 @@ async def test_a_suspended_stretch_is_billed_as_parking(stack: Stack, cpo: Cpo, 
     assert abs(Decimal(str(cdr["total_cost"]["excl_vat"])) - independent_cost(tariff, cdr)) <= Decimal("0.002")
 
 
-async def test_201_reports_the_charging_state(stack: Stack, cpo: Cpo) -> None:
+async def test_201_reports_the_charging_state(stack: Stack, cpo: LiveCpo) -> None:
     charger = (await chargers(stack, cpo, "2.0.1"))[0]
     actions = f"/ocpi/cpos/{cpo.id}/chargers/{charger['identity']}/actions"
     async with stack.client() as control:
@@ -197,7 +179,7 @@ async def test_201_reports_the_charging_state(stack: Stack, cpo: Cpo) -> None:
     assert power[0]["value"] == 0
 
 
-async def test_bad_bodies(stack: Stack, cpo: Cpo) -> None:
+async def test_bad_bodies(stack: Stack, cpo: LiveCpo) -> None:
     charger = (await chargers(stack, cpo, "1.6"))[0]
     url = f"/ocpi/cpos/{cpo.id}/chargers/{charger['identity']}/actions/suspend-ev"
     async with stack.client() as control:
