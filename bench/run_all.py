@@ -52,6 +52,12 @@ BENCHES = {
     "failover": ("bench.bench_failover", [], ["--sizes", "100"]),
     # StopTransaction → CDR POST at the eMSP, one API process, no Temporal (issue 9).
     "cdr": ("bench.bench_cdr", [], ["--sessions", "10", "--burst", "10", "--rounds", "1"]),
+    # Background activity on 1,000 chargers: EVSE status push lag and CPU (issue 9).
+    "background": (
+        "bench.bench_background",
+        [],
+        ["--locations", "2", "--scale", "600", "--warmup", "30", "--window", "15"],
+    ),
 }
 
 

@@ -151,9 +151,8 @@ async def test_action_errors(stack: Stack, cpo: LiveCpo) -> None:
         identity = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers")).json()["data"][0]["identity"]
         base = f"/ocpi/cpos/{cpo.id}/chargers/{identity}/actions"
         for path, body, code in (
-            (f"{base}/detach", {"connector_id": "1"}, 422),
-            (f"{base}/attach", {"token_uid": "X"}, 422),
             (f"{base}/detach", {"colour": "red"}, 422),
+            (f"{base}/attach", {"duration_s": -1}, 422),
             (f"{base}/detach", {"evse_uid": "NOPE"}, 404),
             (f"/ocpi/cpos/{cpo.id}/chargers/nobody/actions/detach", {}, 404),
             (f"/ocpi/cpos/{cpo.id}/locations/NOPE/actions/attach", {}, 404),

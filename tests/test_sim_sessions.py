@@ -262,6 +262,9 @@ async def test_16_remote_start_unlock_and_reservations(peer: CsmsPeer) -> None:
     async with running(peer, cfg) as run:
         change = call16.ChangeConfiguration(key="AuthorizeRemoteTxRequests", value="true")
         assert (await run.call(change)).status == "Accepted"
+        # 120 simulated s to plug in is 0.2 real s at this scale: a loaded box would let it lapse.
+        patience = call16.ChangeConfiguration(key="ConnectionTimeOut", value="36000")
+        assert (await run.call(patience)).status == "Accepted"
         remote = call16.RemoteStartTransaction(id_tag="R1", connector_id=1)
         assert (await run.call(remote)).status == "Accepted"  # before the plug: waits for it
         await run.until("authorize", lambda: run.rec.of("Authorize"))

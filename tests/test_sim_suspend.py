@@ -40,6 +40,7 @@ async def test_16_suspend_for_a_while_then_resume(peer: CsmsPeer) -> None:
         await run.until("a sample after it", lambda: [s[1] for s in meters16(run)][-2:] == ["Other", "Sample.Periodic"])
         assert (await run.simulate(action="stop", connector_id=1))[0] == "Accepted"
         await run.until("stop", lambda: run.rec.of("StopTransaction"))
+        await run.until("finishing", lambda: run.statuses()[-1] == "Finishing")
     statuses = [a for a in run.actions() if a.startswith("Status:")]
     # A slow box lets the scaled clock run on before the stop: the car may also get full (SuspendedEV).
     suspended = statuses.index("Status:SuspendedEV")

@@ -97,9 +97,6 @@ def _body(action: str, raw: bytes) -> ChargerActionRequest | Response:
         return unprocessable([issue(["body"], "not a JSON object", "json_invalid")])
     if action == "start" and body.token_uid is None:
         return unprocessable([issue(["body", "token_uid"], "required to start a session", "missing")])
-    if action in LINK_ACTIONS:
-        for name in body.model_dump(exclude_none=True).keys() - {"evse_uid"}:
-            return unprocessable([issue(["body", name], f"{action} acts on the whole charger", "extra_forbidden")])
     return body
 
 

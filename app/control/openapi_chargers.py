@@ -25,8 +25,8 @@ SCHEMA_DESCRIPTIONS = {
     "`target_kwh`, `soc_percent`, `duration_s` (the car stops drawing at the first reached); `fault`: "
     "`error_code` (OCPP 1.6 ChargePointErrorCode, default OtherError); `suspend-ev`: `duration_s` (simulated seconds "
     "the car stays suspended; absent: until the session is stopped or the cable unplugged). An action ignores the "
-    "fields of the others; an unknown field is a 422. `detach` / `attach` act on the whole charger: only `evse_uid` "
-    "(one of its EVSEs).",
+    "fields of the others; an unknown field is a 422. `detach` / `attach` act on the whole charger: `evse_uid` "
+    "(one of its EVSEs) may name it.",
     "ActionResult": "An action the charger answered (ACCEPTED) or has not answered yet (PENDING); in a location's "
     "list also REJECTED / FAILED with the charger's reason in `message`.",
     "LocationActionResult": "The action's result on each EVSE of the location (`detach` / `attach`: on each "
