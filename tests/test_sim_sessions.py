@@ -268,7 +268,8 @@ async def test_16_remote_start_unlock_and_reservations(peer: CsmsPeer) -> None:
         remote = call16.RemoteStartTransaction(id_tag="R1", connector_id=1)
         assert (await run.call(remote)).status == "Accepted"  # before the plug: waits for it
         await run.until("authorize", lambda: run.rec.of("Authorize"))
-        assert run.statuses()[-1] == "Preparing" and not run.rec.of("StartTransaction")
+        await run.until("preparing", lambda: run.statuses()[-1] == "Preparing")  # once the Authorize is answered
+        assert not run.rec.of("StartTransaction")
         assert (await run.call(remote)).status == "Rejected"  # already waiting
         await run.simulate(action="plug", connector_id=1)
         await run.until("start", lambda: run.rec.of("StartTransaction"))
