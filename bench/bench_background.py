@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.bench_create import CpuMeter, add_common_args, pct, print_table, run_main, stop_stack  # noqa: E402
+from tests.charging_support import push_rfid_token  # noqa: E402
 from tests.emsp_peer import EmspPeer, OcpiClient, ok, register  # noqa: E402
 from tests.stack import Stack, wait_status  # noqa: E402
 
@@ -47,19 +48,7 @@ def _lag(received_at: float, last_updated: str) -> float:
 async def _push_tokens(ocpi: OcpiClient, base: str, count: int) -> None:
     for n in range(count):
         uid = f"BENCH-DRIVER-{n:05d}"
-        token = {
-            "country_code": "NL",
-            "party_id": "EMS",
-            "uid": uid,
-            "type": "RFID",
-            "contract_id": f"NL-EMS-C{n:08d}-B",
-            "issuer": "Bench eMSP",
-            "valid": True,
-            "whitelist": "ALWAYS",
-            "last_updated": "2026-01-01T00:00:00Z",
-        }
-        resp = await ocpi.request("PUT", f"{base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
-        assert resp.status_code in (200, 201), resp.text
+        await push_rfid_token(ocpi, base, uid, contract_id=f"NL-EMS-C{n:08d}-B", issuer="Bench eMSP")
 
 
 def _status_pushes(peer: EmspPeer, since: float) -> list[float]:

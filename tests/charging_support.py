@@ -81,6 +81,32 @@ class Emsp:
         return [r for r in self.peer.received if r.path == tail and r.method == "POST"]
 
 
+async def push_rfid_token(
+    ocpi: OcpiClient,
+    base: str,
+    uid: str,
+    *,
+    contract_id: str,
+    whitelist: str = "ALWAYS",
+    issuer: str = "Test eMSP",
+) -> dict[str, Any]:
+    """The eMSP (NL*EMS) pushes an RFID token to the CPO's 2.2.1 tokens module at `base`; returns it."""
+    token = {
+        "country_code": "NL",
+        "party_id": "EMS",
+        "uid": uid,
+        "type": "RFID",
+        "contract_id": contract_id,
+        "issuer": issuer,
+        "valid": True,
+        "whitelist": whitelist,
+        "last_updated": "2026-01-01T00:00:00Z",
+    }
+    resp = await ocpi.request("PUT", f"{base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
+    assert resp.status_code in (200, 201), resp.text
+    return token
+
+
 class LiveCpo:
     """A READY CPO on a test stack with the eMSP peer registered through the real handshake: its live
     chargers and its OCPI 2.2.1 module base, called as the eMSP with `ocpi`."""
@@ -94,20 +120,7 @@ class LiveCpo:
         self, uid: str, *, whitelist: str = "ALWAYS", contract_id: str = "NL-EMS-C00000002-X"
     ) -> dict[str, Any]:
         """The eMSP pushes an RFID token (ALWAYS: a charger's Authorize needs no real-time call); returns it."""
-        token = {
-            "country_code": "NL",
-            "party_id": "EMS",
-            "uid": uid,
-            "type": "RFID",
-            "contract_id": contract_id,
-            "issuer": "Test eMSP",
-            "valid": True,
-            "whitelist": whitelist,
-            "last_updated": "2026-01-01T00:00:00Z",
-        }
-        resp = await self.ocpi.request("PUT", f"{self.base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
-        assert resp.status_code in (200, 201), resp.text
-        return token
+        return await push_rfid_token(self.ocpi, self.base, uid, contract_id=contract_id, whitelist=whitelist)
 
 
 @asynccontextmanager

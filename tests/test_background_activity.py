@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
 from app.lifecycle.background import background_workflow_id
+from tests.charging_support import push_rfid_token
 from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
 from tests.stack import Stack, wait_status
 from workflows.background import BackgroundActivityWorkflow
@@ -38,20 +39,7 @@ async def test_background_activity_makes_traffic_and_stops_at_teardown(stack: St
         ocpi = OcpiClient(http, ok(resp)["token"])
         base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
         for n in range(3):
-            uid = f"BGA-DRIVER-{n:04d}"
-            token = {
-                "country_code": "NL",
-                "party_id": "EMS",
-                "uid": uid,
-                "type": "RFID",
-                "contract_id": f"NL-EMS-C{n:08d}-X",
-                "issuer": "Test eMSP",
-                "valid": True,
-                "whitelist": "ALWAYS",
-                "last_updated": "2026-01-01T00:00:00Z",
-            }
-            put = await ocpi.request("PUT", f"{base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
-            assert put.status_code in (200, 201), put.text
+            await push_rfid_token(ocpi, base, f"BGA-DRIVER-{n:04d}", contract_id=f"NL-EMS-C{n:08d}-X")
 
         # Nobody drives these chargers but the background activity.
         charging = await peer.wait_for(

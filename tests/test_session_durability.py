@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.charging_support import set_tariff
+from tests.charging_support import push_rfid_token, set_tariff
 from tests.databases import DatabaseFactory
 from tests.emsp_peer import EmspPeer, OcpiClient, Received, new_cpo, ok, register
 from tests.stack import Stack, wait_status
@@ -83,19 +83,7 @@ async def env(
             ocpi = OcpiClient(http, ok(resp)["token"])
             base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
             uid = "DUR00000000000000000000000000001"
-            token = {
-                "country_code": "NL",
-                "party_id": "EMS",
-                "uid": uid,
-                "type": "RFID",
-                "contract_id": "NL-EMS-C00000021-X",
-                "issuer": "Test eMSP",
-                "valid": True,
-                "whitelist": "ALLOWED",
-                "last_updated": "2026-01-01T00:00:00Z",
-            }
-            put = await ocpi.request("PUT", f"{base}/tokens/NL/EMS/{uid}", params={"type": "RFID"}, json=token)
-            assert put.status_code in (200, 201), put.text
+            token = await push_rfid_token(ocpi, base, uid, contract_id="NL-EMS-C00000021-X", whitelist="ALLOWED")
             yield Env(stack, survivor, balancer, peer, ocpi, int(body["cpo_id"]), base, token)
     finally:
         survivor.stop()
