@@ -12,7 +12,6 @@ their own eMSP) are not modelled: the CSMS has no such tokens yet.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from contextlib import suppress
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.charging.authorization import remember_id_tag
 from app.lifecycle.background import ArrivalBatch, BackgroundCounts, background_workflow_id
 from app.network.activity_profile import plan_visit
-from app.ocpi.command_models import CommandInput, OcppCall
 from app.ocpi.command_targets import Rejected, Target, evse_target
+from app.ocpi.simulate_call import presented_id_tag, simulate_command, simulate_data
 from app.store.db import Database
 from app.store.ocpi_tables import OcpiToken
 from app.store.tables import Charger, Connector, Evse
@@ -36,7 +34,6 @@ from app.store.tables import Charger, Connector, Evse
 AVAILABLE = "AVAILABLE"
 ONLINE = "ONLINE"
 COMMAND_WORKFLOW = "OcpiCommandWorkflow"
-SIMULATE = "SIMULATE"
 CHARGER_TIMEOUT_S = 15.0  # as the control plane's defaults (CPOLAB_COMMAND_CHARGER_TIMEOUT / _TIMEOUT)
 COMMAND_DEADLINE_S = 30.0
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -109,12 +106,8 @@ class BackgroundActivities:
                     )
                 ).one()
                 visit = plan_visit(arrival.seed, batch.profile, connector[0], connector[1])
-                data: dict[str, object] = {"action": "start", "connector_id": target.ocpp_connector_id}
-                if target.ocpp_version != "1.6":
-                    data["evse_id"] = target.ocpp_evse_id
-                data["id_tag"] = (
-                    await remember_id_tag(session, cpo_id, token_uid) if target.ocpp_version == "1.6" else token_uid
-                )
+                data = simulate_data("start", target)
+                data["id_tag"] = await presented_id_tag(session, cpo_id, target, token_uid)
                 data |= {
                     "target_kwh": visit.target_kwh,
                     "soc_percent": visit.soc_percent,
@@ -127,15 +120,7 @@ class BackgroundActivities:
     async def _send(self, cpo_id: int, start: _Start) -> bool:
         """Start the command workflow (not waiting for the charger's answer: the next tick sees the EVSE
         busy or not). A retried activity finds its workflows started already: the same ids."""
-        call = OcppCall(
-            cpo_id,
-            start.target.identity,
-            start.target.ocpp_version,
-            "DataTransfer",
-            {"vendor_id": "cpolab", "message_id": "simulate", "data": json.dumps(start.data, separators=(",", ":"))},
-            CHARGER_TIMEOUT_S,
-        )
-        inp = CommandInput(SIMULATE, cpo_id, start.target.identity, call, None, COMMAND_DEADLINE_S)
+        inp = simulate_command(cpo_id, start.target, start.data, CHARGER_TIMEOUT_S, COMMAND_DEADLINE_S)
         try:
             await self.client.start_workflow(
                 COMMAND_WORKFLOW, inp, id=start.workflow_id, task_queue=self.task_queue, rpc_timeout=RPC_TIMEOUT

@@ -29,20 +29,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.charging.authorization import remember_id_tag
 from app.control.charger_link import LINK_ACTIONS, switch
 from app.control.chargers import MAX_IDENTITY
 from app.control.common import CpoCall, cpo_call, database, gateway, owned_cpo
 from app.control.temporal_gateway import BackendUnavailable
-from app.ocpi.command_models import CommandInput, CommandOutcome, OcppCall
+from app.ocpi.command_models import CommandOutcome
 from app.ocpi.command_targets import Rejected, Target, evse_target
+from app.ocpi.simulate_call import presented_id_tag, simulate_command, simulate_data
 from app.store.tables import Charger as ChargerRow
 from app.store.tables import Evse
 from app.web.auth import WRITE
 from app.web.http import from_validation_error, issue, model_response, unprocessable
 
 WORKFLOW = "OcpiCommandWorkflow"
-SIMULATE = "SIMULATE"
 ONLINE = "ONLINE"
 MAX_FAN_OUT = 200  # EVSEs one location action may drive
 # A 1.6 ChargePointErrorCode a fault may carry (2.0.1 chargers report them as Faulted too).
@@ -216,12 +215,9 @@ async def _payload(
     session: Any, cpo_id: int, action: str, body: ChargerActionRequest, target: Target
 ) -> dict[str, Any]:
     """The `simulate` DataTransfer data (app/sim/simulate.py): the sim's action names, OCPP numbering."""
-    data: dict[str, Any] = {"action": action.replace("-", "_"), "connector_id": target.ocpp_connector_id}
-    if target.ocpp_version != "1.6":
-        data["evse_id"] = target.ocpp_evse_id
+    data = simulate_data(action, target)
     if action == "start":
-        uid = str(body.token_uid)
-        data["id_tag"] = await remember_id_tag(session, cpo_id, uid) if target.ocpp_version == "1.6" else uid
+        data["id_tag"] = await presented_id_tag(session, cpo_id, target, str(body.token_uid))
         data |= {k: v for k in ("target_kwh", "soc_percent", "duration_s") if (v := getattr(body, k)) is not None}
     if action == "fault":
         data["error_code"] = body.error_code or "OtherError"
@@ -239,15 +235,7 @@ async def _run(
     if strict and target.status != ONLINE:
         raise HTTPException(409, f"charger {target.identity} is {target.status}: an action needs it online")
     action_id = f"charger-action-{cpo_id}-{uuid.uuid4().hex}"
-    call = OcppCall(
-        cpo_id,
-        target.identity,
-        target.ocpp_version,
-        "DataTransfer",
-        {"vendor_id": "cpolab", "message_id": "simulate", "data": json.dumps(data, separators=(",", ":"))},
-        settings.command_charger_timeout,
-    )
-    inp = CommandInput(SIMULATE, cpo_id, target.identity, call, None, settings.command_timeout)
+    inp = simulate_command(cpo_id, target, data, settings.command_charger_timeout, settings.command_timeout)
     try:
         async with asyncio.timeout(settings.temporal_rpc_timeout):
             client = await gateway(request).client()
