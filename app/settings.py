@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     task_queue: str = "provisioning"
     # Seconds before the status endpoint falls back to the DB row, and before any other Temporal
     # call (start, signal, update) gives up with a 503: a bound on the whole call, SDK retries included.
-    status_query_timeout: float = Field(0.8, gt=0, le=30)
+    status_query_timeout: float = Field(0.5, gt=0, le=30)
     temporal_rpc_timeout: float = Field(2.5, gt=0, le=60)
     # A TLS-secured cluster / Temporal Cloud (app/lifecycle/temporal_client.py). TLS is on when
     # temporal_tls is set or any of the settings below is. Certificates and keys: a path to a PEM

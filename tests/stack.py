@@ -85,6 +85,26 @@ class Stack:
             **self.extra_env,
         }
 
+    def recent_problems(self, per_log: int = 40) -> str:
+        """The last warnings, errors and tracebacks each process of the stack logged."""
+        marks = ("WARNING", "ERROR", "CRITICAL", "Traceback", "Error", "Exception", "level=WARN", "level=ERROR")
+        parts = []
+        for path in sorted(self.workdir.glob("*.log")):
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - 256 * 1024))
+                lines = f.read().decode(errors="replace").splitlines()
+            hits = [line for line in lines if any(m in line for m in marks)][-per_log:]
+            if hits:
+                parts.append(f"--- {path.name}\n" + "\n".join(hits))
+        if self.database.dialect == "postgresql":  # a hang on Postgres is most often a lock wait
+            busy = self.query(
+                "SELECT pid, pg_blocking_pids(pid), state, wait_event_type, wait_event,"
+                " now() - xact_start, left(query, 160) FROM pg_stat_activity"
+                " WHERE state <> 'idle' AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
+            parts.append("--- pg_stat_activity (not idle)\n" + "\n".join(map(str, busy)))
+        return "\n".join(parts) or "(none)"
+
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 — lives as long as the process
         return subprocess.Popen(

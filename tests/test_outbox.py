@@ -495,7 +495,7 @@ async def test_a_hostile_peer_does_not_stall_other_cpos(db: Database, peer: Scri
         for t, objects in zip(tenants, (10, 10, 3), strict=True):
             for i in range(objects):
                 await status(db, t.cpo_id, f"E{i}", "CHARGING")
-        async with dispatching(db, settings(timeout=3.0), concurrency=16, retry_base=0.5):
+        async with dispatching(db, settings(timeout=6.0), concurrency=16, retry_base=0.5):
 
             async def all_busy() -> bool:
                 return hostile.open >= 2 * 4  # the two dripping tenants hold all their slots
@@ -503,7 +503,8 @@ async def test_a_hostile_peer_does_not_stall_other_cpos(db: Database, peer: Scri
             await until(all_busy, 3, "every hostile tenant to use its outbound slots")
             for i in range(10):
                 await status(db, good.cpo_id, f"E{i}", "AVAILABLE")
-            assert await drained(db, good.cpo_id) < 1.5  # not behind the dripping tenants' 3 s deadlines
+            # Not behind the dripping tenants' 6 s deadlines (unloaded it takes ~0.2 s).
+            assert await drained(db, good.cpo_id) < 3.0
             assert len(peer.got("neighbour")) == 10
             for t in tenants:
                 assert await outbox_rows(db, t.cpo_id)  # still trying

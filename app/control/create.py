@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -36,6 +37,7 @@ from app.web.urls import cpo_url, ocpi_root, ocpi_versions_url, status_url
 log = logging.getLogger("cpolab.control")
 
 RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
+MIN_START_BUDGET_S = 0.5  # a slow database still leaves Temporal this long to take the start
 
 
 class _PartyExhausted(Exception):
@@ -62,6 +64,9 @@ class _Draft:
 
 
 async def create_cpo(request: Request) -> Response:
+    # Temporal gets what is left of `temporal_rpc_timeout` once the row is in, so a create answers
+    # (503 when Temporal is down) within that bound even when the database was slow.
+    deadline = time.monotonic() + request.app.state.settings.temporal_rpc_timeout
     principal = authenticate(request, WRITE)
     raw = await request.body()
     try:
@@ -122,7 +127,8 @@ async def create_cpo(request: Request) -> Response:
         simulation=SimulationSettings(**body.simulation.model_dump()),
         activity_profile=profile_for(blueprint.template.slug) if body.simulation.background_activity else None,
     )
-    started = await _start_or_undo(request, inp, blueprint.template.slug)
+    budget = max(MIN_START_BUDGET_S, deadline - time.monotonic())
+    started = await _start_or_undo(request, inp, blueprint.template.slug, budget)
     if isinstance(started, Response):
         return started
     async with database(request).session() as session, session.begin():
@@ -228,11 +234,11 @@ async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
     raise AssertionError("unreachable")
 
 
-async def _start_or_undo(request: Request, inp: CpoWorkflowInput, template: str) -> str | Response:
+async def _start_or_undo(request: Request, inp: CpoWorkflowInput, template: str, budget: float) -> str | Response:
     """Start the workflow; on ANY failure undo the insert, so no row, token or reservation outlives a
     create that did not answer 202 (the reconciler covers the one gap left: this process dying here)."""
     try:
-        return await gateway(request).start(inp, template)
+        return await gateway(request).start(inp, template, budget)
     except WorkflowIdTaken:
         await _undo_insert(request, inp.cpo_id)
         return unavailable(

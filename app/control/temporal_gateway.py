@@ -112,9 +112,10 @@ class TemporalGateway:
         except RuntimeError as exc:  # the SDK's "failed client connect" and friends
             raise BackendUnavailable(str(exc)) from exc
 
-    async def start(self, inp: CpoWorkflowInput, template: str) -> str:
-        """Start `cpo-{id}`; returns the run id. BackendUnavailable on transport trouble, WorkflowIdTaken
-        when a workflow of that id already exists (a reset database reusing ids)."""
+    async def start(self, inp: CpoWorkflowInput, template: str, timeout: float | None = None) -> str:
+        """Start `cpo-{id}` within `timeout` s (default `temporal_rpc_timeout`); returns the run id.
+        BackendUnavailable on transport trouble, WorkflowIdTaken when a workflow of that id already
+        exists (a reset database reusing ids)."""
 
         async def _start() -> str:
             handle = await (await self.client()).start_workflow(
@@ -138,7 +139,7 @@ class TemporalGateway:
             return handle.result_run_id or ""
 
         try:
-            return await self._bounded(_start())
+            return await self._bounded(_start(), timeout)
         except WorkflowAlreadyStartedError as exc:
             raise WorkflowIdTaken(str(exc)) from exc
 
