@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Test files run in parallel (pytest-xdist, one file per process): the suite mostly waits on real
 # Temporal servers, APIs, workers and sockets, so 3 processes fit a 2-core box. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 3
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 .PHONY: run test test-sqlite test-postgres lint bench install install-dev clean
 

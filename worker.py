@@ -104,6 +104,7 @@ def make_worker(
             commands.find_reservation,
             commands.post_command_result,
             background.start_visits,
+            background.warm_up,
         ],
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,

@@ -2,7 +2,9 @@
 simulation actions, sent exactly as the control plane sends them (app/control/charger_actions.py): the
 simulate DataTransfer through OcpiCommandWorkflow without a response_url, to whichever API process
 holds the charger. An arrival at an EVSE that is not AVAILABLE (occupied, faulted, unknown) or whose
-charger is not online goes away; so does one while the eMSP has pushed no usable token.
+charger is not online goes away; so does one while the eMSP has pushed no usable token. `warm_up`
+places, once, the drivers already parked when the traffic begins (the steady state of the simulated
+hour), each part-way through the stay, the same way.
 
 Only tokens the registered eMSP pushed (valid, whitelist not NEVER) are used, so every background
 session and CDR goes to that eMSP. Drivers of other providers (CPO-local tokens whose sessions go to
@@ -16,15 +18,23 @@ import random
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Row, and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from app.lifecycle.background import ArrivalBatch, BackgroundCounts, background_workflow_id
-from app.network.activity_profile import plan_visit
+from app.lifecycle.background import (
+    ArrivalBatch,
+    BackgroundCounts,
+    WarmUp,
+    WarmUpResult,
+    background_workflow_id,
+)
+from app.network.activity_profile import Visit, busy_share, midway, plan_visit
 from app.ocpi.command_targets import Rejected, Target, evse_target
 from app.ocpi.simulate_call import presented_id_tag, simulate_command, simulate_data
 from app.store.db import Database
@@ -37,6 +47,7 @@ COMMAND_WORKFLOW = "OcpiCommandWorkflow"
 CHARGER_TIMEOUT_S = 15.0  # as the control plane's defaults (CPOLAB_COMMAND_CHARGER_TIMEOUT / _TIMEOUT)
 COMMAND_DEADLINE_S = 30.0
 RPC_TIMEOUT = timedelta(seconds=10)
+WARM_UP_CHUNK = 100  # start workflows sent at once while placing the parked drivers
 
 
 @dataclass(frozen=True)
@@ -61,22 +72,53 @@ class BackgroundActivities:
         counts.failed = len(sent) - counts.started
         return counts
 
+    @activity.defn
+    async def warm_up(self, warm: WarmUp) -> WarmUpResult:
+        """The drivers already parked when the traffic begins: each free EVSE is taken with its steady
+        -state busy share, by a driver part-way through the stay (`midway`), so a CPO at scale 1 looks
+        like a network mid-day at once instead of filling up over hours."""
+        cpo_id, rng = warm.cpo_id, random.Random(warm.seed)
+        async with self.db.session() as session:
+            evses, tokens = await _network(session, cpo_id)
+            if not tokens:
+                return WarmUpResult(BackgroundCounts(), tokens=False)
+            power: dict[str, tuple[str, int | None]] = {}
+            connectors = await session.execute(
+                select(Connector.evse_uid, Connector.power_type, Connector.max_electric_power)
+                .where(Connector.cpo_id == cpo_id)
+                .order_by(Connector.id)
+            )
+            for uid, power_type, max_power in connectors:
+                power.setdefault(uid, (power_type, max_power))  # the EVSE's first connector
+            counts, starts = BackgroundCounts(), []
+            for uid, location_id, evse_status, charger_status in evses:
+                power_type, max_power = power.get(uid, ("AC_3_PHASE", None))
+                draw, seed, elapsed = rng.random(), rng.getrandbits(62), rng.random()
+                if draw >= busy_share(warm.profile, power_type, max_power, warm.sim_at):
+                    continue
+                counts.arrivals += 1
+                if evse_status != AVAILABLE or charger_status != ONLINE:
+                    counts.busy += 1
+                    continue
+                visit = plan_visit(seed, warm.profile, power_type, max_power)
+                rest = midway(visit, elapsed * visit.duration_s)
+                start = await _start(session, cpo_id, f"{warm.batch_id}-{uid}", location_id, uid, tokens, seed, rest)
+                if start is None:
+                    counts.busy += 1
+                else:
+                    starts.append(start)
+            await session.commit()  # the idTag mappings of long token uids
+        for n in range(0, len(starts), WARM_UP_CHUNK):  # a burst the Temporal frontend takes in stride
+            activity.heartbeat(n)
+            sent = await asyncio.gather(*(self._send(cpo_id, s) for s in starts[n : n + WARM_UP_CHUNK]))
+            counts.started += sum(sent)
+            counts.failed += len(sent) - sum(sent)
+        return WarmUpResult(counts, tokens=True)
+
     async def _plan(self, batch: ArrivalBatch, counts: BackgroundCounts) -> list[_Start]:
         cpo_id = batch.cpo_id
         async with self.db.session() as session:
-            evses = (
-                await session.execute(
-                    select(Evse.uid, Evse.location_id, Evse.status, Charger.status)
-                    .join(Charger, and_(Charger.cpo_id == Evse.cpo_id, Charger.identity == Evse.charger_identity))
-                    .where(Evse.cpo_id == cpo_id)
-                    .order_by(Evse.uid)
-                )
-            ).all()
-            tokens = sorted(
-                (t.country_code, t.party_id, t.uid)
-                for t in (await session.execute(select(OcpiToken).where(OcpiToken.cpo_id == cpo_id))).scalars()
-                if t.data.get("valid") is True and t.data.get("whitelist") != "NEVER"
-            )
+            evses, tokens = await _network(session, cpo_id)
             taken: set[str] = set()
             starts: list[_Start] = []
             for n, arrival in enumerate(batch.arrivals):
@@ -90,14 +132,7 @@ class BackgroundActivities:
                 if not tokens:
                     counts.no_token += 1
                     continue
-                try:
-                    target = await evse_target(session, cpo_id, location_id, uid, None)
-                except Rejected:  # torn down meanwhile
-                    counts.busy += 1
-                    continue
-                taken.add(uid)
-                token_uid = tokens[random.Random(arrival.seed).randrange(len(tokens))][2]
-                connector = (
+                power_type, max_power = (
                     await session.execute(
                         select(Connector.power_type, Connector.max_electric_power)
                         .where(Connector.cpo_id == cpo_id, Connector.evse_uid == uid)
@@ -105,15 +140,15 @@ class BackgroundActivities:
                         .limit(1)
                     )
                 ).one()
-                visit = plan_visit(arrival.seed, batch.profile, connector[0], connector[1])
-                data = simulate_data("start", target)
-                data["id_tag"] = await presented_id_tag(session, cpo_id, target, token_uid)
-                data |= {
-                    "target_kwh": visit.target_kwh,
-                    "soc_percent": visit.soc_percent,
-                    "duration_s": visit.duration_s,
-                }
-                starts.append(_Start(f"{batch.batch_id}-{n}", target, data))
+                visit = plan_visit(arrival.seed, batch.profile, power_type, max_power)
+                start = await _start(
+                    session, cpo_id, f"{batch.batch_id}-{n}", location_id, uid, tokens, arrival.seed, visit
+                )
+                if start is None:
+                    counts.busy += 1
+                    continue
+                taken.add(uid)
+                starts.append(start)
             await session.commit()  # the idTag mappings of long token uids
         return starts
 
@@ -131,6 +166,47 @@ class BackgroundActivities:
             activity.logger.warning("background start %s not sent: %s", start.workflow_id, err)
             return False
         return True
+
+
+async def _network(session: AsyncSession, cpo_id: int) -> tuple[list[Row[Any]], list[tuple[str, str, str]]]:
+    """The CPO's EVSEs in uid order (uid, location, EVSE status, charger status) and the usable tokens
+    the registered eMSP pushed (country, party, uid), sorted."""
+    evses = (
+        await session.execute(
+            select(Evse.uid, Evse.location_id, Evse.status, Charger.status)
+            .join(Charger, and_(Charger.cpo_id == Evse.cpo_id, Charger.identity == Evse.charger_identity))
+            .where(Evse.cpo_id == cpo_id)
+            .order_by(Evse.uid)
+        )
+    ).all()
+    tokens = sorted(
+        (t.country_code, t.party_id, t.uid)
+        for t in (await session.execute(select(OcpiToken).where(OcpiToken.cpo_id == cpo_id))).scalars()
+        if t.data.get("valid") is True and t.data.get("whitelist") != "NEVER"
+    )
+    return list(evses), tokens
+
+
+async def _start(
+    session: AsyncSession,
+    cpo_id: int,
+    workflow_id: str,
+    location_id: str,
+    uid: str,
+    tokens: list[tuple[str, str, str]],
+    seed: int,
+    visit: Visit,
+) -> _Start | None:
+    """The `start` of one driver (token chosen by the seed); None when the EVSE is gone (a teardown)."""
+    try:
+        target = await evse_target(session, cpo_id, location_id, uid, None)
+    except Rejected:
+        return None
+    token_uid = tokens[random.Random(seed).randrange(len(tokens))][2]
+    data = simulate_data("start", target)
+    data["id_tag"] = await presented_id_tag(session, cpo_id, target, token_uid)
+    data |= {"target_kwh": visit.target_kwh, "soc_percent": visit.soc_percent, "duration_s": visit.duration_s}
+    return _Start(workflow_id, target, data)
 
 
 async def stop_background(client: Client, cpo_id: int) -> bool:

@@ -3,8 +3,9 @@
 Starts its own stack (tests.stack.Stack: Temporal dev server, worker, sim worker, API) in a temp dir and
 a real eMSP on loopback (tests.emsp_peer.EmspPeer). Creates one CPO of the stress template's kind sized by
 overrides (`--locations` × 50 chargers, 1,000 by default) with `simulation: {time_scale, background_activity}`,
-registers the eMSP, pushes `--tokens` tokens, and lets the background activity fill the EVSEs (the
-stress profile aims at ~30 % occupied). After `--warmup` s it measures for `--window` s:
+registers the eMSP, pushes `--tokens` tokens, and lets the background activity fill the EVSEs (its
+warm-up places the drivers already parked at once, ~25 % of the EVSEs with the stress profile; the
+ticks keep it there). After `--warmup` s it measures for `--window` s:
 
 - push lag: for every EVSE status push the eMSP receives, receipt time − the EVSE's `last_updated`
   (stamped by the CSMS when it recorded the change, same box clock): p50 / p99 / max (target p99 ≤ 2 s);
@@ -14,6 +15,7 @@ stress profile aims at ~30 % occupied). After `--warmup` s it measures for `--wi
 Do not run it at 10,000 chargers on the shared box.
 
     .venv/bin/python bench/bench_background.py                       # 1,000 chargers, scale 60
+    .venv/bin/python bench/bench_background.py --scale 1 --warmup 60 --window 300   # real time
     .venv/bin/python bench/bench_background.py --locations 4 --warmup 60 --window 30   # a quick look
     .venv/bin/python bench/bench_background.py --outbound-per-cpo 16   # the one CPO may push 16 at once
 """

@@ -4,6 +4,7 @@ rates integrated exactly, Poisson counts with the right mean, visits seeded and 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -12,9 +13,12 @@ from app.network.activity_profile import (
     HOUR,
     MAX_STAY_S,
     PROFILES,
+    Visit,
+    busy_share,
     draw_count,
     expected_arrivals,
     load_profiles,
+    midway,
     plan_visit,
     profile_for,
 )
@@ -79,6 +83,41 @@ def test_a_bad_profile_is_refused_naming_the_template(bad: dict) -> None:
     raw = {"arrivals_per_hour": [0.1] * 24, "ac": span, "dc": span, **bad}
     with pytest.raises(ValueError, match="broken"):
         load_profiles({"profiles": {"broken": raw}})
+
+
+def test_busy_share_is_the_loss_system_s_steady_state() -> None:
+    p = profile_for("stress-10k")
+    assert p is not None
+    # By hand: AC at 11 kW stays (10+30)/2/11 h charging + 30 min idle; 0.14 arrivals per hour.
+    rho_ac = 0.14 * (20 / 11 + 0.5)
+    assert busy_share(p, "AC_3_PHASE", 11_000, 0.0) == pytest.approx(rho_ac / (1 + rho_ac))
+    rho_dc = 0.14 * (35 / 80 + 7.5 / 60)
+    assert busy_share(p, "DC", 150_000, 0.0) == pytest.approx(rho_dc / (1 + rho_dc))
+    assert busy_share(p, "AC_1_PHASE", 3_700, 0.0) > busy_share(p, "AC_3_PHASE", 11_000, 0.0)  # slower: longer
+    urban = profile_for("small-urban-ac")
+    assert urban is not None
+    assert busy_share(urban, "AC_3_PHASE", 11_000, 18 * HOUR) > 5 * busy_share(urban, "AC_3_PHASE", 11_000, 2 * HOUR)
+    assert busy_share(replace(p, arrivals_per_hour=[0.0] * 24), "DC", None, 0.0) == 0.0
+
+    # Independently: one EVSE simulated for 40,000 hours, drivers who find it taken going away.
+    rng, t, busy_until, busy_time, seed = random.Random(3), 0.0, 0.0, 0.0, 0
+    while t < 40_000 * HOUR:
+        t += rng.expovariate(0.14 / HOUR)
+        if t >= busy_until:
+            seed += 1
+            stay = plan_visit(seed, p, "AC_3_PHASE", 11_000).duration_s
+            busy_until, busy_time = t + stay, busy_time + stay
+    assert busy_time / t == pytest.approx(busy_share(p, "AC_3_PHASE", 11_000, 0.0), abs=0.02)
+
+
+def test_midway_leaves_the_rest_of_the_stay() -> None:
+    visit = Visit(target_kwh=20.0, soc_percent=30.0, duration_s=9000.0, idle_after_full_s=1800.0)
+    assert midway(visit, 0.0) == visit
+    half = midway(visit, 3600.0)  # half of the 7,200 s of charging
+    assert half == Visit(target_kwh=10.0, soc_percent=30.0, duration_s=5400.0, idle_after_full_s=1800.0)
+    full = midway(visit, 8000.0)  # full, idling
+    assert full == Visit(target_kwh=0.1, soc_percent=30.0, duration_s=1000.0, idle_after_full_s=1000.0)
+    assert midway(visit, 9000.0).duration_s == 60.0  # about to leave: still a minute
 
 
 def test_ticks_are_bounded_in_real_time() -> None:

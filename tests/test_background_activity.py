@@ -1,7 +1,7 @@
 """Background activity on the whole stack: a CPO created with `simulation.background_activity` (at a
 high time scale) makes its own traffic once READY — drivers with the eMSP's tokens arrive at EVSEs,
 charge and leave — so the eMSP sees EVSE status changes, Sessions and at least one CDR without any
-action of ours; teardown stops it."""
+action of ours; teardown stops it. At scale 1 the drivers already parked are there at once."""
 
 from __future__ import annotations
 
@@ -68,3 +68,39 @@ async def test_background_activity_makes_traffic_and_stops_at_teardown(stack: St
         await replayer.replay_workflow(await handle.fetch_history())
         events = (await handle.fetch_history()).events
         assert any(e.HasField("activity_task_completed_event_attributes") for e in events)  # visits were sent
+
+
+async def test_at_scale_1_the_parked_drivers_are_there_at_once(stack: Stack, peer: EmspPeer) -> None:
+    """Arrivals at scale 1 are a few per hour; yet within seconds of the eMSP's first tokens about a
+    quarter of the EVSEs (stress-10k's steady state) charge: the warm-up, not the ticks."""
+    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
+        body = await new_cpo(
+            control,
+            party_id="BGW",
+            template="stress-10k",
+            overrides={"locations": 4, "chargers_per_location": 25},
+            simulation={"time_scale": 1.0, "background_activity": True},
+        )
+        cpo_id = int(body["cpo_id"])
+        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
+        assert status["status"] == "READY", status
+        evses = sum(n for (n,) in stack.query("SELECT count(*) FROM evse WHERE cpo_id = ?", cpo_id))
+        resp, _ = await register(http, body, peer)
+        ocpi = OcpiClient(http, ok(resp)["token"])
+        base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
+        for n in range(3):
+            await push_rfid_token(ocpi, base, f"BGW-DRIVER-{n:04d}", contract_id=f"NL-EMS-C{n:08d}-W")
+
+        def sessions() -> set[str]:
+            return {r.path for r in peer.received if from_party(r, "BGW", "/sessions/") and r.method == "PUT"}
+
+        await peer.wait_for(lambda r: len(sessions()) >= 3, timeout=60)
+        temporal = await Client.connect(stack.temporal_address)
+        handle = temporal.get_workflow_handle(background_workflow_id(cpo_id))
+        counts = await handle.query(BackgroundActivityWorkflow.counts_so_far)
+        # ~24 % of the EVSEs expected (AC and DC mixed): far from none, far from all.
+        assert 3 <= counts.started <= evses // 2, (counts, evses)
+        charging = stack.query("SELECT count(*) FROM evse WHERE cpo_id = ? AND status = 'CHARGING'", cpo_id)
+        assert charging[0][0] >= 3
+        assert (await control.delete(f"/ocpi/cpos/{cpo_id}")).status_code in (200, 202)
+        await wait_status(control, body["cpo_id"], {"DESTROYED"}, timeout=120)

@@ -89,13 +89,14 @@ def test_create_options_reach_the_api(env: dict[str, str], token: str) -> None:
     out = run(
         "--token", token, "create", "small-urban-ac", "--country", "DE", "--party", "CL2", "--name-prefix", "opts",
         "--no-ttl", "--overrides", "locations=1", "chargers_per_location=1", "--role", "emsp",
-        "--ocpi-version", "2.1.1", env=env,
+        "--ocpi-version", "2.1.1", "--time-scale", "30", "--background-activity", env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["expires_at"] is None and body["status"] == "PENDING" and body["party"]["role"] == "EMSP"
     detail = run("get", body["cpo_id"], "--token", token, env=env)
     assert json.loads(detail.stdout)["overrides"] == {"locations": 1, "chargers_per_location": 1}
+    assert json.loads(detail.stdout)["simulation"] == {"time_scale": 30.0, "background_activity": True}
     assert run("delete", body["cpo_id"], "--token", token, env=env).returncode == 0
 
 
@@ -108,6 +109,8 @@ def test_create_options_reach_the_api(env: dict[str, str], token: str) -> None:
          ["HTTP 422", "body.country_code", "ISO 3166-1"]),
         (["create", "small-urban-ac", "--country", "FR", "--party", "ABC", "--name-prefix", "x",
           "--overrides", "locations=100000"], ["HTTP 422", "body.overrides.locations"]),
+        (["create", "small-urban-ac", "--country", "FR", "--party", "ABC", "--name-prefix", "x",
+          "--time-scale", "0"], ["HTTP 422", "body.simulation.time_scale"]),
         (["status", "987654321"], ["HTTP 404", "not found"]),
         (["status", "abc"], ["HTTP 422", "path.cpo_id"]),
         (["list", "--limit", "1000"], ["HTTP 422", "query.limit"]),

@@ -14,7 +14,8 @@ got its run id is removed or destroyed by the reconciler (one whose 202 was lost
 run id was recorded is indistinguishable from a delivered one: the client DELETEs it, as its owner
 would after listing); then every CPO goes by TTL or DELETE (chaos still on for part of it) and nothing
 is left: no row in any cpo_id-keyed table, every cpo row DESTROYED, no CPO or teardown workflow running
-in Temporal. Costs 2-2.5 min (the TTL, 90 s, dominates), so it runs with `--db postgres` only.
+in Temporal. Costs 3-3.5 min (the TTL, 150 s so that a loaded box reaches READY first, dominates), so
+it runs with `--db postgres` only.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ N_CPOS = 50
 ORGS = ("scale-a", "scale-b", "scale-c")
 PARTIES = ("SCA", "SCB", "SCC", "SCD")  # per org and country: later creates collide and are mangled
 TEMPLATES = (("small-urban-ac", "BE"), ("highway-dc", "NL"), ("mixed-depot", "DE"))
-TTL_S = 90  # the API accepts >= 60; margin for a loaded box to reach READY (checked while READY) first
+TTL_S = 150  # the API accepts >= 60; margin for a loaded box to reach READY (checked while READY) first
 RECONCILE = {"CPOLAB_RECONCILE_INTERVAL": "2", "CPOLAB_RECONCILE_GRACE": "10"}
 WORKER_KILL_EVERY_S = (2.0, 4.0)  # after the previous replacement polls
 CPO_TABLES = [t for t in SQLModel.metadata.sorted_tables if "cpo_id" in t.c]

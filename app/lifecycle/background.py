@@ -33,6 +33,8 @@ class BackgroundInput:
     real_origin: datetime | None = None
     counts: BackgroundCounts = field(default_factory=BackgroundCounts)
     max_history_events: int = 2000
+    # The drivers already parked when the traffic begins were placed (once the eMSP had tokens).
+    warmed: bool = False
 
 
 @dataclass
@@ -47,3 +49,21 @@ class ArrivalBatch:
     batch_id: str  # unique per tick (workflow run + tick): the start workflows' ids derive from it
     profile: ActivityProfile
     arrivals: list[Arrival]
+
+
+@dataclass
+class WarmUp:
+    """Place the drivers already parked at simulated time `sim_at`, as the steady state of its hour
+    has them (app.network.activity_profile.busy_share), drawn from `seed`."""
+
+    cpo_id: int
+    batch_id: str  # the start workflows' ids derive from it (a retried activity starts nothing twice)
+    profile: ActivityProfile
+    sim_at: float  # simulated POSIX seconds
+    seed: int
+
+
+@dataclass
+class WarmUpResult:
+    counts: BackgroundCounts
+    tokens: bool  # False: the eMSP has pushed no usable token yet, nothing was placed (try again later)

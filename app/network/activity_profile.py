@@ -4,7 +4,8 @@ Pure and seeded. A profile is data (`data/activity_profiles.json`, one per templ
 per EVSE for each hour of the day, and per AC / DC EVSE what a driver wants (energy, start state of
 charge) and how long they leave the car plugged in once it is full. `expected_arrivals` integrates the
 hourly rates over a window of simulated time; `draw_count` and `plan_visit` turn seeds into arrivals
-and visits, so the same seeds give the same traffic.
+and visits, so the same seeds give the same traffic. `busy_share` and `midway` describe the network as
+it is when the simulation starts: drivers already parked, part-way through their stay.
 """
 
 # No `from __future__ import annotations` here: the dataclasses travel in workflow inputs, and the
@@ -131,13 +132,42 @@ def draw_count(rng: random.Random, mean: float) -> int:
     return k
 
 
+def _span_kw(profile: ActivityProfile, power_type: str, max_electric_power_w: int | None) -> tuple[ChargeSpan, float]:
+    span = profile.dc if power_type == "DC" else profile.ac
+    kw = span.typical_kw if not max_electric_power_w else min(span.typical_kw, max_electric_power_w / 1000)
+    return span, kw
+
+
 def plan_visit(seed: int, profile: ActivityProfile, power_type: str, max_electric_power_w: int | None) -> Visit:
     """The visit of the driver seeded `seed` at an EVSE of `power_type` (OCPI) and power."""
     rng = random.Random(seed)
-    span = profile.dc if power_type == "DC" else profile.ac
+    span, kw = _span_kw(profile, power_type, max_electric_power_w)
     target = round(rng.uniform(*span.energy_kwh), 1)
     soc = round(rng.uniform(*span.start_soc_percent), 1)
     idle = round(rng.uniform(*span.idle_after_full_min) * 60)
-    kw = span.typical_kw if not max_electric_power_w else min(span.typical_kw, max_electric_power_w / 1000)
     charging = math.ceil(target / kw * HOUR)
     return Visit(target, soc, float(min(MAX_STAY_S, charging + idle)), float(idle))
+
+
+def busy_share(profile: ActivityProfile, power_type: str, max_electric_power_w: int | None, at: float) -> float:
+    """The share of time such an EVSE is occupied in the steady state of the hour of `at` (simulated
+    POSIX seconds, UTC hours): one place, drivers who find it taken go away (Erlang's loss formula
+    with one server: ρ / (1 + ρ), ρ = arrivals per second × mean stay)."""
+    span, kw = _span_kw(profile, power_type, max_electric_power_w)
+    mean_stay = sum(span.energy_kwh) / 2 / kw * HOUR + sum(span.idle_after_full_min) / 2 * 60
+    rho = profile.arrivals_per_hour[int(at // HOUR) % 24] / HOUR * min(MAX_STAY_S, mean_stay)
+    return rho / (1 + rho)
+
+
+def midway(visit: Visit, elapsed_s: float) -> Visit:
+    """What is left of `visit` `elapsed_s` after it began: the energy still wanted (charging is the
+    first part of the stay, at an even pace) and the rest of the stay, at least a minute of each."""
+    charging_s = visit.duration_s - visit.idle_after_full_s
+    charged = min(1.0, elapsed_s / charging_s) if charging_s > 0 else 1.0
+    left = max(60.0, visit.duration_s - elapsed_s)
+    return Visit(
+        target_kwh=max(0.1, round(visit.target_kwh * (1 - charged), 1)),
+        soc_percent=visit.soc_percent,
+        duration_s=float(round(left)),
+        idle_after_full_s=float(round(min(visit.idle_after_full_s, left))),
+    )

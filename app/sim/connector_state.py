@@ -1,6 +1,7 @@
 """The records of a simulated charger's sessions: per connector (cable, fault, reservation, pending
 start, running transaction), the meter samples, the messages queued for the CSMS, and why a
-transaction ended in each OCPP version's words. Data only; `app/sim/transactions.py` drives it."""
+transaction ended in each OCPP version's words. Data only; `app/sim/session_timeline.py` and
+`app/sim/transactions.py` drive it."""
 
 from __future__ import annotations
 

@@ -231,6 +231,13 @@ def cmd_create(args: argparse.Namespace, api: Api) -> int:
         body["ttl_seconds"] = args.ttl
     if args.overrides:
         body["overrides"] = dict(args.overrides)
+    simulation: dict[str, Any] = {}
+    if args.time_scale is not None:
+        simulation["time_scale"] = args.time_scale
+    if args.background_activity:
+        simulation["background_activity"] = True
+    if simulation:
+        body["simulation"] = simulation
     created = api.call("POST", "/ocpi/cpos", json=body)
     if args.snippet:
         print(f"CPO {created['cpo_id']} accepted: its Token A is inside this command only", file=sys.stderr)
@@ -348,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ocpi-version", choices=("2.2.1", "2.1.1"), default="2.2.1")
     p.add_argument("--role", choices=("cpo", "emsp"), default="cpo")
+    p.add_argument(
+        "--time-scale", type=float, default=None, metavar="X", help="simulated seconds per real second (default 1)"
+    )
+    p.add_argument(
+        "--background-activity", action="store_true", help="the CPO makes its own charging traffic once READY"
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--wait", action="store_true", help="poll until READY/FAILED with a progress bar on stderr")
     out.add_argument(
