@@ -88,10 +88,10 @@ def test_a_bad_profile_is_refused_naming_the_template(bad: dict) -> None:
 def test_busy_share_is_the_loss_system_s_steady_state() -> None:
     p = profile_for("stress-10k")
     assert p is not None
-    # By hand: AC at 11 kW stays (10+30)/2/11 h charging + 30 min idle; 0.14 arrivals per hour.
-    rho_ac = 0.14 * (20 / 11 + 0.5)
+    # By hand: AC at 11 kW stays (10+30)/2/11 h charging + 30 min idle; 0.18 arrivals per hour.
+    rho_ac = 0.18 * (20 / 11 + 0.5)
     assert busy_share(p, "AC_3_PHASE", 11_000, 0.0) == pytest.approx(rho_ac / (1 + rho_ac))
-    rho_dc = 0.14 * (35 / 80 + 7.5 / 60)
+    rho_dc = 0.18 * (35 / 80 + 7.5 / 60)
     assert busy_share(p, "DC", 150_000, 0.0) == pytest.approx(rho_dc / (1 + rho_dc))
     assert busy_share(p, "AC_1_PHASE", 3_700, 0.0) > busy_share(p, "AC_3_PHASE", 11_000, 0.0)  # slower: longer
     urban = profile_for("small-urban-ac")
@@ -102,7 +102,7 @@ def test_busy_share_is_the_loss_system_s_steady_state() -> None:
     # Independently: one EVSE simulated for 40,000 hours, drivers who find it taken going away.
     rng, t, busy_until, busy_time, seed = random.Random(3), 0.0, 0.0, 0.0, 0
     while t < 40_000 * HOUR:
-        t += rng.expovariate(0.14 / HOUR)
+        t += rng.expovariate(0.18 / HOUR)
         if t >= busy_until:
             seed += 1
             stay = plan_visit(seed, p, "AC_3_PHASE", 11_000).duration_s
