@@ -213,7 +213,11 @@ async def _page_rows(db: Database, cpo_id: int, params: PageParams) -> tuple[lis
     if params.date_to is not None:
         values["date_to"] = params.date_to
     rows = await read_rows(db, page_stmt, values)
-    return rows, rows[0][2] if rows else (await read_rows(db, count_stmt, values))[0][0]
+    if rows:
+        return rows, rows[0][2]
+    if params.offset == 0:  # nothing at the start is nothing at all, in the page's own snapshot (a
+        return rows, 0  # count read after it could see Locations committed since: 25 total, no item)
+    return rows, (await read_rows(db, count_stmt, values))[0][0]
 
 
 # ---- handlers ------------------------------------------------------------------------------------
