@@ -82,14 +82,7 @@ class BackgroundActivities:
             evses, tokens = await _network(session, cpo_id)
             if not tokens:
                 return WarmUpResult(BackgroundCounts(), tokens=False)
-            power: dict[str, tuple[str, int | None]] = {}
-            connectors = await session.execute(
-                select(Connector.evse_uid, Connector.power_type, Connector.max_electric_power)
-                .where(Connector.cpo_id == cpo_id)
-                .order_by(Connector.id)
-            )
-            for uid, power_type, max_power in connectors:
-                power.setdefault(uid, (power_type, max_power))  # the EVSE's first connector
+            power = await _first_connectors(session, cpo_id)
             counts, starts = BackgroundCounts(), []
             for uid, location_id, evse_status, charger_status in evses:
                 power_type, max_power = power.get(uid, ("AC_3_PHASE", None))
@@ -119,6 +112,8 @@ class BackgroundActivities:
         cpo_id = batch.cpo_id
         async with self.db.session() as session:
             evses, tokens = await _network(session, cpo_id)
+            chosen = {evses[a.evse_index % len(evses)][0] for a in batch.arrivals} if evses else set()
+            power = await _first_connectors(session, cpo_id, chosen)
             taken: set[str] = set()
             starts: list[_Start] = []
             for n, arrival in enumerate(batch.arrivals):
@@ -132,15 +127,7 @@ class BackgroundActivities:
                 if not tokens:
                     counts.no_token += 1
                     continue
-                power_type, max_power = (
-                    await session.execute(
-                        select(Connector.power_type, Connector.max_electric_power)
-                        .where(Connector.cpo_id == cpo_id, Connector.evse_uid == uid)
-                        .order_by(Connector.id)
-                        .limit(1)
-                    )
-                ).one()
-                visit = plan_visit(arrival.seed, batch.profile, power_type, max_power)
+                visit = plan_visit(arrival.seed, batch.profile, *power[uid])
                 start = await _start(
                     session, cpo_id, f"{batch.batch_id}-{n}", location_id, uid, tokens, arrival.seed, visit
                 )
@@ -185,6 +172,22 @@ async def _network(session: AsyncSession, cpo_id: int) -> tuple[list[Row[Any]], 
         if t.data.get("valid") is True and t.data.get("whitelist") != "NEVER"
     )
     return list(evses), tokens
+
+
+async def _first_connectors(
+    session: AsyncSession, cpo_id: int, uids: set[str] | None = None
+) -> dict[str, tuple[str, int | None]]:
+    """{EVSE uid: (power type, max electric power W)} of each EVSE's first connector; `uids`: only those
+    EVSEs (default every EVSE of the CPO)."""
+    query = select(Connector.evse_uid, Connector.power_type, Connector.max_electric_power).where(
+        Connector.cpo_id == cpo_id
+    )
+    if uids is not None:
+        query = query.where(Connector.evse_uid.in_(sorted(uids)))  # type: ignore[attr-defined]
+    power: dict[str, tuple[str, int | None]] = {}
+    for uid, power_type, max_power in await session.execute(query.order_by(Connector.id)):
+        power.setdefault(uid, (power_type, max_power))
+    return power
 
 
 async def _start(

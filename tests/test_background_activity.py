@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
 from app.lifecycle.background import background_workflow_id
-from tests.charging_support import push_rfid_token
+from tests.charging_support import live_cpo, push_rfid_token
 from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
 from tests.stack import Stack, wait_status
 from workflows.background import BackgroundActivityWorkflow
@@ -73,34 +73,29 @@ async def test_background_activity_makes_traffic_and_stops_at_teardown(stack: St
 async def test_at_scale_1_the_parked_drivers_are_there_at_once(stack: Stack, peer: EmspPeer) -> None:
     """Arrivals at scale 1 are a few per hour; yet within seconds of the eMSP's first tokens about a
     quarter of the EVSEs (stress-10k's steady state) charge: the warm-up, not the ticks."""
-    async with stack.client() as control, httpx.AsyncClient(timeout=30) as http:
-        body = await new_cpo(
-            control,
-            party_id="BGW",
-            template="stress-10k",
-            overrides={"locations": 4, "chargers_per_location": 25},
-            simulation={"time_scale": 1.0, "background_activity": True},
-        )
-        cpo_id = int(body["cpo_id"])
-        status = await wait_status(control, body["cpo_id"], {"READY", "FAILED"}, timeout=120)
-        assert status["status"] == "READY", status
-        evses = sum(n for (n,) in stack.query("SELECT count(*) FROM evse WHERE cpo_id = ?", cpo_id))
-        resp, _ = await register(http, body, peer)
-        ocpi = OcpiClient(http, ok(resp)["token"])
-        base = body["ocpi_peer_url"].removesuffix("/versions") + "/2.2.1"
+    async with live_cpo(
+        stack,
+        peer,
+        party_id="BGW",
+        template="stress-10k",
+        overrides={"locations": 4, "chargers_per_location": 25},
+        simulation={"time_scale": 1.0, "background_activity": True},
+    ) as cpo:
+        evses = sum(n for (n,) in stack.query("SELECT count(*) FROM evse WHERE cpo_id = ?", cpo.id))
         for n in range(3):
-            await push_rfid_token(ocpi, base, f"BGW-DRIVER-{n:04d}", contract_id=f"NL-EMS-C{n:08d}-W")
+            await cpo.push_token(f"BGW-DRIVER-{n:04d}", contract_id=f"NL-EMS-C{n:08d}-W")
 
         def sessions() -> set[str]:
             return {r.path for r in peer.received if from_party(r, "BGW", "/sessions/") and r.method == "PUT"}
 
         await peer.wait_for(lambda r: len(sessions()) >= 3, timeout=60)
         temporal = await Client.connect(stack.temporal_address)
-        handle = temporal.get_workflow_handle(background_workflow_id(cpo_id))
+        handle = temporal.get_workflow_handle(background_workflow_id(cpo.id))
         counts = await handle.query(BackgroundActivityWorkflow.counts_so_far)
         # ~24 % of the EVSEs expected (AC and DC mixed): far from none, far from all.
         assert 3 <= counts.started <= evses // 2, (counts, evses)
-        charging = stack.query("SELECT count(*) FROM evse WHERE cpo_id = ? AND status = 'CHARGING'", cpo_id)
+        charging = stack.query("SELECT count(*) FROM evse WHERE cpo_id = ? AND status = 'CHARGING'", cpo.id)
         assert charging[0][0] >= 3
-        assert (await control.delete(f"/ocpi/cpos/{cpo_id}")).status_code in (200, 202)
-        await wait_status(control, body["cpo_id"], {"DESTROYED"}, timeout=120)
+    async with stack.client() as control:
+        assert (await control.delete(f"/ocpi/cpos/{cpo.id}")).status_code in (200, 202)
+        await wait_status(control, str(cpo.id), {"DESTROYED"}, timeout=120)

@@ -108,13 +108,18 @@ def profile_for(template: str) -> ActivityProfile | None:
     return PROFILES.get(template)
 
 
+def _rate_at(profile: ActivityProfile, at: float) -> float:
+    """Arrivals per EVSE per hour in the (UTC) hour of simulated POSIX time `at`."""
+    return profile.arrivals_per_hour[int(at // HOUR) % 24]
+
+
 def expected_arrivals(profile: ActivityProfile, evses: int, start: float, seconds: float) -> float:
     """Mean number of arrivals over all `evses` in simulated [start, start + seconds) (POSIX seconds,
     UTC hours), the hourly rates integrated piecewise."""
     total, t, end = 0.0, start, start + max(0.0, seconds)
     while t < end:
         boundary = min(end, (math.floor(t / HOUR) + 1) * HOUR)
-        total += profile.arrivals_per_hour[int(t // HOUR) % 24] * (boundary - t) / HOUR
+        total += _rate_at(profile, t) * (boundary - t) / HOUR
         t = boundary
     return total * evses
 
@@ -155,7 +160,7 @@ def busy_share(profile: ActivityProfile, power_type: str, max_electric_power_w: 
     with one server: ρ / (1 + ρ), ρ = arrivals per second × mean stay)."""
     span, kw = _span_kw(profile, power_type, max_electric_power_w)
     mean_stay = sum(span.energy_kwh) / 2 / kw * HOUR + sum(span.idle_after_full_min) / 2 * 60
-    rho = profile.arrivals_per_hour[int(at // HOUR) % 24] / HOUR * min(MAX_STAY_S, mean_stay)
+    rho = _rate_at(profile, at) / HOUR * min(MAX_STAY_S, mean_stay)
     return rho / (1 + rho)
 
 
