@@ -112,21 +112,34 @@ class Stack:
         )
 
     async def start_temporal(self) -> None:
-        # The dev server picks free ports for its internal services too; a rare clash with a port we
-        # just probed makes it exit at once, so retry on fresh ports.
+        # The dev server picks free ports for its internal services too, racing every other server
+        # starting on the box (parallel test files). A clash either makes it exit at once or, worse,
+        # leaves its frontend answering while an internal service failed to bind, and it stops serving
+        # moments later (a whole test file then saw "connection refused"). Either way: fresh ports.
+        log = self.workdir / "temporal.log"
         for attempt in range(5):
             extra = ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+            offset = log.stat().st_size if log.exists() else 0
             self.temporal = self._spawn(
                 "temporal", temporal_command(self.temporal_port, None, self.temporal_db, extra=extra)
             )
             try:
                 await wait_for_temporal(self.temporal_address, timeout=30, alive=self.temporal)
-                return
+                await asyncio.sleep(0.3)  # a failed internal listener is logged within ~0.1 s of start
+                with open(log, "rb") as fh:
+                    fh.seek(offset)
+                    clash = b"address already in use" in fh.read()
+                if not clash and self.temporal.poll() is None:
+                    return
+                self.temporal.kill()
+                self.temporal.wait()
+                if attempt == 4:
+                    raise RuntimeError(f"Temporal dev server lost a port race 5 times; see {log}")
             except Exception:
                 if self.temporal.poll() is None or attempt == 4:
                     raise
-                self.temporal_port = free_port()
-                self.temporal_address = f"127.0.0.1:{self.temporal_port}"
+            self.temporal_port = free_port()
+            self.temporal_address = f"127.0.0.1:{self.temporal_port}"
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         proc = self._spawn(f"worker-{len(self.workers)}", [sys.executable, "worker.py", "--log-level", "WARNING"])
@@ -166,16 +179,20 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        procs = [*self.sim_workers, self.api, *self.workers, self.temporal]
-        for proc in procs:
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            if proc is not None:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        # Temporal last, as `docker compose stop` orders it: a sim worker whose server is gone spends
+        # ~15 s retrying its pods' cancellation reports before it exits (2 s with the server up), so
+        # with the server already dead (a test killed it) there is nothing to stop gracefully.
+        server_gone = self.temporal is None or self.temporal.poll() is not None
+        for group in ([*self.sim_workers, self.api, *self.workers], [self.temporal]):
+            for proc in group:
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL if server_gone else signal.SIGTERM)
+            for proc in group:
+                if proc is not None:
+                    try:
+                        proc.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
         self.database.dispose()
 
     def token(self, org: str = "acme", scopes: tuple[str, ...] = ALL_SCOPES, ttl: int = 3600) -> str:

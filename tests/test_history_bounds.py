@@ -1,5 +1,8 @@
-"""Bounded history: a READY CPO continues-as-new, so 10,000 TTL extensions leave one READY CPO whose
-current run's history stays small (before: ~8 events per extension, terminated at 51,200 events)."""
+"""Bounded history: a READY CPO continues-as-new, so thousands of TTL extensions leave one READY CPO
+whose current run's history stays small (before: ~8 events per extension, terminated at 51,200 events).
+
+The suite runs 2,500 extensions (runs chained by continue-as-new every 2,000 events); `CPOLAB_TEST_EXTENSIONS=10000`
+runs the original 10,000 (~17 runs, ~6 min)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from app.lifecycle.models import CpoStatus, ExtendTtl
 from tests.stack import Stack, wait_status
 from workflows.cpo import CpoWorkflow
 
-EXTENSIONS = int(os.environ.get("CPOLAB_TEST_EXTENSIONS", "10000"))
+EXTENSIONS = int(os.environ.get("CPOLAB_TEST_EXTENSIONS", "2500"))
 CALLERS = 8  # the server admits at most 10 in-flight updates per workflow
 
 
@@ -23,7 +26,7 @@ CALLERS = 8  # the server admits at most 10 in-flight updates per workflow
 # statements test_control_plane's extend_ttl tests run on both backends. Run once: it takes minutes.
 @pytest.mark.sqlite_only
 @pytest.mark.timeout(900)
-async def test_ten_thousand_ttl_extensions_stay_bounded(stack: Stack) -> None:
+async def test_thousands_of_ttl_extensions_stay_bounded(stack: Stack) -> None:
     async with stack.client(org="extend-org") as c:
         resp = await c.post(
             "/ocpi/cpos",
@@ -70,6 +73,7 @@ async def test_ten_thousand_ttl_extensions_stay_bounded(stack: Stack) -> None:
             runs += 1
         print(f"current run: {desc.history_length} events; {runs} runs in all")
         assert desc.history_length < 2500
+        assert runs >= 2 * EXTENSIONS // 2000  # each update adds ≥ 2 events: the bound held by continuing as new
         status = (await c.get(f"/ocpi/cpos/{cpo_id}/status")).json()
         assert status["status"] == "READY" and status["expires_at"] is not None
         # Still fully alive after all those runs: DELETE tears it down.
