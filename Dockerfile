@@ -22,7 +22,11 @@ COPY activities ./activities
 COPY migrations ./migrations
 COPY alembic.ini ./
 RUN pip install ".[postgres]" \
-    && rm -rf build ./*.egg-info
+    && rm -rf build ./*.egg-info \
+    && python -m compileall -q app workflows activities migrations api.py worker.py
+# ^ The processes run the sources in /app, not the installed copy, and PYTHONDONTWRITEBYTECODE means
+#   no import writes bytecode: without it every start (and the Temporal sandbox, for every new
+#   workflow run) compiled them from source.
 
 # Unprivileged runtime user; the source stays root-owned and read-only to it.
 RUN groupadd --system --gid 10001 cpolab \
