@@ -19,7 +19,7 @@ CHARGER_RUNTIME_QUEUE = "charger-runtime"
 # against pod count (child workflows and activity slots).
 POD_CHARGERS = 500
 # A small network's single pod gets its chargers in its input (no plan_pod round trip) up to this
-# many chargers: ~250 bytes each, carried twice in the CPO's history and once in the pod's.
+# many chargers: ~300 bytes each, carried twice in the CPO's history and once in the pod's.
 INLINE_POD_CHARGERS = 100
 # The upgrade header that carries a pod's generation: the CSMS refuses a lower one than it has seen.
 GENERATION_HEADER = "X-Cpolab-Pod-Generation"
