@@ -37,6 +37,7 @@ from temporalio.worker import Worker
 
 from activities.background import BackgroundActivities
 from activities.charger_pods import PodActivities
+from activities.charger_runtime import HEARTBEAT_S as POD_HEARTBEAT_S
 from activities.charger_runtime import ChargerRuntime
 from activities.ocpp_commands import CommandActivities
 from activities.provisioning import ProvisioningActivities
@@ -49,6 +50,7 @@ from app.observability.temporal import LogContextInterceptor, metrics_runtime
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
+from app.tools.bytecode import cache_workflow_code
 from app.tools.open_files import raise_open_files_limit
 from workflows.background import BackgroundActivityWorkflow
 from workflows.charger_link import ChargerDisconnectWorkflow
@@ -94,6 +96,7 @@ def make_worker(
             acts.create_location_batch,
             acts.register_routing_batch,
             acts.provision_network,
+            acts.provision_small_network,
             acts.teardown_network,
             acts.count_network,
             pods.plan_pod,
@@ -123,8 +126,10 @@ def make_sim_worker(
         activities=[runtime.run_charger_pod],
         max_concurrent_activities=max_pods,
         # A pod learns of its cancellation (teardown) from a heartbeat's answer; the SDK otherwise
-        # throttles heartbeats to 80 % of the 20 s timeout, so a DELETE took ~16 s to disconnect.
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
+        # throttles heartbeats to 80 % of the 20 s timeout, so a DELETE took ~16 s to disconnect. Each
+        # heartbeat costs the Temporal server ~4 ms of CPU, for every live pod: every 2 s, 100 idle
+        # tiny CPOs kept 19 % of a core busy (bench_cost), so 5 s (POD_HEARTBEAT_S) bounds the delay.
+        max_heartbeat_throttle_interval=timedelta(seconds=POD_HEARTBEAT_S),
         # A pod runs until cancelled: on shutdown its chargers disconnect at once and Temporal
         # retries the pod on another sim worker (there is nothing to drain).
         graceful_shutdown_timeout=timedelta(seconds=min(shutdown_grace, 2.0)),
@@ -185,6 +190,7 @@ async def run_worker(stop: asyncio.Event) -> None:
     except SchemaNotAtHead as exc:
         await db.dispose()
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
+    cache_workflow_code()  # before the sandbox first re-imports a workflow module
     client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
     await ensure_reconciler_schedule(client, settings)
     worker = make_worker(

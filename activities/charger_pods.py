@@ -19,19 +19,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.background import stop_background
 from activities.heartbeat import heartbeating
+from activities.pod_plan import sim_chargers
 from activities.provisioning import load_blueprint
-from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, SimChargerSpec, SimEvseSpec, pod_workflow_id
+from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, SimChargerSpec, pod_workflow_id
 from app.network.blueprint import Blueprint
 from app.network.generator import generate_locations
-from app.network.plans import ConnectorPlan
-from app.network.topology import charger_layouts
 from app.store.db import Database
 from app.store.tables import Charger
 
 ONLINE = "ONLINE"
 POLL_S = 0.25
-# Chargers report no firmware of their own in the catalog: the simulator names itself.
-SIM_FIRMWARE = "cpolab-sim-1"
 RPC_TIMEOUT = timedelta(seconds=10)
 # Report movement at most every 2 s: a bounded history while thousands of chargers come online.
 MIN_REPORT_S = 2.0
@@ -39,40 +36,7 @@ MIN_REPORT_S = 2.0
 
 def pod_chargers(inp: PodInput, bp: Blueprint) -> list[SimChargerSpec]:
     """The chargers of one pod, from the generated plan (pure: the same input gives the same list)."""
-    out: list[SimChargerSpec] = []
-    for location in generate_locations(inp.spec, bp, inp.location_start, inp.location_stop):
-        layouts = charger_layouts(location)
-        supply = {(e.charger_identity, e.ocpp_evse_id): e.connectors[0] for e in location.evses if e.connectors}
-        for charger in location.chargers:
-            out.append(
-                SimChargerSpec(
-                    identity=charger.identity,
-                    ocpp_version=charger.ocpp_version,
-                    vendor=charger.vendor,
-                    model=charger.model,
-                    serial_number=charger.serial_number,
-                    firmware_version=SIM_FIRMWARE,
-                    evses=[
-                        _evse(evse_id, len(connectors), supply.get((charger.identity, evse_id)))
-                        for evse_id, _, connectors in layouts[charger.identity]
-                    ],
-                )
-            )
-    return out
-
-
-def _evse(evse_id: int, connectors: int, connector: ConnectorPlan | None) -> SimEvseSpec:
-    """The EVSE's envelope is its connectors' (they share one power output)."""
-    if connector is None:
-        return SimEvseSpec(evse_id, connectors)
-    return SimEvseSpec(
-        evse_id,
-        connectors,
-        connector.power_type,
-        connector.max_voltage,
-        connector.max_amperage,
-        connector.max_electric_power,
-    )
+    return sim_chargers(generate_locations(inp.spec, bp, inp.location_start, inp.location_stop))
 
 
 class PodActivities:

@@ -16,12 +16,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from activities.pod_plan import sim_chargers
 from app.lifecycle.models import (
     ALLOWED_FROM,
     GONE,
     BatchResult,
+    CpoStatus,
     LocationBatch,
     NetworkRequest,
+    Progress,
+    SmallNetwork,
+    SmallNetworkResult,
     StatusRecord,
     WholeNetwork,
 )
@@ -145,26 +150,46 @@ class ProvisioningActivities:
         before the commit, so either the complete, checked network is there or nothing is. What the
         three steps and `count_network` do for a big network in one round trip instead of five."""
         async with heartbeating():
-            bp = await self._blueprint(req.cpo_id, req.spec)
-            tariffs = _tariff_rows(req.cpo_id, req.spec, bp)
-            plans = generate_locations(req.spec, bp, 0, req.expected.locations)
-            rows = _network_rows(req.cpo_id, req.spec, plans, self.charger_key)
-            routes = _routes(req.cpo_id, plans)
-            async with self.db.session() as session, session.begin():
-                await self._require_cpo(session, req.cpo_id)
-                if tariffs:
-                    await session.execute(self.db.insert_ignore(Tariff), tariffs)
-                await self._insert_network(session, rows)
-                if routes:
-                    await session.execute(self.db.insert_ignore(ChargerRoute), routes)
-                got = await _count(session, req.cpo_id)
-                if got != req.expected:  # raising rolls the whole network back
-                    raise ApplicationError(
-                        f"network rows {got} differ from the plan {req.expected}",
-                        type=NETWORK_MISMATCH,
-                        non_retryable=True,
-                    )
-        return got
+            counts, _ = await self._provision_whole(req.cpo_id, req.spec, req.expected, None)
+        return counts
+
+    @activity.defn
+    async def provision_small_network(self, req: SmallNetwork) -> SmallNetworkResult:
+        """`provision_network` plus, in the same transaction, the row's PROVISIONING record (the status
+        write that used to be a round trip of its own before it), and the specs of the network's single
+        pod, which the pod would otherwise plan in an activity of its own (`plan_pod`)."""
+        async with heartbeating():
+            counts, plans = await self._provision_whole(req.cpo_id, req.spec, req.expected, req.progress)
+        log.info("CPO %s is %s", req.cpo_id, CpoStatus.PROVISIONING.value)
+        return SmallNetworkResult(counts, sim_chargers(plans) if req.pod_chargers else None)
+
+    async def _provision_whole(
+        self, cpo_id: int, spec: NetworkSpec, expected: BatchResult, provisioning: Progress | None
+    ) -> tuple[BatchResult, list[LocationPlan]]:
+        bp = await self._blueprint(cpo_id, spec)
+        tariffs = _tariff_rows(cpo_id, spec, bp)
+        plans = generate_locations(spec, bp, 0, expected.locations)
+        rows = _network_rows(cpo_id, spec, plans, self.charger_key)
+        routes = _routes(cpo_id, plans)
+        async with self.db.session() as session, session.begin():
+            await self._require_cpo(session, cpo_id)  # locked, and not being torn down
+            if provisioning is not None:
+                await session.execute(
+                    update(Cpo)
+                    .where(Cpo.id == cpo_id)  # type: ignore[arg-type]
+                    .values(status=CpoStatus.PROVISIONING.value, progress=asdict(provisioning), updated_at=utcnow())
+                )
+            if tariffs:
+                await session.execute(self.db.insert_ignore(Tariff), tariffs)
+            await self._insert_network(session, rows)
+            if routes:
+                await session.execute(self.db.insert_ignore(ChargerRoute), routes)
+            got = await _count(session, cpo_id)
+            if got != expected:  # raising rolls the whole network back (and the status write)
+                raise ApplicationError(
+                    f"network rows {got} differ from the plan {expected}", type=NETWORK_MISMATCH, non_retryable=True
+                )
+        return got, plans
 
     async def _insert_network(self, session: Any, rows: dict[type, list[dict[str, Any]]]) -> None:
         for table in (Location, Evse, Connector, Charger):

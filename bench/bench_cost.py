@@ -12,7 +12,8 @@ production worker's options) on the same dev server. Three phases, one after ano
    POST latency from the scheduled send time (no coordinated omission).
 
 Prints throughput of (1) and (2) and their ratio (target ≥ 50 %), CPU ms per workflow / per CPO by
-process (from /proc/<pid>/stat; with `--database postgres` also every process of the Postgres server),
+process (from /proc/<pid>/stat: Temporal, the cpolab workers, the sim worker hosting the CPOs' pods, the
+API, the client; with `--database postgres` also every process of the Postgres server),
 and POST p50/p99 of (3) (target p99 ≤ 150 ms at 10/s).
 
     .venv/bin/python bench/bench_cost.py                        # app database: a SQLite file
@@ -112,8 +113,9 @@ class Meter:
 
 def cpu_row(label: str, used: dict[str, float], n: int) -> list[object]:
     workers = sum(v for k, v in used.items() if k.startswith("worker"))
+    sim = sum(v for k, v in used.items() if k.startswith("sim worker")) if any("sim" in k for k in used) else None
     total = sum(used.values())
-    cells = [used.get("temporal"), workers, used.get("api"), used.get("postgres"), used.get("bench client"), total]
+    cells = [used.get("temporal"), workers, sim, used.get("api"), used.get("postgres"), used.get("bench client"), total]
     # On SQLite there is no server process: its column stays empty ("-"), the work is inside the workers/API.
     return [label, n, *("-" if v is None else f"{1000 * v / max(n, 1):.1f}" for v in cells)]
 
@@ -175,20 +177,22 @@ async def measure(args: argparse.Namespace, dbs: BenchDatabases) -> None:
         await closed_loop(args.starters, 2, cpo)
         await drain(stack, 120)
 
-        def meter(workers: list[object]) -> Meter:
+        def meter(workers: list[object], sims: tuple[object, ...] = ()) -> Meter:
             procs = {"temporal": stack.temporal, "api": stack.api}
             procs |= {f"worker {i + 1}": w for i, w in enumerate(workers)}
+            # The sim worker hosts every CPO's pod (its chargers' simulators): part of a CPO's cost.
+            procs |= {f"sim worker {i + 1}": w for i, w in enumerate(sims)}
             return Meter(CpuMeter(stack, procs), dbs)
 
         m = meter(noop_workers)
         base_n, base_wall = await closed_loop(args.starters, args.duration, noop)
         base_cpu = m.used()
-        m = meter(cpo_workers)
+        m = meter(cpo_workers, tuple(stack.sim_workers))
         cpo_n, cpo_wall = await closed_loop(args.starters, args.duration, cpo)
         cpo_cpu = m.used()
         await drain(stack, 120)
 
-        m = meter(cpo_workers)
+        m = meter(cpo_workers, tuple(stack.sim_workers))
         phase: Phase = await paced(clients, args.rate, args.paced_duration)
         await drain(stack, 300)  # their provisioning is part of what these creates cost
         paced_cpu = m.used()
@@ -209,7 +213,7 @@ async def measure(args: argparse.Namespace, dbs: BenchDatabases) -> None:
             print(f"errors: {errors}")
         print("\nCPU ms per workflow / per CPO by process (100 % = one core; the box has 2)")
         print_table(
-            ["phase", "n", "temporal", "workers", "api", "postgres", "bench client", "total"],
+            ["phase", "n", "temporal", "workers", "sim worker", "api", "postgres", "bench client", "total"],
             [
                 cpu_row("baseline", base_cpu, base_n),
                 cpu_row("tiny CPOs, closed loop", cpo_cpu, cpo_n),

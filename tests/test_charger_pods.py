@@ -207,7 +207,7 @@ async def test_chargers_that_cannot_come_online_fail_the_cpo_at_their_step(
         workflows=[CpoWorkflow, ChargerPodWorkflow],
         activities=[
             acts.record_status,
-            acts.provision_network,
+            acts.provision_small_network,
             acts.teardown_network,
             pods.plan_pod,
             pods.await_chargers_online,

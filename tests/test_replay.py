@@ -170,7 +170,23 @@ async def test_committed_histories_replay() -> None:
     for path in ("ready_ttl_expired", "extend_then_delete", "destroy_during_provisioning", "cancel_ready"):
         assert path in names, f"missing fixture {path}.json (record with CPOLAB_RECORD_HISTORY=1)"
     assert {"continue_as_new_run1", "continue_as_new_run2", "failed_compensated"} <= names
+    # Recorded before the lean small-network path (workflows/cpo.py PATCH_LEAN): runs in flight then.
+    assert {f"pre_lean_{p}" for p in ("ready_ttl_expired", "cancel_ready", "failed_compensated")} <= names
     assert await _replay(histories) == {}
+
+
+def test_current_fixtures_take_the_lean_path() -> None:
+    """The fixtures of today's code provision a small network in one activity that also records
+    PROVISIONING (no status write before it) and record one patch marker, not three."""
+    events = json.loads((HISTORIES / "ready_ttl_expired.json").read_text())["events"]
+    activities = [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if "activityTaskScheduledEventAttributes" in e
+    ]
+    assert activities[0] == "provision_small_network", activities
+    markers = [e for e in events if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"]
+    assert len(markers) == 1
 
 
 def _edited_catalog() -> catalog.Catalog:

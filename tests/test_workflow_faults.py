@@ -22,10 +22,10 @@ from app.lifecycle.models import (
     SA_ORG,
     SA_STATE,
     SA_TEMPLATE,
-    BatchResult,
     CpoWorkflowInput,
     LocationBatch,
-    WholeNetwork,
+    SmallNetwork,
+    SmallNetworkResult,
     workflow_id,
 )
 from app.network.generator import NetworkSpec
@@ -128,8 +128,8 @@ async def broken_routing(batch: LocationBatch) -> int:
     raise _routing_rejected()
 
 
-@activity.defn(name="provision_network")
-async def broken_network(req: WholeNetwork) -> BatchResult:
+@activity.defn(name="provision_small_network")
+async def broken_network(req: SmallNetwork) -> SmallNetworkResult:
     """A small network's single step includes the routing, so the same rejection fails it."""
     raise _routing_rejected()
 
@@ -174,7 +174,7 @@ async def test_non_retryable_failure_compensates_and_ends_failed(
         if e.HasField("activity_task_scheduled_event_attributes")
     }
     # The path the size picks: one activity for a small network, the batched steps otherwise.
-    assert ("provision_network" in scheduled) == (step == "create_network")
+    assert ("provision_small_network" in scheduled) == (step == "create_network")
     assert ("register_routing_batch" in scheduled) == (step == "register_routing")
     status = (await client.get(f"/ocpi/cpos/{cpo_id}/status")).json()
     assert status["status"] == "FAILED"

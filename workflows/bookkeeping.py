@@ -27,6 +27,7 @@ class Bookkeeping:
     expires_at: datetime | None
     provisioned_at: datetime | None
     updated_at: datetime | None
+    lean: bool
 
     def _publish(self) -> None:
         """Progress for the Web UI: free markdown details + one search-attribute upsert per change."""
@@ -78,7 +79,8 @@ class Bookkeeping:
         # A local activity: a single-row UPDATE needs no task-queue round trip, and the six status
         # records per CPO were a third of the server's work per create (bench/bench_create.py).
         # Runs started before this change keep their regular activities (patch marker).
-        if workflow.patched(PATCH_LOCAL_STATUS):
+        # A lean run (workflows/cpo.py, PATCH_LEAN) implies this patch without recording its marker.
+        if self.lean or workflow.patched(PATCH_LOCAL_STATUS):
             await workflow.execute_local_activity_method(ProvisioningActivities.record_status, rec, **options)
         else:
             await workflow.execute_activity_method(ProvisioningActivities.record_status, rec, **options)

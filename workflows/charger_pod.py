@@ -34,9 +34,12 @@ POD_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 class ChargerPodWorkflow:
     @workflow.run
     async def run(self, inp: PodInput) -> None:
-        chargers = await workflow.execute_activity_method(
-            PodActivities.plan_pod, inp, retry_policy=CLEANUP_RETRY, summary="plan", **WRITE_TIMEOUTS
-        )
+        # A small network's pod comes with its chargers (its input decides, so replay is unaffected).
+        chargers = inp.chargers
+        if chargers is None:
+            chargers = await workflow.execute_activity_method(
+                PodActivities.plan_pod, inp, retry_policy=CLEANUP_RETRY, summary="plan", **WRITE_TIMEOUTS
+            )
         await workflow.execute_activity_method(
             ChargerRuntime.run_charger_pod,
             PodRun(inp.cpo_id, inp.index, chargers, inp.time_scale),

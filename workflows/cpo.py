@@ -22,12 +22,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 from workflows.bookkeeping import Bookkeeping
+from workflows.live_chargers import DestroyRequested, LiveChargers
 from workflows.teardown import WRITE_TIMEOUTS, run_teardown
 
 with workflow.unsafe.imports_passed_through():
-    from activities.charger_pods import PodActivities
     from activities.provisioning import CPO_GONE, CPO_MISSING, NETWORK_MISMATCH, ProvisioningActivities
-    from app.lifecycle.background import BackgroundInput, background_workflow_id
     from app.lifecycle.models import (
         STEPS,
         TERMINAL,
@@ -41,14 +40,14 @@ with workflow.unsafe.imports_passed_through():
         NetworkRequest,
         Progress,
         Resume,
+        SmallNetwork,
+        SmallNetworkResult,
         Step,
         WholeNetwork,
     )
-    from app.lifecycle.pods import OnlineCount, OnlineWait, PodInput, online_timeout, pod_ranges, pod_workflow_id
+    from app.lifecycle.pods import INLINE_POD_CHARGERS, pod_ranges
     from app.network.generator import NetworkShape, NetworkSpec
     from app.network.legacy import legacy_shape
-    from workflows.background import BackgroundActivityWorkflow
-    from workflows.charger_pod import ChargerPodWorkflow
 
 # Provisioning writes: transient DB trouble (locks, restarts) is retried with backoff, bounded so a
 # broken CPO ends FAILED within minutes instead of hanging; a missing CPO row is final.
@@ -66,12 +65,10 @@ PATCH_ONE_ACTIVITY = "small-network-in-one-activity"
 # Live chargers: pods as child workflows and READY only once every charger is online. Runs started
 # before called a no-op `start_charger_pods` activity (kept by name for their replay).
 PATCH_LIVE_CHARGERS = "live-chargers"
-CHARGERS_OFFLINE = "ChargersOffline"
+# A small network in the fewest round trips (`_provision_lean`). One patch standing for the three
+# above, whose markers such a run no longer records: each marker is also a search-attribute upsert.
+PATCH_LEAN = "lean-small-network"
 T = TypeVar("T")
-
-
-class _DestroyRequested(Exception):
-    """Raised inside provisioning when a destroy arrives, to stop and tear down what exists."""
 
 
 def _legacy_shape(spec: NetworkSpec) -> NetworkShape:
@@ -83,7 +80,7 @@ def _legacy_shape(spec: NetworkSpec) -> NetworkShape:
 
 
 @workflow.defn
-class CpoWorkflow(Bookkeeping):
+class CpoWorkflow(Bookkeeping, LiveChargers):
     @workflow.init
     def __init__(self, inp: CpoWorkflowInput) -> None:
         self.inp = inp
@@ -96,6 +93,7 @@ class CpoWorkflow(Bookkeeping):
         self.updated_at: datetime | None = None
         self.destroy_requested = False
         self.ttl_changed = False
+        self.lean = False  # this run took the lean path (PATCH_LEAN); see Bookkeeping._record
 
     # ---- queries and updates -------------------------------------------------------------
 
@@ -145,7 +143,7 @@ class CpoWorkflow(Bookkeeping):
                 await self._provision()
             if not self.destroy_requested and await self._wait_for_expiry_or_destroy():
                 await self._continue_as_new()
-        except _DestroyRequested:
+        except DestroyRequested:
             pass
         except BaseException as err:
             if is_cancelled_exception(err):
@@ -189,18 +187,20 @@ class CpoWorkflow(Bookkeeping):
             chargers_online=0,
         )
         self._publish()
-        await self._record()
-
-        if self._fits_one_batch() and workflow.patched(PATCH_ONE_ACTIVITY):
-            await self._provision_in_one_activity()
+        if self._fits_one_batch() and workflow.patched(PATCH_LEAN):
+            self.lean = True
+            await self._provision_lean()
         else:
-            await self._provision_in_batches()
-
-        if workflow.patched(PATCH_LIVE_CHARGERS):
-            await self._step(Step.START_CHARGER_PODS, self._start_pods(), record=False)
-            await self._step(Step.WAIT_CHARGERS_ONLINE, self._wait_until_online(), record=False)
-        else:
-            await self._start_no_pods()
+            await self._record()
+            if self._fits_one_batch() and workflow.patched(PATCH_ONE_ACTIVITY):
+                await self._provision_in_one_activity()
+            else:
+                await self._provision_in_batches()
+            if workflow.patched(PATCH_LIVE_CHARGERS):
+                await self._step(Step.START_CHARGER_PODS, self._start_pods(), record=False)
+                await self._step(Step.WAIT_CHARGERS_ONLINE, self._wait_until_online(), record=False)
+            else:
+                await self._start_no_pods()
         assert self.progress is not None
         self.progress.current_step = None
 
@@ -208,67 +208,37 @@ class CpoWorkflow(Bookkeeping):
         await self._transition(CpoStatus.READY, provisioned=True)
         await self._start_background()
 
-    async def _start_background(self) -> None:
-        """The CPO's own traffic, if it was created with it: a child abandoned on close (it outlives this
-        run's continue-as-new; teardown cancels it by id, stop_charger_pods)."""
-        sim, profile = self.inp.simulation, self.inp.activity_profile
-        if sim is None or not sim.background_activity or profile is None:
-            return
-        await workflow.start_child_workflow(
-            BackgroundActivityWorkflow.run,
-            BackgroundInput(self.inp.cpo_id, self.shape.evses, sim.time_scale, profile),
-            id=background_workflow_id(self.inp.cpo_id),
-            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            static_summary="background activity",
-        )
-
-    async def _start_pods(self) -> None:
-        """One child workflow per pod, abandoned on close: they outlive this run's continue-as-new,
-        and teardown stops them by id (stop_charger_pods)."""
-        shape = self.shape
-        await asyncio.gather(
-            *[
-                workflow.start_child_workflow(
-                    ChargerPodWorkflow.run,
-                    PodInput(self.inp.cpo_id, self.inp.spec, n, start, stop, self._time_scale()),
-                    id=pod_workflow_id(self.inp.cpo_id, n),
-                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                    static_summary=f"locations [{start}, {stop})",
-                )
-                for n, (start, stop) in enumerate(pod_ranges(shape.locations, shape.chargers_per_location))
-            ]
-        )
-
-    def _time_scale(self) -> float:
-        return self.inp.simulation.time_scale if self.inp.simulation is not None else 1.0
-
-    async def _wait_until_online(self) -> None:
-        """READY means online: every charger booted against the CSMS (as the CSMS records it).
-        `progress.chargers_online` counts up meanwhile; a charger that cannot come online within the
-        bound fails the CPO at this step with the identities that are missing."""
+    async def _provision_lean(self) -> None:
+        """A small network: one activity writes the PROVISIONING record, the whole network and its
+        routing in one transaction and returns the chargers of its single pod, which then starts
+        without planning itself. Per tiny CPO one activity (plan_pod), one local activity (the
+        PROVISIONING record), one workflow task and two patch markers (each a search-attribute
+        upsert) fewer than before (bench/bench_cost.py)."""
         assert self.progress is not None
-        total = self.shape.chargers
-        timeout = self.inp.online_timeout_seconds or online_timeout(total)
-        deadline = workflow.now() + timedelta(seconds=timeout)
-        while self.progress.chargers_online < total:
-            remaining = (deadline - workflow.now()).total_seconds()
-            got: OnlineCount = await self._write(
-                PodActivities.await_chargers_online,
-                OnlineWait(self.inp.cpo_id, total, self.progress.chargers_online, max(0.0, min(10.0, remaining))),
-                "chargers online",
-            )
-            self.progress.chargers_online = got.online
-            self._publish()
-            if self.destroy_requested:
-                raise _DestroyRequested
-            if got.online < total and workflow.now() >= deadline:
-                missing = ", ".join(got.not_online_sample)
-                raise ApplicationError(
-                    f"{total - got.online} of {total} chargers did not come online within {timeout} s"
-                    f" (not online: {missing}{', …' if total - got.online > len(got.not_online_sample) else ''})",
-                    type=CHARGERS_OFFLINE,
-                    non_retryable=True,
-                )
+        want = self._planned_counts()
+        pods = pod_ranges(self.shape.locations, self.shape.chargers_per_location)
+        after = replace(
+            self.progress,
+            steps_done=STEPS.index(Step.START_CHARGER_PODS),
+            current_step=Step.START_CHARGER_PODS.value,
+            locations_done=want.locations,
+            chargers_done=want.chargers,
+        )
+        inline = len(pods) == 1 and self.shape.chargers <= INLINE_POD_CHARGERS
+        got: SmallNetworkResult = await self._step(
+            Step.CREATE_NETWORK,
+            self._write(
+                ProvisioningActivities.provision_small_network,
+                SmallNetwork(self.inp.cpo_id, self.inp.spec, want, after, inline),
+                "network",
+            ),
+            record=False,
+        )
+        self.progress.steps_done = after.steps_done
+        self.progress.locations_done = got.counts.locations
+        self.progress.chargers_done = got.counts.chargers
+        await self._step(Step.START_CHARGER_PODS, self._start_pods(got.pod_chargers), record=False)
+        await self._step(Step.WAIT_CHARGERS_ONLINE, self._wait_until_online(), record=False)
 
     async def _start_no_pods(self) -> None:
         """Replay of runs from before live chargers: a no-op activity that reported 0 online."""
@@ -342,7 +312,7 @@ class CpoWorkflow(Bookkeeping):
         result = await work
         self.progress.steps_done += 1
         if self.destroy_requested:
-            raise _DestroyRequested
+            raise DestroyRequested
         if record:
             await self._record()
         return result
@@ -376,7 +346,7 @@ class CpoWorkflow(Bookkeeping):
                     on_result(res)
             self._publish()
             if self.destroy_requested:
-                raise _DestroyRequested
+                raise DestroyRequested
 
     async def _verify_counts(self) -> None:
         """Never report READY over a network that differs from the plan (no duplicates, no gaps)."""

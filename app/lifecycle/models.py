@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from temporalio.common import SearchAttributeKey
 
+from app.lifecycle.pods import SimChargerSpec
 from app.network.activity_profile import ActivityProfile
 from app.network.generator import NetworkShape, NetworkSpec
 
@@ -194,6 +195,25 @@ class WholeNetwork:
     cpo_id: int
     spec: NetworkSpec
     expected: BatchResult
+
+
+@dataclass
+class SmallNetwork:
+    """`WholeNetwork` plus what its caller used to do in separate round trips: the PROVISIONING
+    record (written in the network's transaction, with the progress as it stands after it) and,
+    when `pod_chargers`, the specs of the network's single pod."""
+
+    cpo_id: int
+    spec: NetworkSpec
+    expected: BatchResult
+    progress: Progress
+    pod_chargers: bool = False
+
+
+@dataclass
+class SmallNetworkResult:
+    counts: BatchResult
+    pod_chargers: list[SimChargerSpec] | None = None
 
 
 @dataclass

@@ -18,6 +18,9 @@ CHARGER_RUNTIME_QUEUE = "charger-runtime"
 # size only trades failover granularity (a retried pod reconnects all of its chargers at once)
 # against pod count (child workflows and activity slots).
 POD_CHARGERS = 500
+# A small network's single pod gets its chargers in its input (no plan_pod round trip) up to this
+# many chargers: ~300 bytes each, carried twice in the CPO's history and once in the pod's.
+INLINE_POD_CHARGERS = 100
 # The upgrade header that carries a pod's generation: the CSMS refuses a lower one than it has seen.
 GENERATION_HEADER = "X-Cpolab-Pod-Generation"
 
@@ -49,6 +52,9 @@ class PodInput:
     location_start: int
     location_stop: int
     time_scale: float = 1.0  # simulated seconds per real second of every charger of the pod
+    # What the pod hosts, when the CPO's provisioning already derived it (a small network's only
+    # pod); None: the pod plans itself (plan_pod), as every pod started before this field did.
+    chargers: list[SimChargerSpec] | None = None
 
 
 @dataclass
