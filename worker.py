@@ -50,7 +50,6 @@ from app.observability.temporal import LogContextInterceptor, metrics_runtime
 from app.settings import ConfigurationError, Settings, get_settings
 from app.store.db import Database
 from app.store.migrate import SchemaNotAtHead, require_at_head
-from app.tools.bytecode import cache_workflow_code
 from app.tools.open_files import raise_open_files_limit
 from workflows.background import BackgroundActivityWorkflow
 from workflows.charger_link import ChargerDisconnectWorkflow
@@ -190,7 +189,6 @@ async def run_worker(stop: asyncio.Event) -> None:
     except SchemaNotAtHead as exc:
         await db.dispose()
         raise SystemExit(f"cpolab worker refuses to start: {exc}") from None
-    cache_workflow_code()  # before the sandbox first re-imports a workflow module
     client = await temporal_client.connect(settings, runtime=metrics_runtime(settings))
     await ensure_reconciler_schedule(client, settings)
     worker = make_worker(
