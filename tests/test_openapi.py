@@ -8,6 +8,11 @@ import httpx
 import jsonschema_rs
 import pytest
 import schemathesis
+
+# What `schemathesis.openapi.from_dict` would import lazily, mid-test: pytest rewrites a plugin's modules
+# with `ast.parse`, and CPython 3.11's parser is not thread-safe ("AST constructor recursion depth
+# mismatch" when a stack's thread parses at the same moment). At collection nothing else runs.
+import schemathesis.specs.openapi.schemas
 from schemathesis.specs.openapi.definitions import OPENAPI_31  # the OAS 3.1 meta-schema schemathesis ships
 
 from app.control import routes as control_plane
