@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -45,6 +46,11 @@ MAX_PAYLOAD = 4096
 _row = cast(Table, OcppLogRow.__table__).c
 
 ChargerKey = tuple[int, str]
+# A buffered frame: the row's values in this order (a tuple costs less than a dict per frame; the
+# rows are made at the flush).
+COLUMNS = ("cpo_id", "identity", "timestamp", "direction", "message_type", "message_id", "action", "payload")
+Entry = tuple[int, str, datetime, str, int, "str | None", "str | None", str]
+FrameLogger = Callable[[Literal["in", "out"], int, "str | None", "str | None", str], None]
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class _Writer:
     def __init__(self, db: Database, retention: Retention) -> None:
         self.db = db
         self.retention = retention
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[Entry] = []
         self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
@@ -68,11 +74,11 @@ class _Writer:
         self.added: dict[ChargerKey, int] = {}  # rows written since the charger's last prune
         self.pruned_at: dict[ChargerKey, float] = {}  # monotonic time of its last prune
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, entry: Entry) -> None:
         if len(self.pending) >= MAX_PENDING:
             self.dropped += 1
         else:
-            self.pending.append(row)
+            self.pending.append(entry)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -86,12 +92,13 @@ class _Writer:
     async def flush(self) -> None:
         """Insert the buffered frames (one statement: a short hold of SQLite's write lock)."""
         async with self.lock:
-            rows, self.pending = self.pending, []
+            entries, self.pending = self.pending, []
             dropped, self.dropped = self.dropped, 0
             if dropped:
                 log.warning("dropped %d OCPP log entries: the buffer was full", dropped)
-            if not rows:
+            if not entries:
                 return
+            rows = [dict(zip(COLUMNS, entry, strict=True)) for entry in entries]
             try:
                 async with write_lock(self.db), self.db.session() as session, session.begin():
                     rows = await of_live_cpos(session, rows)  # frames of a torn-down CPO: not kept
@@ -156,30 +163,19 @@ def _writer(db: Database) -> _Writer:
     return writer
 
 
-def record(
-    db: Database,
-    *,
-    cpo_id: int,
-    identity: str,
-    direction: Literal["in", "out"],
-    message_type: int,
-    message_id: str | None,
-    action: str | None,
-    payload: str,
-) -> None:
-    """Buffer one frame (non-blocking; needs a running event loop). `payload` must be redacted."""
-    _writer(db).add(
-        {
-            "cpo_id": cpo_id,
-            "identity": identity,
-            "timestamp": utcnow(),
-            "direction": direction,
-            "message_type": message_type,
-            "message_id": message_id[:36] if message_id else None,
-            "action": action[:64] if action else None,
-            "payload": payload[:MAX_PAYLOAD],
-        }
-    )
+def frame_logger(db: Database, cpo_id: int, identity: str) -> FrameLogger:
+    """What one connection calls for each frame: buffers it (non-blocking; needs a running event
+    loop). The payload must be redacted."""
+    add = _writer(db).add
+
+    def record(
+        direction: Literal["in", "out"], message_type: int, message_id: str | None, action: str | None, payload: str
+    ) -> None:
+        message_id = message_id[:36] if message_id else None
+        action = action[:64] if action else None
+        add((cpo_id, identity, utcnow(), direction, message_type, message_id, action, payload[:MAX_PAYLOAD]))
+
+    return record
 
 
 def retained(db: Database, cpo_id: int, identity: str) -> tuple[ColumnElement[bool], int]:
