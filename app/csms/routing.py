@@ -19,6 +19,7 @@ from ocpp.messages import _DecimalEncoder
 CALLRESULT = 3
 MAX_CACHED_KEYS = 4096  # chargers choose their keys (customData allows any): keep the memo bounded
 
+_LEAVES = (str, int, float)
 _snake_keys: dict[str, str] = {}
 _camel_keys: dict[str, str] = {}
 _fields: dict[type, tuple[tuple[str, str], ...]] = {}
@@ -56,6 +57,8 @@ def snake_case_payload(data: Any) -> Any:
 def camel_case_payload(data: Any) -> Any:
     """What the library sends for an answer: `snake_to_camel_case(remove_nones(serialize_as_dict(x)))`
     in one walk (dataclasses by their fields, `None` dropped from dicts and lists, keys camelCased)."""
+    if isinstance(data, _LEAVES):  # most values (str enums too): nothing to walk
+        return data
     if isinstance(data, dict):
         return {_camel(key): camel_case_payload(value) for key, value in data.items() if value is not None}
     if isinstance(data, list):

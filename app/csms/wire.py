@@ -30,15 +30,17 @@ class TokenBucket:
         self.tokens = self.capacity
         self.at = time.monotonic()
 
-    async def take(self) -> None:
+    def wait(self) -> float:
+        """Take a token: 0, or the seconds to sleep first (a plain call: no coroutine per frame)."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens < 1:
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-            self.tokens = 1.0
-            self.at = time.monotonic()
-        self.tokens -= 1
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        delay = (1 - self.tokens) / self.rate
+        self.tokens, self.at = 0.0, now + delay  # the token that refills meanwhile is taken
+        return delay
 
 
 class OcppSocket:
@@ -59,7 +61,9 @@ class OcppSocket:
 
     async def recv(self) -> str:
         while True:
-            await self.bucket.take()
+            delay = self.bucket.wait()
+            if delay:
+                await asyncio.sleep(delay)
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
