@@ -6,14 +6,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
 import ocpp.messages
+from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, get_validator, validate_payload
 
+from app.csms import frames, routing
 from app.csms.session import ChargerLink
 from app.csms.transactions import Transactions
 from app.csms.wire import OcppSocket
@@ -33,25 +35,37 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 CALL = 2
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
 
 def ocpp_now() -> str:
-    """OCPP dateTime: UTC with milliseconds and `Z`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+    """OCPP dateTime: UTC with milliseconds and `Z` (the seconds' text formatted once a second)."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 class CsmsChargePointMixin:
     """Mixed in before `ocpp.v16.ChargePoint` / `ocpp.v201.ChargePoint`."""
 
     _validated_requests: frozenset[str] = frozenset()
+    _plain_routes: frozenset[str] = frozenset()  # actions `_handle_call` answers itself (see there)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         validated = set(cls._validated_requests)
+        plain, after = set(cls._plain_routes), set()
         for value in vars(cls).values():
             # The library calls inspect.signature(handler) for every CALL; a stored signature is its
             # fast path (a third of the cost).
             if hasattr(value, "_on_action") or hasattr(value, "_after_action"):
                 value.__signature__ = inspect.signature(value)
+            if hasattr(value, "_after_action"):
+                after.add(value._after_action)
+            elif hasattr(value, "_on_action") and "call_unique_id" not in value.__signature__.parameters:
+                plain.add(value._on_action)
             # The library validates a handler's request and its answer, or neither. Only the request
             # comes from the charger: our answers are built from the library's own typed dataclasses.
             # So the library skips both and the requests are validated here (`_handle_call`); a
@@ -60,6 +74,7 @@ class CsmsChargePointMixin:
                 value._skip_schema_validation = True
                 validated.add(value._on_action)
         cls._validated_requests = frozenset(validated)
+        cls._plain_routes = frozenset(plain - after)
 
     def __init__(self, link: ChargerLink, socket: OcppSocket, *, response_timeout: float = 30) -> None:
         self.link = link
@@ -73,10 +88,37 @@ class CsmsChargePointMixin:
         settings = get_settings()
         return Transactions(self.link, db, settings, RealtimeAuthorizer(db, settings))
 
+    async def route_message(self, raw_msg: str) -> None:
+        # A CALL was parsed already by OcppSocket.recv (frames.parse, which checked its shape): the
+        # library's `unpack` would only parse the same text again. Anything else takes its path.
+        frame = self.socket.frame
+        if frame is None or self.socket.frame_text is not raw_msg:
+            await super().route_message(raw_msg)  # type: ignore[misc]
+            return
+        msg = Call(frame.message_id, frame.action, frame.payload)
+        try:
+            await self._handle_call(msg)
+        except OCPPError as error:  # as the library's route_message: a CALLERROR for it
+            await self._send(msg.create_call_error(error).to_json())  # type: ignore[attr-defined]
+
     async def _handle_call(self, msg: Call) -> Any:
         if msg.action in self._validated_requests and not _valid_request(self._ocpp_version, msg):  # type: ignore[attr-defined]
             await validate_payload(msg, self._ocpp_version)  # type: ignore[attr-defined]
-        return await super()._handle_call(msg)  # type: ignore[misc]
+        if msg.action not in self._plain_routes:  # no handler, an @after hook, or one that wants the id
+            return await super()._handle_call(msg)  # type: ignore[misc]
+        # The library's steps for a plain @on handler (its validation is ours, above), with memoised
+        # key conversions and no inspect.signature per CALL (app.csms.routing).
+        handler = self.route_map[msg.action]["_on_action"]  # type: ignore[attr-defined]
+        try:
+            answer = handler(**routing.snake_case_payload(msg.payload))
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as error:  # as the library: a CALLERROR (an OCPPError's code, else InternalError)
+            self.logger.exception("Error while handling request '%s'", msg)  # type: ignore[attr-defined]
+            await self._send(msg.create_call_error(error).to_json())  # type: ignore[attr-defined]
+            return None
+        await self.socket.send(routing.call_result_text(msg.unique_id, answer), frames.CALLRESULT, msg.unique_id)
+        return answer
 
     async def call(
         self, payload: Any, suppress: bool = True, unique_id: str | None = None, skip_schema_validation: bool = False

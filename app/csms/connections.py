@@ -87,6 +87,22 @@ _HOLDERS = select(CH.c.connection_id).where(
     CH.c.identity.in_(_KEYS["b_ids"]),
     CH.c.connection_id.in_(bindparam("b_connections", expanding=True)),
 )
+# A batch's charger states, one statement per (state, booted) group: prebuilt, so a batch neither builds
+# an expression nor coerces every key of its IN lists (SQLAlchemy's cost, not the database's).
+_FENCE_WHERE = (
+    # The connection ids, unique per socket, keep only the pairs meant.
+    CH.c.cpo_id.in_(_KEYS["b_cpos"]),
+    CH.c.identity.in_(_KEYS["b_ids"]),
+    CH.c.connection_id.in_(bindparam("b_connections", expanding=True)),
+)
+_FENCE_VALUES = {"status": _CLAIM_VALUES["status"], "last_seen_at": bindparam("b_now")}
+_FENCE = {
+    booted: update(CH)
+    .where(*_FENCE_WHERE)
+    .values(**_FENCE_VALUES, **({"last_boot_at": bindparam("b_now")} if booted else {}))
+    .returning(CH.c.connection_id)
+    for booted in (False, True)
+}
 _ROUTES = select(R.c.cpo_id, R.c.identity, R.c.ocpp_evse_id, R.c.location_id, R.c.evse_uid).where(
     R.c.cpo_id.in_(_KEYS["b_cpos"]), R.c.identity.in_(_KEYS["b_ids"])
 )
@@ -283,22 +299,14 @@ class ConnectionTable:
         conn = await session.connection()
         held: set[str] = set()
         for (state, booted), group in groups.items():
-            values: dict[str, Any] = {"status": _keep_detached(state), "last_seen_at": now}
-            if booted:
-                values["last_boot_at"] = now
-            stmt = (
-                update(CH)
-                .where(
-                    # Separate INs use the (cpo_id, identity) key on both databases (a row-value IN
-                    # scans on SQLite); the connection ids, unique per socket, keep only the pairs meant.
-                    CH.c.cpo_id.in_({f.key[0] for f in group}),
-                    CH.c.identity.in_({f.key[1] for f in group}),
-                    CH.c.connection_id.in_([f.connection_id for f in group]),
-                )
-                .values(**values)
-                .returning(CH.c.connection_id)
-            )
-            held.update((await conn.execute(stmt)).scalars())
+            params = {
+                "b_cpos": sorted({f.key[0] for f in group}),
+                "b_ids": sorted({f.key[1] for f in group}),
+                "b_connections": [f.connection_id for f in group],
+                "b_status": state.value,
+                "b_now": now,
+            }
+            held.update((await conn.execute(_FENCE[booted], params)).scalars())
         return held
 
     async def release(self, key: ChargerKey, connection_id: str) -> bool:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 MAX_MESSAGE_ID = 36  # OCPP-J: the message id is at most 36 characters
@@ -43,8 +42,7 @@ class FrameError(Exception):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):  # a tuple: made for every frame, cheaper than a frozen dataclass
     message_type: int
     message_id: str
     action: str | None  # CALLs only

@@ -16,7 +16,6 @@ import logging
 import random
 import time
 import uuid
-from typing import Literal
 
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -27,7 +26,7 @@ from app.csms.connections import ChargerKey, Claim, ConnectionTable, Layout
 from app.csms.session import ChargerLink, Topology
 from app.csms.v16 import CsmsChargePointV16
 from app.csms.v201 import CsmsChargePointV201
-from app.csms.wire import FrameLogger, OcppSocket
+from app.csms.wire import OcppSocket
 from app.csms.writer import WriteBatcher
 from app.settings import Settings
 from app.store.db import Database, utcnow
@@ -210,7 +209,7 @@ class Csms:
             ocpp_version=record.ocpp_version,
             max_frame=self.settings.csms_max_frame,
             rate=self.settings.csms_rate,
-            log_frame=self._frame_logger(connection.key),
+            log_frame=ocpp_log.frame_logger(self.db, *connection.key),
         )
         try:
             await connection.websocket.accept(subprotocol=admission.subprotocol)
@@ -231,25 +230,6 @@ class Csms:
             await self.table.release(connection.key, connection.connection_id)
         except Exception:  # the periodic touch releases it later, or the sweeper
             log.exception("releasing charger %r of CPO %s failed", connection.key[1], connection.key[0])
-
-    def _frame_logger(self, key: ChargerKey) -> FrameLogger:
-        cpo_id, identity = key
-
-        def record(
-            direction: Literal["in", "out"], message_type: int, message_id: str | None, action: str | None, payload: str
-        ) -> None:
-            ocpp_log.record(
-                self.db,
-                cpo_id=cpo_id,
-                identity=identity,
-                direction=direction,
-                message_type=message_type,
-                message_id=message_id,
-                action=action,
-                payload=payload,
-            )
-
-        return record
 
     async def _deny(self, websocket: WebSocket, denial: upgrade.Denial, cpo_id: str, identity: str) -> None:
         log.info(

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.csms import frames
-
-FrameLogger = Callable[[Literal["in", "out"], int, "str | None", "str | None", str], None]
+from app.csms.ocpp_log import FrameLogger
 
 
 class TokenBucket:
@@ -33,15 +30,17 @@ class TokenBucket:
         self.tokens = self.capacity
         self.at = time.monotonic()
 
-    async def take(self) -> None:
+    def wait(self) -> float:
+        """Take a token: 0, or the seconds to sleep first (a plain call: no coroutine per frame)."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens < 1:
-            await asyncio.sleep((1 - self.tokens) / self.rate)
-            self.tokens = 1.0
-            self.at = time.monotonic()
-        self.tokens -= 1
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        delay = (1 - self.tokens) / self.rate
+        self.tokens, self.at = 0.0, now + delay  # the token that refills meanwhile is taken
+        return delay
 
 
 class OcppSocket:
@@ -54,11 +53,17 @@ class OcppSocket:
         self.bucket = TokenBucket(rate)
         self.log_frame = log_frame
         self.answering: str | None = None  # the action of the CALL being answered
+        # The CALL `recv` returned last, parsed, and its text (the ChargePoint routes it without
+        # parsing it again); None after a result.
+        self.frame: frames.Frame | None = None
+        self.frame_text: str | None = None
         self.pending: dict[str, str] = {}  # message id → action of our CALLs in flight (set by the ChargePoint)
 
     async def recv(self) -> str:
         while True:
-            await self.bucket.take()
+            delay = self.bucket.wait()
+            if delay:
+                await asyncio.sleep(delay)
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
@@ -80,7 +85,9 @@ class OcppSocket:
             if frame.message_type == frames.CALL:
                 self.log_frame("in", frames.CALL, frame.message_id, frame.action, frames.redacted(frames.CALL, text))
                 self.answering = frame.action
+                self.frame, self.frame_text = frame, text
                 return text
+            self.frame = self.frame_text = None
             action = self.pending.get(frame.message_id)
             self.log_frame(
                 "in", frame.message_type, frame.message_id, action, frames.redacted(frame.message_type, text)
@@ -88,9 +95,13 @@ class OcppSocket:
             if action is not None:
                 return text
 
-    async def send(self, text: str) -> None:
-        text = frames.fix_error_spelling(text, self.ocpp_version)
-        message_type, message_id, action = frames.head(text)
+    async def send(self, text: str, message_type: int | None = None, message_id: str | None = None) -> None:
+        """Send a frame. A caller that encoded a CALLRESULT itself passes its type and id; else they
+        are read from the text's head (and a CALLERROR's code spelled the version's way)."""
+        action = None
+        if message_type is None:
+            text = frames.fix_error_spelling(text, self.ocpp_version)
+            message_type, message_id, action = frames.head(text)
         if message_type != frames.CALL:
             action = self.answering
         self.log_frame("out", message_type, message_id, action, frames.redacted(message_type, text))
