@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
 from app.store import charging_tables as charging_models  # noqa: F401
 from app.store import ocpi_tables as ocpi_models  # noqa: F401
-from app.store import tables as models  # noqa: F401  (registers every table on SQLModel.metadata)
+from app.store import tables as models  # registers every table on SQLModel.metadata
 
 # Every table of the app: what the migrations must produce (migrations/env.py, `alembic check`).
 metadata = SQLModel.metadata
@@ -86,6 +86,13 @@ async def delete_owned_rows(session: AsyncSession, cpo_id: int) -> int:
     """Delete every row a CPO owns: each table keyed by cpo_id (network, tokens, party reservation,
     blueprint, OCPI peers and log; new tables are covered automatically), not the CPO row itself.
     Returns the rows deleted."""
+    if session.bind.dialect.name == "postgresql":
+        # The CSMS writes a charger's row first, then its EVSEs, Location and outbox (a disconnect, a
+        # status). Deleting children first took those locks in the opposite order: Postgres found
+        # deadlocks between a teardown and its chargers' disconnects. Lock the chargers first.
+        charger = models.Charger.__table__  # type: ignore[attr-defined]
+        lock = select(charger.c.identity).where(charger.c.cpo_id == cpo_id).order_by(charger.c.identity)
+        await session.execute(lock.with_for_update())
     deleted = 0
     for table in reversed(SQLModel.metadata.sorted_tables):
         if "cpo_id" in table.c:
