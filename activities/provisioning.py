@@ -58,6 +58,27 @@ async def load_blueprint(db: Database, cpo_id: int, spec: NetworkSpec) -> Bluepr
     return Blueprint.model_validate(row.data)
 
 
+async def _write_status(session: Any, rec: StatusRecord) -> int:
+    """The CPO row's status record, in the caller's transaction, only from an allowed previous status
+    (ALLOWED_FROM). Returns the rows written (0: the row had moved on)."""
+    values: dict[str, Any] = {"status": rec.status.value, "updated_at": utcnow()}
+    if rec.progress is not None:
+        values["progress"] = asdict(rec.progress)
+    if rec.error is not None:
+        values["error"] = asdict(rec.error)
+    if rec.provisioned_at is not None:
+        values["provisioned_at"] = rec.provisioned_at
+    if rec.destroyed_at is not None:
+        values["destroyed_at"] = rec.destroyed_at
+    if rec.set_expires_at:
+        values["expires_at"] = rec.expires_at
+    allowed = [s.value for s in ALLOWED_FROM[rec.status]]
+    result = await session.execute(
+        update(Cpo).where(Cpo.id == rec.cpo_id, Cpo.status.in_(allowed)).values(**values)  # type: ignore[attr-defined]
+    )
+    return int(result.rowcount or 0)
+
+
 class ProvisioningActivities:
     def __init__(self, db: Database, charger_key: bytes) -> None:
         self.db = db
@@ -93,22 +114,8 @@ class ProvisioningActivities:
         retry or a racing extend_ttl can never move a row out of DESTROYING, DESTROYED or FAILED."""
         async with self.db.session() as session, session.begin():
             before = (await self._require_cpo(session, rec.cpo_id, live=False)).status
-            values: dict[str, Any] = {"status": rec.status.value, "updated_at": utcnow()}
-            if rec.progress is not None:
-                values["progress"] = asdict(rec.progress)
-            if rec.error is not None:
-                values["error"] = asdict(rec.error)
-            if rec.provisioned_at is not None:
-                values["provisioned_at"] = rec.provisioned_at
-            if rec.destroyed_at is not None:
-                values["destroyed_at"] = rec.destroyed_at
-            if rec.set_expires_at:
-                values["expires_at"] = rec.expires_at
-            allowed = [s.value for s in ALLOWED_FROM[rec.status]]
-            result = await session.execute(
-                update(Cpo).where(Cpo.id == rec.cpo_id, Cpo.status.in_(allowed)).values(**values)  # type: ignore[attr-defined]
-            )
-        if result.rowcount and before != rec.status.value:  # transitions only, not progress updates
+            written = await _write_status(session, rec)
+        if written and before != rec.status.value:  # transitions only, not progress updates
             error = f" ({rec.error.code}: {rec.error.message})" if rec.error is not None else ""
             log.info("CPO %s is %s%s", rec.cpo_id, rec.status.value, error)
 
@@ -174,11 +181,7 @@ class ProvisioningActivities:
         async with self.db.session() as session, session.begin():
             await self._require_cpo(session, cpo_id)  # locked, and not being torn down
             if provisioning is not None:
-                await session.execute(
-                    update(Cpo)
-                    .where(Cpo.id == cpo_id)  # type: ignore[arg-type]
-                    .values(status=CpoStatus.PROVISIONING.value, progress=asdict(provisioning), updated_at=utcnow())
-                )
+                await _write_status(session, StatusRecord(cpo_id, CpoStatus.PROVISIONING, progress=provisioning))
             if tariffs:
                 await session.execute(self.db.insert_ignore(Tariff), tariffs)
             await self._insert_network(session, rows)
