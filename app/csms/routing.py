@@ -11,6 +11,7 @@ once; the output is the library's, byte for byte (tests/test_csms_routing.py).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
@@ -27,22 +28,23 @@ _fields: dict[type, tuple[tuple[str, str], ...]] = {}
 _encoder = _DecimalEncoder(separators=(",", ":"))
 
 
-def _snake(key: str) -> str:
-    found = _snake_keys.get(key)
+def _memoised(memo: dict[str, str], convert: Callable[[dict[str, None]], dict[str, None]], key: str) -> str:
+    """One key through the library's `convert`, remembered; past the bound new keys are converted but
+    not kept, so a charger inventing keys cannot push out everyone's common ones."""
+    found = memo.get(key)
     if found is None:
-        found = next(iter(camel_to_snake_case({key: None})))
-        if len(_snake_keys) < MAX_CACHED_KEYS:
-            _snake_keys[key] = found
+        found = next(iter(convert({key: None})))
+        if len(memo) < MAX_CACHED_KEYS:
+            memo[key] = found
     return found
+
+
+def _snake(key: str) -> str:
+    return _memoised(_snake_keys, camel_to_snake_case, key)
 
 
 def _camel(key: str) -> str:
-    found = _camel_keys.get(key)
-    if found is None:
-        found = next(iter(snake_to_camel_case({key: None})))
-        if len(_camel_keys) < MAX_CACHED_KEYS:
-            _camel_keys[key] = found
-    return found
+    return _memoised(_camel_keys, snake_to_camel_case, key)
 
 
 def snake_case_payload(data: Any) -> Any:
