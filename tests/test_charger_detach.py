@@ -48,6 +48,20 @@ def pod_sockets(stack: Stack) -> int:
     return sum(sockets_to(p.pid, stack.api_port) for p in stack.sim_workers if p.poll() is None)
 
 
+def pod_connections(stack: Stack) -> int:
+    """Chargers of every CPO on the stack that the CSMS holds a pod's connection for."""
+    [(count,)] = stack.query("SELECT COUNT(*) FROM charger WHERE connection_id IS NOT NULL AND status != 'DETACHED'")
+    return int(count)  # type: ignore[call-overload]
+
+
+async def settled_pod_sockets(stack: Stack) -> int:
+    """The pods' sockets once they match the connections the CSMS holds. The stack is shared: the pods
+    of a CPO that an earlier test tore down close their sockets a heartbeat (5 s) later, after the
+    CPO's rows are gone, and those must not count as this test's."""
+    await wait_for("the pods' sockets to match the CSMS's", lambda: pod_sockets(stack) == pod_connections(stack), 30)
+    return pod_sockets(stack)
+
+
 async def pod_stats(stack: Stack, cpo_id: int) -> dict[str, int]:
     """The pod's last heartbeat details (app.sim.pod.Pod.stats)."""
     temporal = await Client.connect(stack.temporal_address)
@@ -81,14 +95,14 @@ async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_
         detail = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers/{identity}")).json()
         password = detail["connection"]["password"]
         base = f"/ocpi/cpos/{cpo.id}/chargers/{identity}/actions"
-        sockets = pod_sockets(stack)
+        sockets = await settled_pod_sockets(stack)
         refused_before = (await pod_stats(stack, cpo.id))["failed_connects"]
 
         resp = await control.post(f"{base}/detach", json={})
         assert resp.status_code == 202, resp.text
         assert resp.json()["status"] == "ACCEPTED" and "connection closed" in resp.json()["message"]
         # The pod's socket is gone at once; the charger reads DETACHED with no connection.
-        assert pod_sockets(stack) == sockets - 1
+        assert pod_sockets(stack) == sockets - 1 == pod_connections(stack)
         assert row(stack, cpo.id, identity) == ("DETACHED", None)
         detached = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers", params={"state": "DETACHED"})).json()
         assert [c["identity"] for c in detached["data"]] == [identity]
@@ -136,7 +150,7 @@ async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_
         took = await wait_for("the pod's charger online again", lambda: row(stack, cpo.id, identity)[0] == "ONLINE", 30)
         print(f"\nattach → ONLINE in {time.monotonic() - started:.1f} s")
         assert took < ATTACH_BOUND_S
-        assert pod_sockets(stack) == sockets
+        assert await settled_pod_sockets(stack) == sockets
         # The simulator reports its own connector status again.
         deadline = time.monotonic() + 10
         while await evse_status(cpo, location_id, evse_uid) != "AVAILABLE":
