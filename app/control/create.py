@@ -38,6 +38,7 @@ log = logging.getLogger("cpolab.control")
 
 RANDOM_SEED_BOUND = 2**31  # random seeds stay small enough to retype by hand
 MIN_START_BUDGET_S = 0.5  # a slow database still leaves Temporal this long to take the start
+UNDO_RESERVE_S = 0.3  # kept for undoing the insert, so a 503 too answers within the bound
 
 
 class _PartyExhausted(Exception):
@@ -64,8 +65,9 @@ class _Draft:
 
 
 async def create_cpo(request: Request) -> Response:
-    # Temporal gets what is left of `temporal_rpc_timeout` once the row is in, so a create answers
-    # (503 when Temporal is down) within that bound even when the database was slow.
+    # Temporal gets what is left of `temporal_rpc_timeout` once the row is in, less the time an undo
+    # takes, so a create answers (503 when Temporal is down) within that bound even when the database
+    # was slow.
     deadline = time.monotonic() + request.app.state.settings.temporal_rpc_timeout
     principal = authenticate(request, WRITE)
     raw = await request.body()
@@ -127,7 +129,7 @@ async def create_cpo(request: Request) -> Response:
         simulation=SimulationSettings(**body.simulation.model_dump()),
         activity_profile=profile_for(blueprint.template.slug) if body.simulation.background_activity else None,
     )
-    budget = max(MIN_START_BUDGET_S, deadline - time.monotonic())
+    budget = max(MIN_START_BUDGET_S, deadline - time.monotonic() - UNDO_RESERVE_S)
     started = await _start_or_undo(request, inp, blueprint.template.slug, budget)
     if isinstance(started, Response):
         return started
