@@ -17,8 +17,9 @@ from temporalio import activity
 
 from app.lifecycle.pods import GENERATION_HEADER, PodRun, SimChargerSpec
 from app.security.passwords import charger_password
-from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+from app.sim.config import ChargerConfig, SimEvse, Tunables
 from app.sim.ev import POWER_TYPES as SIM_POWER_TYPES
+from app.sim.pod import Pod
 
 # Heartbeat period of a pod (and the sim worker's heartbeat throttle): how soon a pod learns it was
 # cancelled (DELETE), against ~4 ms of Temporal server CPU per heartbeat for every live pod.

@@ -40,7 +40,8 @@ MODES = ("idle", "sessions")
 async def run_pod(args: argparse.Namespace) -> dict[str, float]:
     import ocpp.messages
 
-    from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+    from app.sim.config import ChargerConfig, SimEvse, Tunables
+    from app.sim.pod import Pod
 
     ocpp.messages.ASYNC_VALIDATION = not args.inline_validation
 

@@ -19,9 +19,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 
 from app.network.topology import ocpp_connectors
-from app.sim import ChargerConfig, Pod, SimEvse, Tunables
 from app.sim.backoff import reconnect_wait, retry_after, unit_jitter
-from app.sim.config import connector_layout
+from app.sim.config import ChargerConfig, SimEvse, Tunables, connector_layout
+from app.sim.pod import Pod
 from tests.ocpp_csms_peer import CsmsPeer
 
 FAST = Tunables(

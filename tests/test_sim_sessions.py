@@ -14,9 +14,10 @@ import pytest
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
-from app.sim import ChargerConfig, Pod, SimEvse, Tunables
+from app.sim.config import ChargerConfig, SimEvse, Tunables
 from app.sim.connector_state import ERROR_CODES
 from app.sim.ev import draw_ev, flow, session_seed
+from app.sim.pod import Pod
 from tests.ocpp_csms_peer import CsmsPeer, Record
 
 FAST = Tunables(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.sim import SimEvse
+from app.sim.config import SimEvse
 from app.sim.connector_state import Transaction
 from tests.ocpp_csms_peer import CsmsPeer
 from tests.test_sim_sessions import AC, DC, Run, at, config, peer, running, values16

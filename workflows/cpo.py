@@ -28,6 +28,10 @@ from workflows.teardown import WRITE_TIMEOUTS, run_teardown
 with workflow.unsafe.imports_passed_through():
     from activities.provisioning import CPO_GONE, CPO_MISSING, NETWORK_MISMATCH, ProvisioningActivities
     from app.lifecycle.models import (
+        CPO_DESTROY_SIGNAL,
+        CPO_EXTEND_TTL_UPDATE,
+        CPO_STATE_QUERY,
+        CPO_WORKFLOW,
         STEPS,
         TERMINAL,
         BatchResult,
@@ -79,7 +83,7 @@ def _legacy_shape(spec: NetworkSpec) -> NetworkShape:
         return legacy_shape(spec)
 
 
-@workflow.defn
+@workflow.defn(name=CPO_WORKFLOW)
 class CpoWorkflow(Bookkeeping, LiveChargers):
     @workflow.init
     def __init__(self, inp: CpoWorkflowInput) -> None:
@@ -97,7 +101,7 @@ class CpoWorkflow(Bookkeeping, LiveChargers):
 
     # ---- queries and updates -------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=CPO_STATE_QUERY)
     def state(self) -> CpoState:
         return CpoState(
             status=self.status,
@@ -108,7 +112,7 @@ class CpoWorkflow(Bookkeeping, LiveChargers):
             updated_at=self.updated_at,
         )
 
-    @workflow.signal
+    @workflow.signal(name=CPO_DESTROY_SIGNAL)
     def request_destroy(self) -> None:
         """Fire-and-forget teardown (what DELETE sends): recorded even while no worker runs."""
         self.destroy_requested = True
@@ -120,7 +124,7 @@ class CpoWorkflow(Bookkeeping, LiveChargers):
         await workflow.wait_condition(lambda: self.status in TERMINAL)
         return self.status.value
 
-    @workflow.update
+    @workflow.update(name=CPO_EXTEND_TTL_UPDATE)
     async def extend_ttl(self, req: ExtendTtl) -> CpoState:
         self.expires_at = None if req.ttl_seconds is None else workflow.now() + timedelta(seconds=req.ttl_seconds)
         self.ttl_changed = True

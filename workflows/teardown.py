@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.charger_pods import PodActivities
     from activities.provisioning import CPO_MISSING, ProvisioningActivities
-    from app.lifecycle.models import CpoStatus, StatusRecord, TeardownInput
+    from app.lifecycle.models import TEARDOWN_WORKFLOW, CpoStatus, StatusRecord, TeardownInput
 
 # Teardown and status bookkeeping must eventually succeed: unbounded attempts, capped interval.
 CLEANUP_RETRY = RetryPolicy(
@@ -54,7 +54,7 @@ async def run_teardown(cpo_id: int) -> None:
     )
 
 
-@workflow.defn
+@workflow.defn(name=TEARDOWN_WORKFLOW)
 class CpoTeardownWorkflow:
     @workflow.run
     async def run(self, inp: TeardownInput) -> str:

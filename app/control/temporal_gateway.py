@@ -30,6 +30,10 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 from app.lifecycle import temporal_client
 from app.lifecycle.client import start_teardown
 from app.lifecycle.models import (
+    CPO_DESTROY_SIGNAL,
+    CPO_EXTEND_TTL_UPDATE,
+    CPO_STATE_QUERY,
+    CPO_WORKFLOW,
     SA_CPO_ID,
     SA_ORG,
     SA_STATE,
@@ -41,7 +45,6 @@ from app.lifecycle.models import (
     workflow_id,
 )
 from app.settings import Settings
-from workflows.cpo import CpoWorkflow
 
 log = logging.getLogger("cpolab.temporal")
 
@@ -119,7 +122,7 @@ class TemporalGateway:
 
         async def _start() -> str:
             handle = await (await self.client()).start_workflow(
-                CpoWorkflow.run,
+                CPO_WORKFLOW,
                 inp,
                 id=workflow_id(inp.cpo_id),
                 task_queue=self.settings.task_queue,
@@ -162,7 +165,7 @@ class TemporalGateway:
         task.add_done_callback(self._background.discard)
 
     def _handle(self, client: Client, cpo_id: int) -> WorkflowHandle:
-        return client.get_workflow_handle_for(CpoWorkflow.run, workflow_id(cpo_id))
+        return client.get_workflow_handle(workflow_id(cpo_id))
 
     async def query_state(self, cpo_id: int) -> CpoState | None:
         """Live state from the running workflow, or None (closed, no worker, Temporal down).
@@ -193,7 +196,8 @@ class TemporalGateway:
         timeout = self.settings.status_query_timeout
         try:
             handle = self._handle(await self.client(), cpo_id)
-            return await self._bounded(handle.query(CpoWorkflow.state, rpc_timeout=timedelta(seconds=timeout)), timeout)
+            query = handle.query(CPO_STATE_QUERY, rpc_timeout=timedelta(seconds=timeout), result_type=CpoState)
+            return await self._bounded(query, timeout)
         except (BackendUnavailable, RPCError) as exc:
             log.debug("CPO %s: state query failed (%s); answering from the DB", cpo_id, exc)
             return None
@@ -227,8 +231,9 @@ class TemporalGateway:
             handle = self._handle(await self.client(), cpo_id)
             return await self._bounded(
                 handle.execute_update(
-                    CpoWorkflow.extend_ttl,
+                    CPO_EXTEND_TTL_UPDATE,
                     ExtendTtl(ttl_seconds=ttl_seconds),
+                    result_type=CpoState,
                     id=update_id or str(uuid.uuid4()),
                     rpc_timeout=self._rpc_timeout,
                 )
@@ -247,7 +252,7 @@ class TemporalGateway:
         missing (its row then needs `start_teardown`)."""
         try:
             handle = self._handle(await self.client(), cpo_id)
-            await self._bounded(handle.signal(CpoWorkflow.request_destroy, rpc_timeout=self._rpc_timeout))
+            await self._bounded(handle.signal(CPO_DESTROY_SIGNAL, rpc_timeout=self._rpc_timeout))
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False

@@ -8,8 +8,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from app.lifecycle.models import TeardownInput, teardown_workflow_id
-from workflows.teardown import CpoTeardownWorkflow
+from app.lifecycle.models import TEARDOWN_WORKFLOW, TeardownInput, teardown_workflow_id
 
 
 async def start_teardown(client: Client, task_queue: str, cpo_id: int, reason: str) -> None:
@@ -17,7 +16,7 @@ async def start_teardown(client: Client, task_queue: str, cpo_id: int, reason: s
     call while it runs attaches to it, and one after it finished is a no-op (the row is terminal)."""
     with suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
-            CpoTeardownWorkflow.run,
+            TEARDOWN_WORKFLOW,
             TeardownInput(cpo_id=cpo_id, reason=reason),
             id=teardown_workflow_id(cpo_id),
             task_queue=task_queue,

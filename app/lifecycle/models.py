@@ -52,6 +52,15 @@ SA_CPO_ID = SearchAttributeKey.for_int("CpoId")
 SEARCH_ATTRIBUTES = (SA_ORG, SA_TEMPLATE, SA_STATE, SA_CPO_ID)
 
 
+# The workflows the API and the reconciler call, by name: the API process does not import workflow or
+# activity code (nor, through it, the simulator). The workflows declare themselves with these names.
+CPO_WORKFLOW = "CpoWorkflow"
+CPO_STATE_QUERY = "state"
+CPO_EXTEND_TTL_UPDATE = "extend_ttl"
+CPO_DESTROY_SIGNAL = "request_destroy"
+TEARDOWN_WORKFLOW = "CpoTeardownWorkflow"
+
+
 def workflow_id(cpo_id: int) -> str:
     return f"cpo-{cpo_id}"
 
