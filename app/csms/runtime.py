@@ -16,6 +16,7 @@ import logging
 import random
 import time
 import uuid
+from contextvars import ContextVar
 
 from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
@@ -40,6 +41,27 @@ DETACHED = 4002  # ... for our pod's socket when its charger is detached (handed
 ATTACHED = 4003  # ... for the user's client's socket when the charger is attached back to our pod
 CLOSE_WAIT_S = 5.0  # how long a disconnect waits for the socket's task to finish
 CLAIM_STRIPES = 64
+# Set in the connection's own task once a denial response went out (see DenialLogFilter).
+_denied: ContextVar[bool] = ContextVar("cpolab_csms_denied", default=False)
+INCOMPLETE_HANDSHAKE = "ASGI callable returned without completing handshake"
+
+
+class DenialLogFilter(logging.Filter):
+    """uvicorn's websockets-sansio protocol logs "ASGI callable returned without completing handshake."
+    at ERROR after every denial response it sent on our behalf (it never marks that handshake done;
+    Kludex/uvicorn#3138). A client refused for bad credentials is no server error, and a hostile one
+    could fill the log with them. The record is dropped only when this connection's task did send a
+    denial: uvicorn logs it from that task, once the endpoint returned, so the flag is visible."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_denied.get() and record.getMessage().startswith(INCOMPLETE_HANDSHAKE))
+
+
+def install_denial_log_filter() -> None:
+    """On uvicorn's error logger, once per process (an app built twice must not stack filters)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DenialLogFilter) for f in logger.filters):
+        logger.addFilter(DenialLogFilter())
 
 
 class Connection:
@@ -242,6 +264,7 @@ class Csms:
             await websocket.send_denial_response(
                 PlainTextResponse(denial.reason, status_code=denial.status, headers=headers)
             )
+            _denied.set(True)
         except RuntimeError:  # a server without the denial-response extension: close before accept = 403
             await websocket.close()
 

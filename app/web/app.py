@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     except ConfigurationError as exc:
         raise SystemExit(f"cpolab API refuses to start: {exc}") from None
     configure_logging(settings.log_format, settings.log_level)
+    csms.install_denial_log_filter()
     raise_open_files_limit()  # one descriptor per charger WebSocket
 
     @asynccontextmanager
