@@ -34,7 +34,6 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.background import BackgroundActivities
 from activities.charger_pods import PodActivities
@@ -61,12 +60,6 @@ from workflows.reconciler import ReconcilerWorkflow
 from workflows.teardown import CpoTeardownWorkflow
 
 log = logging.getLogger("cpolab.worker")
-# The sandbox keeps its call restrictions (clock, I/O, randomness) but imports the workflow modules once
-# per process instead of once per workflow run: re-importing them cost each tiny CPO (its workflow and
-# its pod's) ~25 ms of worker CPU (bench_cost: 132–136 → 105–112 ms). Safe because the workflow modules
-# keep no module-level state that a run could change (constants only; test_replay replays under the
-# default, isolating sandbox).
-SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
 def make_worker(
@@ -119,7 +112,6 @@ def make_worker(
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=shutdown_grace),
         interceptors=[LogContextInterceptor()],
-        workflow_runner=SANDBOX,
     )
 
 
