@@ -48,18 +48,19 @@ def pod_sockets(stack: Stack) -> int:
     return sum(sockets_to(p.pid, stack.api_port) for p in stack.sim_workers if p.poll() is None)
 
 
-def pod_connections(stack: Stack) -> int:
-    """Chargers of every CPO on the stack that the CSMS holds a pod's connection for."""
-    [(count,)] = stack.query("SELECT COUNT(*) FROM charger WHERE connection_id IS NOT NULL AND status != 'DETACHED'")
+def pod_connections(stack: Stack, cpo_id: int | None = None) -> int:
+    """Chargers (of one CPO, or of every CPO on the stack) that the CSMS holds a pod's connection for."""
+    query = "SELECT COUNT(*) FROM charger WHERE connection_id IS NOT NULL AND status != 'DETACHED'"
+    [(count,)] = stack.query(query) if cpo_id is None else stack.query(f"{query} AND cpo_id = ?", cpo_id)
     return int(count)  # type: ignore[call-overload]
 
 
-async def settled_pod_sockets(stack: Stack) -> int:
-    """The pods' sockets once they match the connections the CSMS holds. The stack is shared: the pods
-    of a CPO that an earlier test tore down close their sockets a heartbeat (5 s) later, after the
-    CPO's rows are gone, and those must not count as this test's."""
+async def pods_settled(stack: Stack) -> None:
+    """Until the pods' sockets match the connections the CSMS holds: no socket without its charger's
+    connection, none twice. The stack is shared, so its totals move with other tests' CPOs (a torn-down
+    or expired CPO's pods close their sockets a heartbeat, 5 s, after its rows are gone): this test
+    counts its own CPO's connections, never a stack-wide total against an earlier one."""
     await wait_for("the pods' sockets to match the CSMS's", lambda: pod_sockets(stack) == pod_connections(stack), 30)
-    return pod_sockets(stack)
 
 
 async def pod_stats(stack: Stack, cpo_id: int) -> dict[str, int]:
@@ -95,14 +96,15 @@ async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_
         detail = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers/{identity}")).json()
         password = detail["connection"]["password"]
         base = f"/ocpi/cpos/{cpo.id}/chargers/{identity}/actions"
-        sockets = await settled_pod_sockets(stack)
+        await pods_settled(stack)
+        held = pod_connections(stack, cpo.id)
         refused_before = (await pod_stats(stack, cpo.id))["failed_connects"]
 
         resp = await control.post(f"{base}/detach", json={})
         assert resp.status_code == 202, resp.text
         assert resp.json()["status"] == "ACCEPTED" and "connection closed" in resp.json()["message"]
         # The pod's socket is gone at once; the charger reads DETACHED with no connection.
-        assert pod_sockets(stack) == sockets - 1 == pod_connections(stack)
+        assert pod_connections(stack, cpo.id) == held - 1 and pod_sockets(stack) == pod_connections(stack)
         assert row(stack, cpo.id, identity) == ("DETACHED", None)
         detached = (await control.get(f"/ocpi/cpos/{cpo.id}/chargers", params={"state": "DETACHED"})).json()
         assert [c["identity"] for c in detached["data"]] == [identity]
@@ -150,7 +152,8 @@ async def test_detach_hands_the_identity_to_an_external_client_and_attach_takes_
         took = await wait_for("the pod's charger online again", lambda: row(stack, cpo.id, identity)[0] == "ONLINE", 30)
         print(f"\nattach → ONLINE in {time.monotonic() - started:.1f} s")
         assert took < ATTACH_BOUND_S
-        assert await settled_pod_sockets(stack) == sockets
+        await pods_settled(stack)
+        assert pod_connections(stack, cpo.id) == held
         # The simulator reports its own connector status again.
         deadline = time.monotonic() + 10
         while await evse_status(cpo, location_id, evse_uid) != "AVAILABLE":
