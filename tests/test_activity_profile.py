@@ -41,6 +41,21 @@ def test_arrivals_integrate_the_hourly_rates() -> None:
     assert expected_arrivals(p, 4, 0.0, 0.0) == 0.0
 
 
+def test_the_hours_are_the_network_s_local_hours() -> None:
+    p = profile_for("small-urban-ac")
+    assert p is not None
+    chicago = replace(p, utc_offset_s=-6 * 3600)
+    # 14:00-15:00 UTC is 08:00-09:00 in Chicago: its morning, not the middle of Amsterdam's afternoon.
+    assert expected_arrivals(chicago, 1, 14 * HOUR, HOUR) == pytest.approx(p.arrivals_per_hour[8])
+    assert expected_arrivals(chicago, 1, 2 * HOUR, HOUR) == pytest.approx(p.arrivals_per_hour[20])  # the day before
+    # A half-hour zone: one UTC hour is half of two local hours.
+    delhi = replace(p, utc_offset_s=5 * 3600 + 1800)
+    assert expected_arrivals(delhi, 2, 3 * HOUR, HOUR) == pytest.approx(p.arrivals_per_hour[8] + p.arrivals_per_hour[9])
+    assert expected_arrivals(delhi, 1, 0.0, 24 * HOUR) == pytest.approx(sum(p.arrivals_per_hour))
+    for at in (0.0, 7 * HOUR, 18 * HOUR):
+        assert busy_share(chicago, "AC_3_PHASE", 11_000, at + 6 * HOUR) == busy_share(p, "AC_3_PHASE", 11_000, at)
+
+
 @pytest.mark.parametrize("mean", [0.2, 3.0, 250.0])
 def test_poisson_counts_have_the_mean(mean: float) -> None:
     rng = random.Random(7)

@@ -9,9 +9,10 @@ import asyncio
 
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from app.lifecycle.background import background_workflow_id
+from app.lifecycle.background import BackgroundInput, background_workflow_id
 from tests.charging_support import live_cpo, push_rfid_token
 from tests.emsp_peer import EmspPeer, OcpiClient, new_cpo, ok, register
 from tests.stack import Stack, wait_status
@@ -68,6 +69,10 @@ async def test_background_activity_makes_traffic_and_stops_at_teardown(stack: St
         await replayer.replay_workflow(await handle.fetch_history())
         events = (await handle.fetch_history()).events
         assert any(e.HasField("activity_task_completed_event_attributes") for e in events)  # visits were sent
+        # The traffic runs on the network's local clock: Amsterdam's standard time for this NL CPO.
+        started = events[0].workflow_execution_started_event_attributes
+        (inp,) = DataConverter.default.payload_converter.from_payloads(started.input.payloads, [BackgroundInput])
+        assert inp.profile.utc_offset_s == 3600
 
 
 async def test_at_scale_1_the_parked_drivers_are_there_at_once(stack: Stack, peer: EmspPeer) -> None:

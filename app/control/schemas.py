@@ -42,7 +42,7 @@ class Simulation(BaseModel):
     background_activity: bool = Field(
         default=False,
         description="The CPO makes its own traffic once READY: drivers arrive, charge, idle and leave "
-        "(the template's activity profile, on the simulated clock).",
+        "(the template's activity profile by the network's local hour, on the simulated clock).",
     )
 
 

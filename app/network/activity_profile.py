@@ -69,9 +69,12 @@ class ChargeSpan:
 
 @dataclass
 class ActivityProfile:
-    arrivals_per_hour: list[float]  # 24 rates: arrivals per EVSE per hour, by hour of the day
+    arrivals_per_hour: list[float]  # 24 rates: arrivals per EVSE per hour, by local hour of the day
     ac: ChargeSpan
     dc: ChargeSpan
+    # The network's local standard time minus UTC (app.network.generator.network_utc_offset_s). 0 in
+    # the inputs of workflows started before it existed: their replays must draw the same traffic.
+    utc_offset_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,18 +111,23 @@ def profile_for(template: str) -> ActivityProfile | None:
     return PROFILES.get(template)
 
 
-def _rate_at(profile: ActivityProfile, at: float) -> float:
-    """Arrivals per EVSE per hour in the (UTC) hour of simulated POSIX time `at`."""
-    return profile.arrivals_per_hour[int(at // HOUR) % 24]
+def _local(profile: ActivityProfile, at: float) -> float:
+    """Simulated POSIX seconds `at` as seconds on the network's local clock."""
+    return at + profile.utc_offset_s
+
+
+def _rate_at_local(profile: ActivityProfile, local: float) -> float:
+    return profile.arrivals_per_hour[int(local // HOUR) % 24]
 
 
 def expected_arrivals(profile: ActivityProfile, evses: int, start: float, seconds: float) -> float:
-    """Mean number of arrivals over all `evses` in simulated [start, start + seconds) (POSIX seconds,
-    UTC hours), the hourly rates integrated piecewise."""
-    total, t, end = 0.0, start, start + max(0.0, seconds)
+    """Mean number of arrivals over all `evses` in simulated [start, start + seconds) (POSIX seconds),
+    the rates of the network's local hours integrated piecewise."""
+    total, t = 0.0, _local(profile, start)
+    end = t + max(0.0, seconds)
     while t < end:
         boundary = min(end, (math.floor(t / HOUR) + 1) * HOUR)
-        total += _rate_at(profile, t) * (boundary - t) / HOUR
+        total += _rate_at_local(profile, t) * (boundary - t) / HOUR
         t = boundary
     return total * evses
 
@@ -155,12 +163,12 @@ def plan_visit(seed: int, profile: ActivityProfile, power_type: str, max_electri
 
 
 def busy_share(profile: ActivityProfile, power_type: str, max_electric_power_w: int | None, at: float) -> float:
-    """The share of time such an EVSE is occupied in the steady state of the hour of `at` (simulated
-    POSIX seconds, UTC hours): one place, drivers who find it taken go away (Erlang's loss formula
+    """The share of time such an EVSE is occupied in the steady state of the network's local hour at
+    `at` (simulated POSIX seconds): one place, drivers who find it taken go away (Erlang's loss formula
     with one server: ρ / (1 + ρ), ρ = arrivals per second × mean stay)."""
     span, kw = _span_kw(profile, power_type, max_electric_power_w)
     mean_stay = sum(span.energy_kwh) / 2 / kw * HOUR + sum(span.idle_after_full_min) / 2 * 60
-    rho = _rate_at(profile, at) / HOUR * min(MAX_STAY_S, mean_stay)
+    rho = _rate_at_local(profile, _local(profile, at)) / HOUR * min(MAX_STAY_S, mean_stay)
     return rho / (1 + rho)
 
 
