@@ -1,7 +1,7 @@
 """Payloads of a CPO's background activity (workflows/background.py): plain dataclasses, sandbox-safe."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: an ArrivalBatch carries up to 500 Arrivals, and the SDK's
+# converter resolves each dataclass value's type hints, compiling string annotations every time.
 from dataclasses import dataclass, field
 from datetime import datetime
 
