@@ -28,7 +28,7 @@ from app.store.ocpi_tables import OcpiLogRow
 from tests.databases import DatabaseFactory
 from tests.emsp_peer import EmspPeer, OcpiClient, credentials_url, err, new_cpo, ok, register
 from tests.hostile_peer import HostilePeer, gzip_bomb
-from tests.stack import Stack
+from tests.stack import Stack, wait_status
 
 # Loopback allowed (the peers are on loopback), short deadline: the limits, not the policy, under test.
 LOOSE = Settings(egress_allow_loopback=True, outbound_timeout=1.0, outbound_max_body=1 << 20)
@@ -366,6 +366,10 @@ async def test_one_tenant_with_dripping_peers_cannot_starve_another(
     tenant B registers: B's handshake is fast, A's calls get slots of their own CPO only."""
     async with stack.client(org="tenant-a") as a, stack.client(org="tenant-b") as b:
         cpo_a, cpo_b = await new_cpo(a, party_id="STA"), await new_cpo(b, party_id="STB")
+        # Both networks first: their chargers' boots (status writes, Location bumps) are not what B's
+        # 2 s bound is about, and on Postgres they held row locks B's registration waited for.
+        await wait_status(a, cpo_a["cpo_id"], {"READY"}, timeout=120)
+        await wait_status(b, cpo_b["cpo_id"], {"READY"}, timeout=120)
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         with_a = OcpiClient(http, cpo_a["token_a"])
