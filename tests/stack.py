@@ -162,7 +162,21 @@ class Stack:
 
     async def start_api(self, env: dict[str, str] | None = None, timeout: float = 30.0) -> None:
         self.api = self._spawn("api", [*api_command(self.api_port), *QUIET], env=env)
-        await wait_http(f"{self.api_url}/healthz", timeout)
+        await wait_http(f"{self.api_url}/healthz", timeout, self.api)
+
+    async def _start_first_api(self) -> None:
+        """The API before the workers (their settings carry its port), on a fresh port while it exits
+        at once: free_port() only finds a port that was free a moment ago, and the stacks of parallel
+        test files, their Temporal servers and their sockets race for the same range."""
+        for attempt in range(5):
+            try:
+                await self.start_api()
+                return
+            except ProcessExited:
+                if attempt == 4:
+                    raise
+                self.api_port = free_port()
+                self.api_url = f"http://127.0.0.1:{self.api_port}"
 
     @property
     def database_url(self) -> str:
@@ -173,9 +187,9 @@ class Stack:
             migrate(self.database.url)
             self._migrated = True
         await self.start_temporal()
+        await self._start_first_api()
         self.start_worker()
         self.start_sim_worker()
-        await self.start_api()
         return self
 
     def stop(self) -> None:
@@ -211,7 +225,12 @@ class Stack:
         return self.database.query(sql, *args)
 
 
-async def wait_http(url: str, timeout: float = 30.0) -> None:
+class ProcessExited(RuntimeError):
+    """The server exited before it answered (it could not bind its port, say)."""
+
+
+async def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `url` answers 200; raises ProcessExited as soon as `proc` (the server) has exited."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while True:
@@ -220,6 +239,8 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
                     return
             except httpx.TransportError:
                 pass
+            if proc is not None and proc.poll() is not None:
+                raise ProcessExited(f"{url}: the server exited with {proc.returncode} before answering")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up")
             await asyncio.sleep(0.1)
