@@ -233,6 +233,8 @@ async def test_ocpi_log_lists_traffic_and_is_org_scoped(
     client: httpx.AsyncClient, http: httpx.AsyncClient, peer: EmspPeer, stack: Stack
 ):
     cpo = await new_cpo(client, party_id="LOG")
+    # Booted first: a charger's boot after the registration is an EVSE push, a fourth log entry.
+    await wait_status(client, cpo["cpo_id"], {"READY"}, timeout=120)
     resp, _ = await register(http, cpo, peer)
     correlation = resp.headers["x-correlation-id"]
     await OcpiClient(http, cpo["token_a"]).request("GET", cpo["ocpi_peer_url"], headers={"X-Request-ID": "req-x"})
