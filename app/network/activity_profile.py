@@ -72,7 +72,7 @@ class ActivityProfile:
     arrivals_per_hour: list[float]  # 24 rates: arrivals per EVSE per hour, by local hour of the day
     ac: ChargeSpan
     dc: ChargeSpan
-    # The network's local standard time minus UTC (app.network.generator.network_utc_offset_s). 0 in
+    # The network's local standard time minus UTC (app.network.local_time.network_utc_offset_s). 0 in
     # the inputs of workflows started before it existed: their replays must draw the same traffic.
     utc_offset_s: int = 0
 

@@ -41,6 +41,10 @@ class Country:
     cumulative_population: tuple[int, ...]  # prefix sums, for population-weighted picks
     synthetic: bool  # no geonames city: a documented stand-in place
 
+    def populations(self) -> list[int]:
+        """Each place's population weight, in the order of `places`."""
+        return [b - a for a, b in zip((0, *self.cumulative_population), self.cumulative_population, strict=False)]
+
     def pick(self, rng: random.Random) -> Place:
         ticket = rng.randrange(self.cumulative_population[-1])
         return self.places[bisect.bisect_right(self.cumulative_population, ticket)]
@@ -108,8 +112,7 @@ def country_of(code: str) -> Country:
 
 def restricted(country: Country, geoname_ids: frozenset[int]) -> Country:
     """The country's places limited to `geoname_ids` (population weights kept); itself when none match."""
-    weights = [b - a for a, b in zip((0, *country.cumulative_population), country.cumulative_population, strict=False)]
-    kept = [(p, w) for p, w in zip(country.places, weights, strict=True) if p.geoname_id in geoname_ids]
+    kept = [(p, w) for p, w in zip(country.places, country.populations(), strict=True) if p.geoname_id in geoname_ids]
     if not kept:
         return country
     return dataclasses.replace(

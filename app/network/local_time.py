@@ -33,10 +33,9 @@ def standard_offset_s(zone: str) -> int | None:
 
 def country_utc_offset_s(country: Country) -> int:
     """Population-weighted mean standard offset of the country's places, to a quarter hour."""
-    weights = [b - a for a, b in zip((0, *country.cumulative_population), country.cumulative_population, strict=False)]
     known = [
         (offset, w)
-        for p, w in zip(country.places, weights, strict=True)
+        for p, w in zip(country.places, country.populations(), strict=True)
         if (offset := standard_offset_s(p.time_zone)) is not None
     ]
     total = sum(w for _, w in known)
