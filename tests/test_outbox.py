@@ -550,11 +550,24 @@ async def test_teardown_removes_the_rows_and_a_row_in_flight_does_no_harm(db: Da
             await session.commit()
         assert await outbox_rows(db, t.cpo_id) == []
         # A row left behind for a CPO that is gone (peer row deleted too) is dropped, not retried.
+        # The row and the peer's removal commit together: written apart, the running dispatcher may
+        # deliver the row in between (CI saw it do so).
         orphan = await registered_cpo(db, peer, "orphan")
-        await patches(db, orphan.cpo_id, ["S1"], 1)
-        async with db.session() as session:
-            await session.execute(OcpiPeer.__table__.delete().where(OcpiPeer.id == orphan.emsp.id))  # type: ignore[attr-defined]
-            await session.commit()
+
+        async def orphaned_row(s: Any) -> None:
+            body = {"seq": 0, "last_updated": "2024-06-01T12:00:00Z"}
+            await store.enqueue(
+                s,
+                cpo_id=orphan.cpo_id,
+                object_key="session:S1",
+                module="sessions",
+                method="PATCH",
+                path=["S1"],
+                body=body,
+            )
+            await s.execute(OcpiPeer.__table__.delete().where(OcpiPeer.id == orphan.emsp.id))  # type: ignore[attr-defined]
+
+        await record(db, orphaned_row)
         await drained(db, orphan.cpo_id)
         # The loop is alive: another CPO's push still goes.
         other = await registered_cpo(db, peer, "afterwards")
