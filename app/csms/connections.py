@@ -12,9 +12,13 @@
 - Each API process touches `last_seen_at` of the chargers it holds; a sweeper in every process turns
   chargers not seen within the staleness bound OFFLINE (their API process died), EVSEs UNKNOWN.
 
-SQLite has one writer at a time: concurrent transactions of one process would wait for each other in
-SQLite's busy handler (sleeps of up to 100 ms), so this process's CSMS writes (the OCPP log's too)
-queue on one asyncio lock per database there instead (`write_lock`). Postgres needs none (row locks).
+Every CSMS write transaction (the OCPP log's too) runs inside `write_lock`:
+- SQLite has one writer at a time: concurrent transactions of one process would wait for each other
+  in SQLite's busy handler (sleeps of up to 100 ms), so they queue on one asyncio lock instead.
+- Postgres orders writers by row locks, but a mass disconnect (a big CPO torn down, a sim worker's
+  failover) opened one transaction per charger and held every connection of the process's pool for
+  seconds: other tenants' OCPI handshakes waited for a connection. CSMS writers hold at most
+  `PG_CSMS_WRITERS` connections at once; the rest of the pool stays free for everything else.
 """
 
 from __future__ import annotations
@@ -108,16 +112,20 @@ _ROUTES = select(R.c.cpo_id, R.c.identity, R.c.ocpp_evse_id, R.c.location_id, R.
 )
 
 
-_write_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+# Of the main pool's 30 connections (app.store.db): enough for the group commit, the OCPP log and a
+# few releases at once; more only lengthens the queue on one Location's row lock.
+PG_CSMS_WRITERS = 6
+
+_write_locks: weakref.WeakKeyDictionary[Database, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def write_lock(db: Database) -> contextlib.AbstractAsyncContextManager[object]:
-    """Held around a write transaction of the CSMS: the process's writers take turns on SQLite."""
-    if db.engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
+    """Held around a write transaction of the CSMS: one at a time on SQLite, `PG_CSMS_WRITERS` on
+    Postgres (never nested: a holder never takes it again)."""
     lock = _write_locks.get(db)
     if lock is None:
-        lock = _write_locks[db] = asyncio.Lock()
+        writers = 1 if db.engine.dialect.name == "sqlite" else PG_CSMS_WRITERS
+        lock = _write_locks[db] = asyncio.Semaphore(writers)
     return lock
 
 
