@@ -390,9 +390,8 @@ def _validated_country(spec: NetworkSpec) -> Country:
     return country_of(spec.country_code)
 
 
-def network_country(country_code: str, generator_version: int) -> Country:
+def network_country(country: Country, generator_version: int) -> Country:
     """The country, with the places a network of `generator_version` draws its Locations from."""
-    country = country_of(country_code)
     if generator_version >= _REALISTIC:
         # Only cities with real postal codes, where the data has the country: no districts.
         country = restricted(country, cities_with_codes(country.alpha_2))
@@ -402,8 +401,7 @@ def network_country(country_code: str, generator_version: int) -> Country:
 def generate_locations(spec: NetworkSpec, bp: Blueprint, start: int, stop: int) -> list[LocationPlan]:
     """Locations [start, stop) (slice semantics, clipped to the network); each is independent."""
     r = _resolve(spec, bp)
-    _validated_country(spec)
-    country = network_country(spec.country_code, spec.generator_version)
+    country = network_country(_validated_country(spec), spec.generator_version)
     if spec.generator_version >= _REALISTIC:
         return [_location_v3(spec, r, country, i) for i in range(r.locations)[start:stop]]
     return [_location(spec, r, country, i) for i in range(r.locations)[start:stop]]

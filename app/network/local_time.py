@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.network.generator import network_country
-from app.network.geography import Country
+from app.network.geography import Country, country_of
 
 _QUARTER_HOUR_S = 900
 # Mid-winter and mid-summer: the smaller offset of the two is standard time in either hemisphere.
@@ -49,4 +49,4 @@ def country_utc_offset_s(country: Country) -> int:
 def network_utc_offset_s(country_code: str, generator_version: int) -> int:
     """The local clock of a network of `generator_version` in the country: its Locations' places,
     weighted as they are drawn."""
-    return country_utc_offset_s(network_country(country_code, generator_version))
+    return country_utc_offset_s(network_country(country_of(country_code), generator_version))
