@@ -181,25 +181,20 @@ async def status(db: Database, cpo_id: int, evse: str, value: str, at: str = "20
     await record(db, lambda s: push.evse_status(s, cpo_id, "LOC1", evse, value, at))
 
 
-async def patches(db: Database, cpo_id: int, session_ids: list[str], count: int) -> None:
-    """`count` numbered Session PATCHes of each session, interleaved, recorded as pushes that never
+async def enqueue_patches(s: Any, cpo_id: int, session_ids: list[str], count: int) -> None:
+    """`count` numbered Session PATCHes of each session, interleaved, enqueued as pushes that never
     coalesce (push.session_patch merges a PATCH into a pending one): one row each, delivered in order."""
+    for seq in range(count):
+        for sid in session_ids:
+            body = {"seq": seq, "last_updated": "2024-06-01T12:00:00Z"}
+            await store.enqueue(
+                s, cpo_id=cpo_id, object_key=f"session:{sid}", module="sessions", method="PATCH", path=[sid], body=body
+            )
 
-    async def write(s: Any) -> None:
-        for seq in range(count):
-            for sid in session_ids:
-                body = {"seq": seq, "last_updated": "2024-06-01T12:00:00Z"}
-                await store.enqueue(
-                    s,
-                    cpo_id=cpo_id,
-                    object_key=f"session:{sid}",
-                    module="sessions",
-                    method="PATCH",
-                    path=[sid],
-                    body=body,
-                )
 
-    await record(db, write)
+async def patches(db: Database, cpo_id: int, session_ids: list[str], count: int) -> None:
+    """`enqueue_patches` in a transaction of its own."""
+    await record(db, lambda s: enqueue_patches(s, cpo_id, session_ids, count))
 
 
 async def outbox_rows(db: Database, cpo_id: int | None = None) -> list[Any]:
@@ -555,16 +550,7 @@ async def test_teardown_removes_the_rows_and_a_row_in_flight_does_no_harm(db: Da
         orphan = await registered_cpo(db, peer, "orphan")
 
         async def orphaned_row(s: Any) -> None:
-            body = {"seq": 0, "last_updated": "2024-06-01T12:00:00Z"}
-            await store.enqueue(
-                s,
-                cpo_id=orphan.cpo_id,
-                object_key="session:S1",
-                module="sessions",
-                method="PATCH",
-                path=["S1"],
-                body=body,
-            )
+            await enqueue_patches(s, orphan.cpo_id, ["S1"], 1)
             await s.execute(OcpiPeer.__table__.delete().where(OcpiPeer.id == orphan.emsp.id))  # type: ignore[attr-defined]
 
         await record(db, orphaned_row)
