@@ -1,8 +1,7 @@
 """The CSMS's write transactions hold a bounded part of the API process's database pool: a storm of
 them (a big CPO's chargers disconnecting at teardown, a sim worker's failover) leaves connections
-for every other request of the process. Fresh-clone CI on Postgres once saw a 2,000-charger
-teardown's releases hold all 30 connections while another tenant's credentials handshake waited
-~4 s for one.
+for every other request of the process. Fresh-clone CI on Postgres once saw a torn-down CPO's
+releases hold the pool's connections while another tenant's credentials handshake waited ~4 s.
 """
 
 from __future__ import annotations
