@@ -192,6 +192,20 @@ async def test_limit_above_max_is_capped(big: Peer, http: httpx.AsyncClient) -> 
         assert "link" not in resp.headers and resp.headers["x-limit"] == "100"
 
 
+async def test_ready_pages_by_index_range_equal_the_counted_pages(big: Peer, http: httpx.AsyncClient) -> None:
+    """A READY network's unfiltered page is an index range with the CPO row's size as total; a
+    `date_from` before every Location takes the counting path. Both must answer the same pages."""
+    counted = "&date_from=2000-01-01T00:00:00Z"
+    for offset, limit in [(0, 1), (0, 100), (1, 99), (37, 37), (899, 100), (950, 100), (999, 5), (1000, 1)]:
+        query = f"{big.base}/locations?offset={offset}&limit={limit}"
+        by_range, by_count = [await http.get(query + extra, headers=big.headers) for extra in ("", counted)]
+        assert (
+            _ids(by_range) == _ids(by_count) == [f"LOC{i:05d}" for i in range(offset + 1, min(offset + limit, BIG) + 1)]
+        )
+        assert by_range.headers["x-total-count"] == by_count.headers["x-total-count"] == str(BIG)
+        assert ("link" in by_range.headers) == ("link" in by_count.headers) == (offset + limit < BIG)
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -1,6 +1,7 @@
 """OCPI Locations module, Sender interface (the CPO owns the data): list, Location, EVSE, Connector.
 
-Hot path: a page is one indexed query (ids + last_updated of the page, plus the total), then the
+Hot path: a page is one indexed query (ids + last_updated of the page, plus the total unless the
+network is READY and unfiltered: then an index range, and the CPO row's size as total), then the
 cached JSON of the whole page, or else of each location. Cache entries are stamped with Location
 `last_updated`, which is sound because the spec makes every EVSE/Connector change bump its Location
 (`set_evse_status` below does, atomically). Only locations new to this process (or changed) are
@@ -33,10 +34,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from app.lifecycle.models import CpoStatus
 from app.network.ocpi_enums import EvseStatus, values
 from app.ocpi import render
 from app.ocpi.pagination import PageParams, parse_page, raw_ocpi_response, raw_paginated
 from app.ocpi.reads import read_rows
+from app.ocpi.resolve import CpoInfo
 from app.ocpi.transport import OcpiContext, OcpiError, ocpi_response, ocpi_route
 from app.store.db import Database, as_utc
 from app.store.tables import Connector, Evse, Location
@@ -203,17 +206,37 @@ def _page_statements(with_from: bool, with_to: bool) -> tuple[Select[Any], Selec
     return page, count
 
 
-async def _page_rows(db: Database, cpo_id: int, params: PageParams) -> tuple[list[Any], int]:
-    """Rows of the page (id, stamp, total) and the total (past the end no row carries it). Read
-    by position: cheaper than a Row's attribute access by name, on 100 rows per request."""
+# A READY network's Locations are exactly its generation indexes 0 … size-1 (provisioned whole, never
+# added or removed until teardown), so the page at `offset` is an index range and the total is the
+# size the CPO row already carries: no count and no skipped rows per request. On Postgres the count
+# alone was most of the page's server time (it visits every Location's row versions).
+_READY_PAGE = (
+    select(L.c.id, _STAMP)
+    .where(
+        L.c.cpo_id == bindparam("cpo_id"),
+        L.c.idx >= bindparam("first", type_=BigInteger),
+        L.c.idx < bindparam("end", type_=BigInteger),
+    )
+    .order_by(L.c.idx)
+)
+
+
+async def _page_rows(db: Database, cpo: CpoInfo, params: PageParams) -> tuple[list[Any], int]:
+    """Rows of the page (id, stamp, …) and the total. Read by position: cheaper than a Row's
+    attribute access by name, on 100 rows per request."""
+    if cpo.status == CpoStatus.READY and params.date_from is None and params.date_to is None:
+        if params.offset >= cpo.locations:
+            return [], cpo.locations
+        window = {"cpo_id": cpo.id, "first": params.offset, "end": params.offset + params.limit}
+        return await read_rows(db, _READY_PAGE, window), cpo.locations
     page_stmt, count_stmt = _page_statements(params.date_from is not None, params.date_to is not None)
-    values = {"cpo_id": cpo_id, "offset": params.offset, "limit": params.limit}
+    values = {"cpo_id": cpo.id, "offset": params.offset, "limit": params.limit}
     if params.date_from is not None:
         values["date_from"] = params.date_from
     if params.date_to is not None:
         values["date_to"] = params.date_to
     rows = await read_rows(db, page_stmt, values)
-    if rows:
+    if rows:  # the total rides on every row; past the end no row carries it
         return rows, rows[0][2]
     if params.offset == 0:  # nothing at the start is nothing at all, in the page's own snapshot (a
         return rows, 0  # count read after it could see Locations committed since: 25 total, no item)
@@ -226,7 +249,7 @@ async def _page_rows(db: Database, cpo_id: int, params: PageParams) -> tuple[lis
 async def list_locations(request: Request, ctx: OcpiContext) -> Response:
     params = parse_page(request, MAX_LIMIT)
     db = _db(request, ctx)
-    rows, total = await _page_rows(db, ctx.cpo_id, params)
+    rows, total = await _page_rows(db, ctx.cpo, params)
     key = (ctx.cpo_id, ctx.version, params)
     page, returned = await _page_json(db.engine, ctx.cpo_id, ctx.version, key, [(r[0], r[1]) for r in rows])
     return raw_paginated(request, page, returned, total, params, MAX_LIMIT)

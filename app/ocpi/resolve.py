@@ -28,6 +28,7 @@ class CpoInfo:
     party_id: str
     role: str
     name_prefix: str
+    locations: int  # the network's size: exactly its Location rows once it is READY
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ _RESOLVE = (
         _cpo.party_id,
         _cpo.role,
         _cpo.name_prefix,
+        _cpo.locations,
         _token.token_hash,
         _token.kind,
         _token.peer_id,
@@ -85,7 +87,14 @@ async def resolve(db: Database, cpo_id: int, candidates: list[str]) -> tuple[Cpo
         return None, None
     first = rows[0]
     cpo = CpoInfo(
-        cpo_id, first.status, first.ocpi_version, first.country_code, first.party_id, first.role, first.name_prefix
+        cpo_id,
+        first.status,
+        first.ocpi_version,
+        first.country_code,
+        first.party_id,
+        first.role,
+        first.name_prefix,
+        first.locations,
     )
     found = [r for r in rows if r.token_hash is not None]
     if not found:
