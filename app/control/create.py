@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -136,11 +137,8 @@ async def create_cpo(request: Request) -> Response:
     started = await _start_or_undo(request, inp, blueprint.template.slug, budget)
     if isinstance(started, Response):
         return started
-    async with database(request).session() as session, session.begin():
-        db_cpo = await session.get(Cpo, cpo.id)
-        if db_cpo is not None and db_cpo.workflow_run_id is None:
-            db_cpo.workflow_run_id = started
-    if db_cpo is None:
+    cpo_id, run_id = cpo.id, started
+    if not await database(request).write_promptly(lambda session: _record_run_id(session, cpo_id, run_id)):
         # The reconciler took the row for an orphan: this create outlasted CPOLAB_RECONCILE_GRACE
         # between its INSERT and the start (a very slow Temporal). It removed the row, Token A and
         # reservation; the workflow finds no row and ends FAILED, and is terminated besides.
@@ -151,7 +149,7 @@ async def create_cpo(request: Request) -> Response:
             "workflow_backend_unavailable",
         )
     log.info("CPO %s created: org %s, template %s, %s chargers", cpo.id, principal.org, cpo.template, cpo.chargers)
-    return model_response(_accepted(request, draft, cpo, started), 202, headers={"Location": status_url(cpo.id)})
+    return model_response(_accepted(request, draft, cpo, run_id), 202, headers={"Location": status_url(cpo.id)})
 
 
 async def _activity_profile(template: str, spec: NetworkSpec) -> ActivityProfile | None:
@@ -195,59 +193,66 @@ def _accepted(request: Request, draft: _Draft, cpo: Cpo, run_id: str) -> CpoAcce
 
 async def _insert_cpo(request: Request, draft: _Draft) -> Cpo:
     """CPO row + blueprint + party reservation + Token A hash in one transaction (all or nothing)."""
-    body, shape, org = draft.body, draft.shape, draft.principal.org
     for attempt in range(3):
         try:
-            async with database(request).session() as session, session.begin():
-                # Creates of one org take turns from here (quota and party reservation are per org):
-                # Postgres by an advisory lock; on SQLite the INSERT below takes the write lock first.
-                await serialize_on(session, f"cpo-create:{org}")
-                cpo = Cpo(
-                    org=org,
-                    country_code=body.country_code,
-                    party_id=body.party_id,
-                    requested_party_id=body.party_id,
-                    role=body.role.value.upper(),
-                    name_prefix=body.name_prefix,
-                    template=draft.blueprint.template.slug,
-                    template_version=draft.blueprint.template.version,
-                    seed=draft.spec.seed,
-                    overrides=body.overrides or None,
-                    simulation=body.simulation.model_dump(),
-                    ocpi_version=body.ocpi_version,
-                    ttl_seconds=body.ttl_seconds,
-                    status=CpoStatus.PENDING.value,
-                    locations=shape.locations,
-                    chargers=shape.chargers,
-                    evses=shape.evses,
-                    connectors=shape.connectors,
-                    created_at=draft.now,
-                    updated_at=draft.now,
-                    expires_at=draft.expires_at,
-                )
-                session.add(cpo)
-                await session.flush()
-                assert cpo.id is not None
-                # Checked inside the serialized transaction, so two concurrent creates cannot both
-                # squeeze under the quota.
-                over = await quota_problem(
-                    session, request.app.state.settings, org, shape.chargers, exclude_cpo_id=cpo.id
-                )
-                if over is not None:
-                    raise _OverQuota(over)
-                party_id = await reserve(session, org, body.country_code, body.party_id, cpo.id)
-                if party_id is None:
-                    raise _PartyExhausted
-                cpo.party_id = party_id
-                session.add(CpoBlueprint(cpo_id=cpo.id, data=draft.blueprint.model_dump(mode="json")))
-                session.add(
-                    CredentialToken(cpo_id=cpo.id, token_hash=hash_token(draft.token_a), kind="A", created_at=draft.now)
-                )
-            return cpo
+            return await database(request).write_promptly(lambda session: _insert_rows(request, draft, session))
         except IntegrityError:
             if attempt == 2:  # a concurrent create kept winning the same candidate
                 raise
     raise AssertionError("unreachable")
+
+
+async def _insert_rows(request: Request, draft: _Draft, session: AsyncSession) -> Cpo:
+    body, shape, org = draft.body, draft.shape, draft.principal.org
+    # Creates of one org take turns from here (quota and party reservation are per org):
+    # Postgres by an advisory lock; on SQLite the INSERT below takes the write lock first.
+    await serialize_on(session, f"cpo-create:{org}")
+    cpo = Cpo(
+        org=org,
+        country_code=body.country_code,
+        party_id=body.party_id,
+        requested_party_id=body.party_id,
+        role=body.role.value.upper(),
+        name_prefix=body.name_prefix,
+        template=draft.blueprint.template.slug,
+        template_version=draft.blueprint.template.version,
+        seed=draft.spec.seed,
+        overrides=body.overrides or None,
+        simulation=body.simulation.model_dump(),
+        ocpi_version=body.ocpi_version,
+        ttl_seconds=body.ttl_seconds,
+        status=CpoStatus.PENDING.value,
+        locations=shape.locations,
+        chargers=shape.chargers,
+        evses=shape.evses,
+        connectors=shape.connectors,
+        created_at=draft.now,
+        updated_at=draft.now,
+        expires_at=draft.expires_at,
+    )
+    session.add(cpo)
+    await session.flush()
+    assert cpo.id is not None
+    # Checked inside the serialized transaction, so two concurrent creates cannot both squeeze under
+    # the quota.
+    over = await quota_problem(session, request.app.state.settings, org, shape.chargers, exclude_cpo_id=cpo.id)
+    if over is not None:
+        raise _OverQuota(over)
+    party_id = await reserve(session, org, body.country_code, body.party_id, cpo.id)
+    if party_id is None:
+        raise _PartyExhausted
+    cpo.party_id = party_id
+    session.add(CpoBlueprint(cpo_id=cpo.id, data=draft.blueprint.model_dump(mode="json")))
+    session.add(CredentialToken(cpo_id=cpo.id, token_hash=hash_token(draft.token_a), kind="A", created_at=draft.now))
+    return cpo
+
+
+async def _record_run_id(session: AsyncSession, cpo_id: int, run_id: str) -> bool:
+    """The "202 is being sent" record the reconciler relies on; False if the row is gone."""
+    row = await session.get(Cpo, cpo_id)
+    if row is not None and row.workflow_run_id is None:
+        row.workflow_run_id = run_id
+    return row is not None
 
 
 async def _start_or_undo(request: Request, inp: CpoWorkflowInput, template: str, budget: float) -> str | Response:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 
@@ -17,6 +21,11 @@ from app.store import tables as models  # registers every table on SQLModel.meta
 
 # Every table of the app: what the migrations must produce (migrations/env.py, `alembic check`).
 metadata = SQLModel.metadata
+
+T = TypeVar("T")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A prompt writer's longest sleep inside SQLite before it yields to the event loop and tries again.
+SQLITE_PROMPT_POLL_MS = 5
 
 
 def utcnow() -> datetime:
@@ -30,12 +39,16 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str) -> AsyncEngine:
+def _sqlite_file(url: str) -> bool:
+    path = url.split(":///", 1)[-1]
+    return url.startswith("sqlite") and bool(path) and path != ":memory:"
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> AsyncEngine:
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        if _sqlite_file(url):
+            Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
         # API and workers write the same file: WAL lets readers run beside the single writer,
         # busy_timeout makes a second writer wait instead of failing with "database is locked".
@@ -44,7 +57,7 @@ def make_engine(url: str) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -56,9 +69,34 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        # SQLite file only: the same file, its connections polling for the write lock (write_promptly).
+        self._prompt_engine = make_engine(url, busy_timeout_ms=SQLITE_PROMPT_POLL_MS) if _sqlite_file(url) else None
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._prompt_engine is not None:
+            await self._prompt_engine.dispose()
+
+    async def write_promptly(self, work: Callable[[AsyncSession], Awaitable[T]], patience_s: float = 30.0) -> T:
+        """`work` in one write transaction (committed), for a short write on a request's path.
+
+        On SQLite a writer that finds the file locked by another process (a worker) sleeps in the
+        busy handler's growing steps (1, 2, 5 … 100 ms) and may wake long after the lock is free. A
+        prompt writer sleeps at most SQLITE_PROMPT_POLL_MS inside SQLite, then rolls back, yields and
+        runs `work` again, so it starts within a few ms of the lock freeing: `work` must be safe to
+        repeat after a rollback (make its objects inside it). Elsewhere: one plain transaction."""
+        if self._prompt_engine is None:
+            async with self.session() as session, session.begin():
+                return await work(session)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                async with AsyncSession(self._prompt_engine, expire_on_commit=False) as session, session.begin():
+                    return await work(session)
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.001)
 
     def upsert(self, table: Any) -> Any:
         """This dialect's INSERT, which knows ON CONFLICT (SQLite and Postgres spell it alike)."""
