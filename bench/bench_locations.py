@@ -9,7 +9,7 @@ precomputed page, the same uvicorn flags as the API) and the ratio is printed (t
 pair is repeated `--rounds` times, alternated, and the median ratio printed.
 
     .venv/bin/python -m bench.bench_locations [--seconds 10] [--clients 20] [--procs 2]
-        [--locations 1000] [--chargers-per-location 6] [--rounds 2] [--py-spy flame.svg]
+        [--locations 1000] [--chargers-per-location 6] [--rounds 2] [--py-spy flame.svg|stacks.txt]
         [--database sqlite|postgres]
 
 `--database postgres` starts a throwaway PostgreSQL server (bench/app_database.py, Debian's binaries),
@@ -74,8 +74,11 @@ def _client_proc(base: str, headers: dict[str, str], pages: int, clients: int, s
 
 
 def _py_spy(out: str, pid: int, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy (pip install py-spy) sampling the API process for `seconds`, as a flame graph."""
+    """py-spy (pip install py-spy) sampling the API process for `seconds`: a flame graph, or collapsed
+    stacks (one line per stack, for grep and sort) when `out` ends in .txt."""
     cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--output", out, "--nonblocking"]
+    if out.endswith(".txt"):
+        cmd += ["--format", "raw"]
     return subprocess.Popen([str(Path(sys.executable).parent / cmd[0]), *cmd[1:]])
 
 
@@ -143,7 +146,7 @@ async def main() -> None:
     ap.add_argument("--locations", type=int, default=1000)
     ap.add_argument("--chargers-per-location", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2, help="locations/static pairs, alternated")
-    ap.add_argument("--py-spy", metavar="SVG", help="first an extra locations run, recorded with py-spy")
+    ap.add_argument("--py-spy", metavar="FILE", help="first an extra locations run, recorded with py-spy (.svg, or .txt: collapsed)")
     add_database_arg(ap)
     args = ap.parse_args()
 

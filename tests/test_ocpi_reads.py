@@ -1,4 +1,5 @@
-"""app.ocpi.reads: the hot-path reads see every commit at once, and survive a dropped connection."""
+"""app.ocpi.reads: the hot-path reads see every commit at once, survive a dropped connection, and
+refuse (on Postgres) a statement SQLAlchemy would have to rewrite per execution."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ async def test_a_connection_dropped_by_the_server_is_replaced_and_the_read_retri
             ).scalar_one()
         assert killed >= 1
         assert await reads.read_rows(db, _STATUS, {}) == [("READY",)]
+    finally:
+        await reads.dispose(db)
+        await db.dispose()
+
+
+async def test_a_statement_expanded_per_execution_is_refused_on_postgres(databases: DatabaseFactory) -> None:
+    if databases.backend != "postgres":
+        pytest.skip("only the Postgres reader sends SQLAlchemy's compiled text itself")
+    made = databases.new("reads_expanding")
+    db = Database(made.url)
+    try:
+        expanding = select(Cpo.status).where(Cpo.id.in_([1, 2]))  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="bindparam"):
+            await reads.read_rows(db, expanding, {})
     finally:
         await reads.dispose(db)
         await db.dispose()

@@ -6,32 +6,22 @@ runs inline on the event loop. WAL readers do not wait for writers; if the file 
 short timeout falls back to the async engine. Every call reads the database afresh: nothing here
 caches a result (a revoked token is refused by every API process at once).
 
-Postgres (and anything else): a small async engine of its own in autocommit mode, without the
-main engine's pre-ping, so a read is one round trip (the main pool's checkout ping alone is three:
-BEGIN, `;`, ROLLBACK, plus BEGIN/ROLLBACK around the query). A connection the server dropped
-fails the read; the pool then discards it and the read is retried once on a fresh connection
-(a SELECT is safe to repeat).
+Postgres: straight on an asyncpg pool (app.ocpi.pg_reads, imported only for a Postgres database).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Executable, Row, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy.exc import OperationalError
 
 from app.store.db import Database
 
 _READER_BUSY_TIMEOUT_S = 0.05
-# Per API process, beside the main engine's pool; all kept open. With 5 kept and 10 overflow, 20
-# concurrent page readers opened and closed a Postgres connection (a backend fork and startup) on most
-# reads: bench_locations on Postgres went 205 → 334 pages/s and 4.1 → 1.5 ms of server CPU per page.
-_ASYNC_READER_POOL = 15
 _readers: weakref.WeakKeyDictionary[Database, Engine | None] = weakref.WeakKeyDictionary()
-_async_readers: weakref.WeakKeyDictionary[Database, AsyncEngine] = weakref.WeakKeyDictionary()
 
 
 def sqlite_reader(db: Database) -> Engine | None:
@@ -50,31 +40,18 @@ def _query_only(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.execute("PRAGMA query_only = 1")
 
 
-def _async_reader(db: Database) -> AsyncEngine:
-    reader = _async_readers.get(db)
-    if reader is None:
-        url = db.engine.url
-        if url.get_backend_name() == "sqlite":
-            reader = db.engine  # the fallback when the inline reader is busy: rare, keep one pool
-        else:
-            reader = create_async_engine(
-                url, isolation_level="AUTOCOMMIT", pool_size=_ASYNC_READER_POOL, max_overflow=0
-            )
-        _async_readers[db] = reader
-    return reader
-
-
 async def dispose(db: Database) -> None:
     """Close the reader pools of `db` (the API's shutdown, beside `db.dispose()`)."""
-    reader = _async_readers.pop(db, None)
-    if reader is not None and reader is not db.engine:
-        await reader.dispose()
+    if db.engine.dialect.name == "postgresql":
+        from app.ocpi import pg_reads
+
+        await pg_reads.dispose(db)
     sync_reader = _readers.pop(db, None)
     if sync_reader is not None:
         sync_reader.dispose()
 
 
-async def read_rows(db: Database, stmt: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+async def read_rows(db: Database, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
     """Every row of one SELECT, on a connection of its own (no transaction left open)."""
     reader = sqlite_reader(db)
     if reader is not None:
@@ -83,15 +60,9 @@ async def read_rows(db: Database, stmt: Executable, params: Mapping[str, Any]) -
                 return list(conn.execute(stmt, params).all())
         except OperationalError:
             pass  # busy or locked: take the async path rather than block the event loop
-    reader = _async_reader(db)
-    try:
-        return await _read(reader, stmt, params)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        return await _read(reader, stmt, params)  # the server dropped that connection: once more
+    if db.engine.dialect.name == "postgresql":
+        from app.ocpi import pg_reads  # asyncpg is the postgres extra's: not imported on SQLite
 
-
-async def _read(engine: AsyncEngine, stmt: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
-    async with engine.connect() as conn:
+        return await pg_reads.read_rows(db, stmt, params)
+    async with db.engine.connect() as conn:  # SQLite, busy: the main engine, which waits its turn
         return list((await conn.execute(stmt, params)).all())

@@ -47,7 +47,9 @@ _token = CredentialToken.__table__.c  # type: ignore[attr-defined]
 _peer = OcpiPeer.__table__.c  # type: ignore[attr-defined]
 
 # Built once: one Core SELECT on the CPO's primary key and the unique token hash, columns only (no
-# ORM objects, no statement construction per request). A header yields at most two candidates.
+# ORM objects, no statement construction per request). A header yields at most two candidates. Rows
+# are read by position: CpoInfo's fields after its id, then the token's.
+_CPO_COLUMNS = 7
 _RESOLVE = (
     select(
         _cpo.status,
@@ -85,19 +87,10 @@ async def resolve(db: Database, cpo_id: int, candidates: list[str]) -> tuple[Cpo
     rows = await read_rows(db, _RESOLVE, {"cpo_id": cpo_id, "hash_1": listed[0], "hash_2": listed[1]})
     if not rows:
         return None, None
-    first = rows[0]
-    cpo = CpoInfo(
-        cpo_id,
-        first.status,
-        first.ocpi_version,
-        first.country_code,
-        first.party_id,
-        first.role,
-        first.name_prefix,
-        first.locations,
-    )
-    found = [r for r in rows if r.token_hash is not None]
+    cpo = CpoInfo(cpo_id, *rows[0][:_CPO_COLUMNS])
+    found = {row[_CPO_COLUMNS]: row[_CPO_COLUMNS:] for row in rows if row[_CPO_COLUMNS] is not None}
     if not found:
         return cpo, None
-    best = min(found, key=lambda r: listed.index(r.token_hash))  # the header's best guess first
-    return cpo, Credential(hashes[best.token_hash], best.kind, best.peer_id, best.peer_country_code, best.peer_party_id)
+    best = min(found, key=listed.index)  # the header's best guess first
+    token_hash, kind, peer_id, peer_country_code, peer_party_id = found[best]
+    return cpo, Credential(hashes[token_hash], kind, peer_id, peer_country_code, peer_party_id)
