@@ -146,7 +146,9 @@ async def main() -> None:
     ap.add_argument("--locations", type=int, default=1000)
     ap.add_argument("--chargers-per-location", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2, help="locations/static pairs, alternated")
-    ap.add_argument("--py-spy", metavar="FILE", help="first an extra locations run, recorded with py-spy (.svg, or .txt: collapsed)")
+    ap.add_argument(
+        "--py-spy", metavar="FILE", help="first an extra locations run, recorded with py-spy (.svg, or .txt: collapsed)"
+    )
     add_database_arg(ap)
     args = ap.parse_args()
 
