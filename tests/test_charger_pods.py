@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.worker import Worker
 
@@ -119,6 +120,33 @@ async def test_ready_only_once_every_charger_booted_and_teardown_disconnects_the
     assert (await pod.describe()).status == WorkflowExecutionStatus.CANCELED
     assert sockets_to(sim.pid, stack.api_port) == 0
     assert stack.count("charger", cpo_id) == 0
+
+
+async def test_teardown_asks_every_pod_to_stop_before_it_waits_for_one(stack: Stack, client: httpx.AsyncClient) -> None:
+    """A pod learns of its cancellation only at its next heartbeat (up to 5 s): teardown cancels
+    every pod first and then waits for all, so a many-pod CPO pays about one such wait, not one per
+    pod. Read from the pods' own histories: every cancel request precedes the first pod's close."""
+    body = {**BODY, "party_id": "LVP", "overrides": {"locations": 17, "chargers_per_location": 30}}
+    resp = await client.post("/ocpi/cpos", json=body)  # 510 chargers: pods of 16 locations and 1
+    assert resp.status_code == 202, resp.text
+    cpo_id = resp.json()["cpo_id"]
+    assert (await wait_status(client, cpo_id, {"READY", "FAILED"}, timeout=120))["status"] == "READY"
+    temporal = await Client.connect(stack.temporal_address)
+    pods = [temporal.get_workflow_handle(pod_workflow_id(int(cpo_id), n)) for n in range(2)]
+    assert [(await pod.describe()).status for pod in pods] == [WorkflowExecutionStatus.RUNNING] * 2
+
+    assert (await client.delete(f"/ocpi/cpos/{cpo_id}")).status_code == 202
+    await wait_status(client, cpo_id, {"DESTROYED"}, timeout=120)
+    asked, closed = [], []
+    for pod in pods:
+        for event in (await pod.fetch_history()).events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+                asked.append(event.event_time.ToDatetime())
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+                closed.append(event.event_time.ToDatetime())
+    assert len(asked) == len(closed) == 2
+    assert max(asked) < min(closed)
+    assert stack.count("charger", int(cpo_id)) == 0
 
 
 async def test_a_killed_sim_worker_hands_its_pod_to_another_and_the_emsp_sees_it(
