@@ -64,7 +64,7 @@ async def test_a_write_waits_for_another_process_lock_by_polling_and_commits_onc
         return "done"
 
     try:
-        with write_lock_held(made.url.split(":///", 1)[1], 0.6) as holder:
+        with write_lock_held(str(db.sqlite_path), 0.6) as holder:
             started = time.monotonic()
             assert await db.write_promptly(insert) == "done"
             waited = time.monotonic() - started
@@ -85,7 +85,7 @@ async def test_a_write_gives_up_after_its_patience_and_writes_nothing(databases:
         await session.flush()
 
     try:
-        with write_lock_held(made.url.split(":///", 1)[1], 30):
+        with write_lock_held(str(db.sqlite_path), 30):
             started = time.monotonic()
             with pytest.raises(OperationalError, match="locked"):
                 await db.write_promptly(insert, patience_s=0.3)

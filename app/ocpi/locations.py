@@ -222,7 +222,7 @@ _READY_PAGE = (
 )
 
 
-async def _page_rows(db: Database, cpo: CpoInfo, params: PageParams) -> tuple[list[Any], int]:
+async def _page_rows(db: Database, cpo: CpoInfo, params: PageParams) -> tuple[Sequence[Any], int]:
     """Rows of the page (id, stamp, …) and the total. Read by position: cheaper than a Row's
     attribute access by name, on 100 rows per request."""
     if cpo.status == CpoStatus.READY and params.date_from is None and params.date_to is None:

@@ -27,10 +27,10 @@ _readers: weakref.WeakKeyDictionary[Database, Engine | None] = weakref.WeakKeyDi
 def sqlite_reader(db: Database) -> Engine | None:
     """The synchronous read-only engine of a SQLite file database; None for any other database."""
     if db not in _readers:
-        url = db.engine.url
         reader = None
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            reader = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": _READER_BUSY_TIMEOUT_S})
+        if db.sqlite_path is not None:
+            url = db.engine.url.set(drivername="sqlite")
+            reader = create_engine(url, connect_args={"timeout": _READER_BUSY_TIMEOUT_S})
             event.listen(reader, "connect", _query_only)
         _readers[db] = reader
     return _readers[db]

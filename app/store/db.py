@@ -39,15 +39,16 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_file(url: str) -> bool:
+def sqlite_file_path(url: str) -> str | None:
+    """The file of a SQLite URL; None for an in-memory SQLite database or any other backend."""
     path = url.split(":///", 1)[-1]
-    return url.startswith("sqlite") and bool(path) and path != ":memory:"
+    return path if url.startswith("sqlite") and path and path != ":memory:" else None
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> AsyncEngine:
     if url.startswith("sqlite"):
-        if _sqlite_file(url):
-            Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+        if path := sqlite_file_path(url):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
         # API and workers write the same file: WAL lets readers run beside the single writer,
@@ -69,8 +70,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self.sqlite_path = sqlite_file_path(url)
         # SQLite file only: the same file, its connections polling for the write lock (write_promptly).
-        self._prompt_engine = make_engine(url, busy_timeout_ms=SQLITE_PROMPT_POLL_MS) if _sqlite_file(url) else None
+        self._prompt_engine = make_engine(url, busy_timeout_ms=SQLITE_PROMPT_POLL_MS) if self.sqlite_path else None
 
     async def dispose(self) -> None:
         await self.engine.dispose()

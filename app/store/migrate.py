@@ -81,11 +81,10 @@ async def _migration_lock(db: Database, conn: AsyncConnection) -> Any:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         yield
         return
-    database = db.engine.url.database
-    if not database or database == ":memory:":
+    if db.sqlite_path is None:  # in-memory SQLite
         yield
         return
-    fd = await asyncio.to_thread(os.open, f"{database}.migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fd = await asyncio.to_thread(os.open, f"{db.sqlite_path}.migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         yield
