@@ -1,5 +1,6 @@
 """app.ocpi.reads: the hot-path reads see every commit at once, survive a dropped connection, and
-refuse (on Postgres) a statement SQLAlchemy would have to rewrite per execution."""
+on Postgres refuse a statement SQLAlchemy would have to rewrite per execution and take the database
+URL's driver options as the main engine does."""
 
 from __future__ import annotations
 
@@ -64,6 +65,22 @@ async def test_a_statement_expanded_per_execution_is_refused_on_postgres(databas
         expanding = select(Cpo.status).where(Cpo.id.in_([1, 2]))  # type: ignore[union-attr]
         with pytest.raises(ValueError, match="bindparam"):
             await reads.read_rows(db, expanding, {})
+    finally:
+        await reads.dispose(db)
+        await db.dispose()
+
+
+async def test_the_url_options_sqlalchemys_adapter_knows_reach_asyncpg_in_its_terms(databases: DatabaseFactory) -> None:
+    if databases.backend != "postgres":
+        pytest.skip("the asyncpg reader is Postgres-only")
+    made = databases.new("reads_url_options")
+    # Both are options of SQLAlchemy's asyncpg adapter (the main engine honours them); passed to
+    # asyncpg unchanged, the first is an unknown keyword and the second a string where a number goes.
+    db = Database(f"{made.url}?prepared_statement_cache_size=10&command_timeout=5")
+    try:
+        async with db.session() as session, session.begin():
+            session.add(cpo_row("reads-org", "RDS", "READY", id=1))
+        assert await reads.read_rows(db, _STATUS, {}) == [("READY",)]
     finally:
         await reads.dispose(db)
         await db.dispose()
